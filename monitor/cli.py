@@ -1,0 +1,72 @@
+"""The ``anomon`` command line.
+
+Each subcommand lives in its own module under :mod:`monitor.commands` and exposes
+``add_parser(subparsers)``, which adds its parser and sets ``func`` (called with the
+parsed arguments; returns the exit code). Heavy imports (torch, kafka) happen inside
+``func`` so that ``anomon --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+#: Subcommand modules, in the order ``anomon --help`` lists them.
+COMMAND_MODULES = [
+    "monitor.commands.run",
+    "monitor.commands.demo",
+    "monitor.commands.replay",
+    "monitor.commands.broker",
+    "monitor.commands.train",
+    "monitor.commands.evaluate",
+    "monitor.commands.batch",
+    "monitor.commands.bench",
+    "monitor.commands.deploy",
+    "monitor.commands.detectors",
+    "monitor.commands.data",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anomon",
+        description="anomon: a streaming anomaly monitor. Consumes sensor and ECG streams from Kafka, "
+        "scores sliding windows with an LSTM VAE, emits scores and alerts, exposes Prometheus metrics.",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (DEBUG, INFO, WARNING, ERROR)")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text", help="log line format")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # subcommand not shipped in this build
+            raise
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from monitor.logs import setup_logging
+
+    setup_logging(args.log_level, args.log_format)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a clear one-line error for the user, the traceback at DEBUG
+        from monitor.errors import UserError
+
+        if isinstance(exc, UserError):
+            logging.getLogger("anomon").debug("error", exc_info=True)
+            print(f"anomon: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``anomon`` subcommand (see :mod:`monitor.cli`)."""

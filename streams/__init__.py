@@ -1,0 +1,4 @@
+"""Records, Kafka source and sink, windowing, the embedded broker and dataset loaders.
+
+``streams`` never imports ``monitor`` or ``models``.
+"""

@@ -1,0 +1,155 @@
+"""The detector contract, run automatically over every registered detector.
+
+A detector opts into faster settings with the class attribute ``_contract_params``.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from models import Detector, NotFittedError, Scores, available_detectors, load_detector
+from models.base import IncompatibleModelError, InputError
+
+DETECTORS = available_detectors()
+
+
+def _data(cls: type[Detector], n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if cls.input_kind == "window":
+        t = np.linspace(0, 4 * np.pi, 24, dtype=np.float32)
+        phase = rng.uniform(0, 2 * np.pi, size=(n, 1))
+        base = np.sin(t[None, :] + phase)
+        return np.stack([base, np.cos(t[None, :] + phase)], axis=-1).astype(np.float32) + 0.05 * rng.normal(
+            size=(n, 24, 2)
+        ).astype(np.float32)
+    X = rng.normal(size=(n, 5))
+    X[:, 1] = X[:, 0] * 0.5 + 0.1 * X[:, 1]
+    return X
+
+
+def _make(cls: type[Detector]) -> Detector:
+    return cls(**cls._contract_params)
+
+
+@pytest.fixture(scope="module", params=sorted(DETECTORS), ids=sorted(DETECTORS))
+def fitted(request):
+    cls = DETECTORS[request.param]
+    det = _make(cls)
+    out = det.fit(_data(cls, 96, 0))
+    return cls, det, out
+
+
+def test_registry_is_populated():
+    assert "robust-zscore" in DETECTORS
+    assert len(DETECTORS) >= 2, f"only {sorted(DETECTORS)} registered"
+
+
+def test_fit_returns_self(fitted):
+    _, det, out = fitted
+    assert out is det
+
+
+def test_init_only_stores_hyperparameters():
+    for cls in DETECTORS.values():
+        det = _make(cls)
+        learned = [k for k in vars(det) if k.endswith("_") and not k.startswith("_")]
+        assert not learned, f"{cls.name}: __init__ set learned attributes {learned}"
+        assert set(det.get_params()) == set(cls._param_names())
+        json.dumps(det.get_params())  # hyperparameters must be JSON-able to be saved
+
+
+def test_components_match_declaration(fitted):
+    cls, det, _ = fitted
+    s = det.score(_data(cls, 10, 1))
+    assert isinstance(s, Scores)
+    assert list(s) == [c.name for c in cls.components]
+    assert all(c.direction == "higher" for c in cls.components)
+    for name in s:
+        assert s[name].shape == (10,)
+        assert np.isfinite(s[name]).all(), f"{cls.name}.{name} gave non-finite scores"
+
+
+def test_scoring_is_deterministic(fitted):
+    cls, det, _ = fitted
+    X = _data(cls, 12, 2)
+    a, b = det.score(X), det.score(X)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=f"{cls.name}.{name}")
+
+
+def test_scoring_is_batch_invariant(fitted):
+    cls, det, _ = fitted
+    X = _data(cls, 17, 3)
+    whole = det.score(X)
+    parts = Scores.concat([det.score(X[:1]), det.score(X[1:9]), det.score(X[9:])])
+    for name in whole:
+        np.testing.assert_allclose(parts[name], whole[name], rtol=1e-4, atol=1e-6, err_msg=f"{cls.name}.{name}")
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    cls, det, _ = fitted
+    X = _data(cls, 9, 4)
+    det.save(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "weights.safetensors"]
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["format_version"] == 1 and cfg["detector"] == cls.name
+    loaded = load_detector(tmp_path / "m")
+    assert type(loaded) is cls
+    a, b = det.score(X), loaded.score(X)
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=1e-6, atol=1e-9, err_msg=f"{cls.name}.{name}")
+
+
+def test_score_before_fit_raises_not_fitted():
+    for cls in DETECTORS.values():
+        with pytest.raises(NotFittedError, match="fit"):
+            _make(cls).score(_data(cls, 3, 5))
+
+
+def test_bad_input_is_rejected(fitted):
+    cls, det, _ = fitted
+    X = _data(cls, 4, 6)
+    X[1, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        det.score(X)
+    with pytest.raises(InputError, match="shape"):
+        det.score(np.zeros(5))
+    wrong_width = X[..., :-1]
+    with pytest.raises(InputError):
+        det.score(np.nan_to_num(wrong_width))
+
+
+def test_pickle_bearing_model_is_rejected_without_executing(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    d = tmp_path / "evil"
+    d.mkdir()
+    (d / "config.json").write_text(
+        json.dumps({"format_version": 1, "detector": "robust-zscore", "params": {}, "state": {}})
+    )
+    (d / "weights.safetensors").write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(IncompatibleModelError, match="safetensors"):
+        load_detector(d)
+    assert not marker.exists()
+
+
+def test_incompatible_format_version(tmp_path):
+    cls = DETECTORS["robust-zscore"]
+    det = _make(cls).fit(_data(cls, 20, 0))
+    det.save(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["format_version"] = 99
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(IncompatibleModelError, match="format_version 99"):
+        load_detector(tmp_path / "m")
+    with pytest.raises(IncompatibleModelError, match="no such model config"):
+        load_detector(tmp_path / "missing")
