@@ -196,6 +196,7 @@ BUILTIN_MODULES: list[str] = [
     "models.aae",
     "models.wae",
     "models.sklearn_baselines",
+    "models.graph_vae",
 ]
 
 
