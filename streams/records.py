@@ -1,0 +1,284 @@
+"""Decoding of reading records: JSON values (and Kafka keys) to numpy arrays.
+
+Three JSON forms are accepted (field names are configurable, see :class:`RecordFormat`):
+
+* a single reading: ``{"series": "ecg-106", "ts": 1732280000123, "value": 0.42}``;
+* a multivariate reading: ``{"series": "m1", "ts": 1732280000123, "values": [0.4, 1.2]}``;
+* a chunk of regularly sampled readings: ``{"series": "ecg-106", "ts": 1732280000000,
+  "period_ms": 2.7778, "values": [[0.4], [0.41], ...]}`` (or ``"values": [0.4, 0.41, ...]``
+  for one channel), where ``ts`` is the time of the first sample.
+
+The Kafka key, when present and not empty, is the series id; otherwise the ``series`` field is.
+Timestamps are epoch milliseconds by default (``ts_unit="s"`` or ``"iso"`` for other forms) and
+are kept internally as integer **microseconds** (``int64``), so chunks above 1 kHz keep distinct times.
+
+Every bad record raises :class:`RecordError` with a typed ``reason`` (one of :data:`REASONS`)
+and a message that names the field.
+
+Examples
+--------
+>>> fmt = RecordFormat()
+>>> r = decode_record(b'{"series": "a", "ts": 1000, "value": 0.5}', None, fmt)
+>>> r.series, r.ts.tolist(), r.values.tolist()
+('a', [1000000], [[0.5]])
+>>> r = decode_record(b'{"ts": 0, "period_ms": 2, "values": [[1, 2], [3, 4]]}', b"k", fmt)
+>>> r.series, r.ts.tolist(), r.values.shape
+('k', [0, 2000], (2, 2))
+>>> try:
+...     decode_record(b'{"series": "a", "ts": 1, "value": NaN}', None, fmt)
+... except RecordError as e:
+...     print(e.reason, "-", e)
+nan_or_inf - field 'value': NaN or inf at sample 0
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+#: Every reason a record can be dead-lettered for (decoding, windowing and scoring).
+REASONS = (
+    "undecodable",  # not UTF-8 / not JSON / not a JSON object
+    "missing_field",  # a required field is absent
+    "bad_field",  # a field has the wrong type or an impossible value
+    "nan_or_inf",  # a value is NaN or infinite
+    "wrong_width",  # the number of channels differs from the model's
+    "too_large",  # message bytes, samples or channels over the configured bounds
+    "empty",  # no samples
+    "late",  # older than the bounded lateness allows (windowing)
+    "duplicate",  # same series and timestamp seen already (windowing)
+    "series_limit",  # too many live series in a partition (windowing)
+)
+
+
+class RecordError(ValueError):
+    """A record that cannot be used. ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RecordFormat:
+    """Field names, timestamp format and size bounds of the input records."""
+
+    series_field: str = "series"
+    ts_field: str = "ts"
+    value_field: str = "value"
+    values_field: str = "values"
+    period_field: str = "period_ms"
+    #: "ms" (epoch milliseconds), "s" (epoch seconds), "us" (epoch microseconds) or "iso" (ISO 8601 string)
+    ts_unit: str = "ms"
+    max_message_bytes: int = 1_048_576
+    max_samples: int = 100_000
+    max_channels: int = 1024
+    max_series_len: int = 256
+
+    def __post_init__(self) -> None:
+        if self.ts_unit not in _TS_SCALE and self.ts_unit != "iso":
+            raise ValueError(f"ts_unit must be one of ms, s, us, iso; got {self.ts_unit!r}")
+
+
+_TS_SCALE = {"ms": 1_000.0, "s": 1_000_000.0, "us": 1.0}
+# Timestamps must lie between 1970 and 2200 (in microseconds): catches unit mistakes early.
+_TS_MAX_US = 7_258_118_400_000_000
+
+
+class Readings:
+    """Decoded samples of one record: one series, ``ts`` (n,) int64 µs, ``values`` (n, C) float64."""
+
+    __slots__ = ("series", "ts", "values")
+
+    def __init__(self, series: str, ts: np.ndarray, values: np.ndarray):
+        self.series = series
+        self.ts = ts
+        self.values = values
+
+    @property
+    def n(self) -> int:
+        return len(self.ts)
+
+    def __repr__(self) -> str:
+        return f"Readings(series={self.series!r}, n={self.n}, channels={self.values.shape[1]})"
+
+
+def _parse_ts(raw: Any, fmt: RecordFormat, field: str) -> float:
+    """Timestamp in microseconds (float)."""
+    if fmt.ts_unit == "iso":
+        if not isinstance(raw, str):
+            raise RecordError("bad_field", f"field {field!r}: expected an ISO 8601 string, got {type(raw).__name__}")
+        try:
+            d = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise RecordError("bad_field", f"field {field!r}: not an ISO 8601 time: {raw[:40]!r}") from None
+        if d.tzinfo is None:
+            d = d.replace(tzinfo=timezone.utc)
+        us = d.timestamp() * 1e6
+    else:
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+            raise RecordError("bad_field", f"field {field!r}: expected a number (epoch {fmt.ts_unit}), got {type(raw).__name__}")
+        us = float(raw) * _TS_SCALE[fmt.ts_unit]
+    if not math.isfinite(us):
+        raise RecordError("nan_or_inf", f"field {field!r}: NaN or inf")
+    if not 0 <= us <= _TS_MAX_US:
+        raise RecordError("bad_field", f"field {field!r}: timestamp {raw!r} is outside 1970..2200 (unit {fmt.ts_unit})")
+    return us
+
+
+def _as_float_array(raw: Any, field: str) -> np.ndarray:
+    """Numbers (possibly nested lists) to a float64 array; strings, bools, nulls and ragged lists are rejected."""
+    try:
+        arr = np.asarray(raw)
+    except (ValueError, TypeError):
+        raise RecordError("bad_field", f"field {field!r}: ragged or non-numeric array") from None
+    if arr.dtype.kind not in "if":
+        if arr.dtype.kind == "O":
+            # None or big ints, or ragged lists
+            raise RecordError("bad_field", f"field {field!r}: holds a non-number (null, nested or huge value)")
+        raise RecordError("bad_field", f"field {field!r}: expected numbers, got {arr.dtype.kind!r}-typed values")
+    return arr.astype(np.float64, copy=False)
+
+
+def _series(key: bytes | str | None, obj: dict, fmt: RecordFormat) -> str:
+    if key:
+        if isinstance(key, bytes):
+            try:
+                key = key.decode("utf-8")
+            except UnicodeDecodeError:
+                raise RecordError("undecodable", "Kafka key is not UTF-8") from None
+        s = key
+    else:
+        s = obj.get(fmt.series_field)
+        if s is None:
+            raise RecordError("missing_field", f"field {fmt.series_field!r} missing and the Kafka key is empty")
+        if isinstance(s, bool) or not isinstance(s, (str, int)):
+            raise RecordError("bad_field", f"field {fmt.series_field!r}: expected a string, got {type(s).__name__}")
+        s = str(s)
+    if not s:
+        raise RecordError("bad_field", f"field {fmt.series_field!r}: empty series id")
+    if len(s) > fmt.max_series_len:
+        raise RecordError("too_large", f"field {fmt.series_field!r}: series id longer than {fmt.max_series_len} characters")
+    return s
+
+
+def decode_record(value: bytes | str | None, key: bytes | str | None, fmt: RecordFormat,
+                  width: int | None = None) -> Readings:
+    """Decode one Kafka record to :class:`Readings`.
+
+    Parameters
+    ----------
+    value, key
+        The Kafka record's value and key.
+    fmt
+        Field names, timestamp unit and bounds.
+    width
+        When given, the number of channels every sample must have (``wrong_width`` otherwise).
+    """
+    if value is None:
+        raise RecordError("undecodable", "empty record value (tombstone)")
+    if len(value) > fmt.max_message_bytes:
+        raise RecordError("too_large", f"record value is {len(value)} bytes, over max_message_bytes={fmt.max_message_bytes}")
+    try:
+        obj = json.loads(value)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RecordError("undecodable", f"value is not JSON: {str(exc)[:80]}") from None
+    except RecursionError:
+        raise RecordError("undecodable", "value is not JSON: nested too deeply") from None
+    if not isinstance(obj, dict):
+        raise RecordError("undecodable", f"value is JSON {type(obj).__name__}, expected an object")
+    series = _series(key, obj, fmt)
+
+    if fmt.ts_field not in obj:
+        raise RecordError("missing_field", f"field {fmt.ts_field!r} missing")
+    t0 = _parse_ts(obj[fmt.ts_field], fmt, fmt.ts_field)
+
+    if fmt.values_field in obj:
+        field = fmt.values_field
+        raw = obj[field]
+        if not isinstance(raw, list):
+            raise RecordError("bad_field", f"field {field!r}: expected a list, got {type(raw).__name__}")
+        if len(raw) == 0:
+            raise RecordError("empty", f"field {field!r}: empty list")
+        if len(raw) > max(fmt.max_samples, fmt.max_channels):
+            raise RecordError("too_large", f"field {field!r}: {len(raw)} entries, over the bound")
+        chunk = fmt.period_field in obj
+        arr = _as_float_array(raw, field)
+        if chunk:
+            period = obj[fmt.period_field]
+            if isinstance(period, bool) or not isinstance(period, (int, float)) or not math.isfinite(period) or period <= 0:
+                raise RecordError("bad_field", f"field {fmt.period_field!r}: expected a positive number of milliseconds")
+            if arr.ndim == 1:
+                arr = arr[:, None]
+            elif arr.ndim != 2:
+                raise RecordError("bad_field", f"field {field!r}: a chunk is a list of samples (list of lists of numbers)")
+            n = arr.shape[0]
+            if n > fmt.max_samples:
+                raise RecordError("too_large", f"field {field!r}: {n} samples, over max_samples={fmt.max_samples}")
+            step = float(period) * 1000.0
+            ts = np.rint(t0 + step * np.arange(n)).astype(np.int64)
+            if ts[-1] > _TS_MAX_US:
+                raise RecordError("bad_field", f"field {fmt.period_field!r}: chunk runs past year 2200")
+        else:
+            if arr.ndim != 1:
+                raise RecordError("bad_field", f"field {field!r}: a multivariate reading is a flat list of numbers "
+                                  f"(add {fmt.period_field!r} for a chunk)")
+            arr = arr[None, :]
+            ts = np.array([int(round(t0))], dtype=np.int64)
+    elif fmt.value_field in obj:
+        field = fmt.value_field
+        v = obj[field]
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise RecordError("bad_field", f"field {field!r}: expected a number, got {type(v).__name__}")
+        try:
+            arr = np.array([[float(v)]])
+        except OverflowError:
+            raise RecordError("nan_or_inf", f"field {field!r}: number too large") from None
+        ts = np.array([int(round(t0))], dtype=np.int64)
+    else:
+        raise RecordError("missing_field", f"neither {fmt.value_field!r} nor {fmt.values_field!r} present")
+
+    c = arr.shape[1]
+    if c == 0:
+        raise RecordError("empty", f"field {field!r}: samples have no channels")
+    if c > fmt.max_channels:
+        raise RecordError("too_large", f"field {field!r}: {c} channels, over max_channels={fmt.max_channels}")
+    if width is not None and c != width:
+        raise RecordError("wrong_width", f"field {field!r}: {c} channel(s) per sample, the model expects {width}")
+    finite = np.isfinite(arr)
+    if not finite.all():
+        i = int(np.argwhere(~finite)[0][0])
+        raise RecordError("nan_or_inf", f"field {field!r}: NaN or inf at sample {i}")
+    if np.abs(arr).max() > 3.0e38:
+        raise RecordError("nan_or_inf", f"field {field!r}: value too large for float32")
+    return Readings(series, ts, arr)
+
+
+def encode_reading(series: str, ts_ms: float, value: float | list[float], fmt: RecordFormat | None = None) -> bytes:
+    """JSON of a single reading (the replay tool's single-reading form).
+
+    >>> encode_reading("a", 5, 1.5)
+    b'{"series":"a","ts":5,"value":1.5}'
+    """
+    fmt = fmt or RecordFormat()
+    key = fmt.values_field if isinstance(value, (list, tuple, np.ndarray)) else fmt.value_field
+    v = [float(x) for x in value] if key == fmt.values_field else float(value)
+    return json.dumps({fmt.series_field: series, fmt.ts_field: ts_ms, key: v}, separators=(",", ":")).encode()
+
+
+def encode_chunk(series: str, ts_ms: float, period_ms: float, values: np.ndarray, fmt: RecordFormat | None = None) -> bytes:
+    """JSON of a chunk: ``values`` (n,) or (n, C).
+
+    >>> encode_chunk("a", 0, 2.5, np.array([1.0, 2.0]))
+    b'{"series":"a","ts":0,"period_ms":2.5,"values":[[1.0],[2.0]]}'
+    """
+    fmt = fmt or RecordFormat()
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 1:
+        v = v[:, None]
+    return json.dumps({fmt.series_field: series, fmt.ts_field: ts_ms, fmt.period_field: period_ms,
+                       fmt.values_field: v.tolist()}, separators=(",", ":")).encode()

@@ -1,0 +1,455 @@
+"""Per-(partition, series) sliding windows in event-time order, with committable offsets.
+
+A :class:`Windower` receives decoded readings (:class:`streams.records.Readings`) with the
+Kafka partition and offset they came from, and returns complete windows of ``length`` T
+readings every ``stride`` S readings, per series, as numpy batches (:class:`WindowBatch`).
+
+* **Order and lateness.** Readings are released in timestamp order. With ``lateness_ms = 0``
+  a reading older than the last released one of its series is ``late`` (the same timestamp is a
+  ``duplicate``); with a positive lateness, readings wait in a small per-series reorder buffer
+  until the series' watermark (max timestamp seen - lateness) passes them.
+* **Gaps.** A gap longer than ``gap_ms`` between consecutive readings restarts the window.
+* **Idle series** are evicted after ``idle_ttl_s`` seconds of processing time without data. The
+  clock is injected (:class:`SystemClock`, :class:`ManualClock`), never read inside the logic.
+* **Committable offsets.** Each window carries the Kafka offset of its newest reading; the state
+  keeps, per block of S readings, the smallest offset. :meth:`Windower.committable` returns, per
+  partition, the smallest offset that open windows (and the reorder buffer) still need, or the
+  next offset when nothing is open: committing it never loses a window.
+* **Resume.** :meth:`Windower.snapshot` gives, per series, where the next window starts
+  (``[ts_floor_us, skip]``); :meth:`Windower.assign` with that snapshot makes a new owner that
+  replays from the committed offset rebuild exactly the same windows (same ends, same ids),
+  silently skipping readings of windows already emitted.
+
+State per series is light: a preallocated ``float32`` ring of T x C values and a ring of
+``ceil(T/S) + 1`` block entries (start timestamp, smallest offset).
+
+Examples
+--------
+>>> import numpy as np
+>>> from streams.records import Readings
+>>> w = Windower(WindowSpec(length=4, stride=2, channels=1), clock=ManualClock())
+>>> r = Readings("a", np.arange(6, dtype=np.int64) * 1000, np.arange(6.0)[:, None])
+>>> batches, rejected = w.add(0, 10, r)
+>>> [b.X[:, :, 0].tolist() for b in batches]
+[[[0.0, 1.0, 2.0, 3.0], [2.0, 3.0, 4.0, 5.0]]]
+>>> batches[0].end_ts.tolist(), w.committable(0)
+([3000, 5000], 10)
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+# --------------------------------------------------------------------------- clocks
+
+
+class SystemClock:
+    """Processing time from :func:`time.monotonic`."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+
+class ManualClock:
+    """A clock tests move by hand.
+
+    >>> c = ManualClock(); c.advance(5); c.now()
+    5.0
+    """
+
+    def __init__(self, t: float = 0.0):
+        self.t = float(t)
+
+    def now(self) -> float:
+        return self.t
+
+    def advance(self, dt: float) -> None:
+        self.t += dt
+
+
+# --------------------------------------------------------------------------- spec and outputs
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """Window length and stride (in readings), channels, lateness, gap limit, TTL, bounds."""
+
+    length: int = 140
+    stride: int = 10
+    channels: int = 1
+    lateness_ms: float = 0.0
+    #: A gap longer than this (ms) restarts the window; None = never.
+    gap_ms: float | None = None
+    idle_ttl_s: float = 600.0
+    max_series_per_partition: int = 100_000
+    #: Bound of the reorder buffer per series (samples) when lateness_ms > 0.
+    max_pending: int = 10_000
+
+    def __post_init__(self) -> None:
+        for name in ("length", "stride", "channels"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"window {name} must be a positive integer, got {v!r}")
+        if self.lateness_ms < 0:
+            raise ValueError("window lateness_ms must be >= 0")
+        if self.gap_ms is not None and self.gap_ms <= 0:
+            raise ValueError("window gap_ms must be > 0 (or unset)")
+
+
+class WindowBatch:
+    """Complete windows of one series: ``X`` (k, T, C) float32, times in µs, end offsets."""
+
+    __slots__ = ("series", "partition", "X", "start_ts", "end_ts", "end_offset")
+
+    def __init__(self, series: str, partition: Any, X: np.ndarray, start_ts: np.ndarray, end_ts: np.ndarray,
+                 end_offset: np.ndarray):
+        self.series = series
+        self.partition = partition
+        self.X = X
+        self.start_ts = start_ts
+        self.end_ts = end_ts
+        self.end_offset = end_offset
+
+    def __len__(self) -> int:
+        return len(self.end_ts)
+
+    def __repr__(self) -> str:
+        return f"WindowBatch(series={self.series!r}, partition={self.partition!r}, k={len(self)})"
+
+
+@dataclass
+class Rejection:
+    """Samples of one record that were not windowed, and why."""
+
+    reason: str
+    count: int
+    message: str
+
+
+# --------------------------------------------------------------------------- per-series state
+
+
+class _Series:
+    __slots__ = ("buf", "n", "w_next", "last_ts", "seen", "resume_ts", "resume_skip",
+                 "p_ts", "p_off", "p_vals", "max_ts")
+
+    def __init__(self, spec: WindowSpec, nb: int, now: float):
+        # one buffer: (start ts, min offset) per block of S readings, then the T x C float32 ring
+        self.buf = np.empty(nb * 16 + spec.length * spec.channels * 4, dtype=np.uint8)
+        self.n = 0  # readings in the current run
+        self.w_next = 0  # index of the next window to emit in this run
+        self.last_ts = -1  # last released timestamp (µs)
+        self.seen = now
+        self.resume_ts = -1
+        self.resume_skip = 0
+        self.p_ts = None  # reorder buffer (only with lateness)
+        self.p_off = None
+        self.p_vals = None
+        self.max_ts = -1
+
+
+    def blocks(self, nb: int) -> np.ndarray:
+        return self.buf[: nb * 16].view(np.int64).reshape(nb, 2)
+
+    def ring(self, nb: int, T: int) -> np.ndarray:
+        return self.buf[nb * 16:].view(np.float32).reshape(T, -1)
+
+
+class Windower:
+    """Sliding windows per (partition, series); see the module docstring."""
+
+    def __init__(self, spec: WindowSpec, clock: Any = None):
+        self.spec = spec
+        self.clock = clock or SystemClock()
+        self._nb = math.ceil(spec.length / spec.stride) + 1
+        self._lat_us = int(round(spec.lateness_ms * 1000))
+        self._gap_us = None if spec.gap_ms is None else int(round(spec.gap_ms * 1000))
+        self._parts: dict[Any, dict[str, _Series]] = {}  # insertion order = least recently seen first
+        self._next_off: dict[Any, int] = {}
+        self._resume: dict[Any, dict[str, list[int]]] = {}
+        self.evicted = 0
+
+    # ---- partitions
+    def assign(self, partition: Any, resume: dict[str, list[int]] | None = None) -> None:
+        """Start (empty) state for a partition; ``resume`` is a :meth:`snapshot` of the previous owner."""
+        self._parts[partition] = {}
+        self._next_off.pop(partition, None)
+        self._resume[partition] = dict(resume or {})
+
+    def revoke(self, partition: Any) -> None:
+        """Drop the state of a partition (its new owner rebuilds it from the committed offset)."""
+        self._parts.pop(partition, None)
+        self._next_off.pop(partition, None)
+        self._resume.pop(partition, None)
+
+    @property
+    def partitions(self) -> list[Any]:
+        return list(self._parts)
+
+    def n_series(self, partition: Any = None) -> int:
+        if partition is not None:
+            return len(self._parts.get(partition, ()))
+        return sum(len(s) for s in self._parts.values())
+
+    # ---- input
+    def add(self, partition: Any, offset: int, readings: Any) -> tuple[list[WindowBatch], list[Rejection]]:
+        """Add the readings of the record at ``offset``; returns complete windows and rejected samples."""
+        series_map = self._parts.get(partition)
+        if series_map is None:
+            self.assign(partition)
+            series_map = self._parts[partition]
+        self._next_off[partition] = max(self._next_off.get(partition, 0), offset + 1)
+        spec = self.spec
+        rejected: list[Rejection] = []
+        vals = readings.values
+        if vals.shape[1] != spec.channels:
+            return [], [Rejection("wrong_width", readings.n, f"{vals.shape[1]} channel(s), windows have {spec.channels}")]
+        now = self.clock.now()
+        sid = readings.series
+        st = series_map.get(sid)
+        if st is None:
+            if len(series_map) >= spec.max_series_per_partition:
+                self.evict_idle()
+                if len(series_map) >= spec.max_series_per_partition:
+                    return [], [Rejection("series_limit", readings.n,
+                                          f"partition {partition} holds {len(series_map)} series (max_series_per_partition)")]
+            st = _Series(spec, self._nb, now)
+            res = self._resume.get(partition)
+            if res:
+                r = res.pop(sid, None)
+                if r is not None:
+                    st.resume_ts, st.resume_skip = int(r[0]), int(r[1])
+            series_map[sid] = st
+        else:
+            if st.seen != now:
+                st.seen = now
+                del series_map[sid]  # re-insert: dicts keep insertion order, so the front is the idlest
+                series_map[sid] = st
+        ts = readings.ts
+        out: list[WindowBatch] = []
+        if self._lat_us == 0:
+            if ts[0] <= st.last_ts:
+                late = ts <= st.last_ts
+                ndup = int(np.count_nonzero(ts == st.last_ts)) if ts[-1] >= st.last_ts else 0
+                nlate = int(np.count_nonzero(late)) - ndup
+                if nlate:
+                    rejected.append(Rejection("late", nlate, f"older than the last reading of series {sid!r}"))
+                if ndup:
+                    rejected.append(Rejection("duplicate", ndup, f"timestamp already seen for series {sid!r}"))
+                keep = ~late
+                ts, vals = ts[keep], vals[keep]
+            if len(ts) > 1 and np.any(np.diff(ts) <= 0):
+                ts, vals, nbad = self._sorted_unique(ts, vals)
+                if nbad:
+                    rejected.append(Rejection("duplicate", nbad, "timestamps repeated or out of order within the record"))
+            if len(ts):
+                self._release(st, sid, partition, ts, vals.astype(np.float32, copy=False),
+                              np.full(len(ts), offset, dtype=np.int64), out)
+        else:
+            self._add_lateness(st, sid, partition, offset, ts, vals, out, rejected)
+        return out, rejected
+
+    @staticmethod
+    def _sorted_unique(ts, vals):
+        order = np.argsort(ts, kind="stable")
+        ts, vals = ts[order], vals[order]
+        keep = np.ones(len(ts), dtype=bool)
+        keep[1:] = np.diff(ts) > 0
+        return ts[keep], vals[keep], int(len(keep) - keep.sum())
+
+    def _add_lateness(self, st, sid, partition, offset, ts, vals, out, rejected) -> None:
+        spec = self.spec
+        late = ts <= st.last_ts
+        if late.any():
+            n = int(late.sum())
+            rejected.append(Rejection("late", n, f"older than the watermark of series {sid!r} "
+                                      f"(lateness {spec.lateness_ms} ms)"))
+            keep = ~late
+            ts, vals = ts[keep], vals[keep]
+            if not len(ts):
+                return
+        offs = np.full(len(ts), offset, dtype=np.int64)
+        vals = vals.astype(np.float32, copy=False)
+        if st.p_ts is not None and len(st.p_ts):
+            ts = np.concatenate([st.p_ts, ts])
+            offs = np.concatenate([st.p_off, offs])
+            vals = np.concatenate([st.p_vals, vals])
+        order = np.argsort(ts, kind="stable")
+        ts, offs, vals = ts[order], offs[order], vals[order]
+        keep = np.ones(len(ts), dtype=bool)
+        keep[1:] = np.diff(ts) > 0
+        if not keep.all():
+            rejected.append(Rejection("duplicate", int(len(keep) - keep.sum()), f"timestamp already seen for series {sid!r}"))
+            ts, offs, vals = ts[keep], offs[keep], vals[keep]
+        st.max_ts = max(st.max_ts, int(ts[-1]))
+        cut = int(np.searchsorted(ts, st.max_ts - self._lat_us, side="right"))
+        # bound the buffer: release the oldest beyond max_pending
+        cut = max(cut, len(ts) - spec.max_pending)
+        if cut:
+            self._release(st, sid, partition, ts[:cut], vals[:cut], offs[:cut], out)
+        if cut < len(ts):
+            st.p_ts, st.p_off, st.p_vals = ts[cut:].copy(), offs[cut:].copy(), vals[cut:].copy()
+        else:
+            st.p_ts = st.p_off = st.p_vals = None
+
+    # ---- the core: append strictly increasing samples
+    def _release(self, st: _Series, sid: str, partition: Any, ts: np.ndarray, vals: np.ndarray, offs: np.ndarray,
+                 out: list[WindowBatch]) -> None:
+        if st.resume_ts >= 0:
+            k = int(np.searchsorted(ts, st.resume_ts, side="left"))
+            if k < len(ts):  # reached the resume point: skip what remains of the emitted window's stride
+                extra = min(st.resume_skip, len(ts) - k)
+                st.resume_skip -= extra
+                k += extra
+                if st.resume_skip == 0:
+                    st.resume_ts = -1
+            if k:
+                st.last_ts = int(ts[k - 1])
+                ts, vals, offs = ts[k:], vals[k:], offs[k:]
+            if not len(ts):
+                return
+        if self._gap_us is not None:
+            prev = np.empty_like(ts)
+            prev[0] = st.last_ts if st.n else ts[0]
+            prev[1:] = ts[:-1]
+            cuts = np.flatnonzero(ts - prev > self._gap_us)
+            start = 0
+            for c in cuts.tolist():
+                if c > start:
+                    self._extend(st, sid, partition, ts[start:c], vals[start:c], offs[start:c], out)
+                st.n = 0
+                st.w_next = 0
+                start = c
+            if start:
+                ts, vals, offs = ts[start:], vals[start:], offs[start:]
+        self._extend(st, sid, partition, ts, vals, offs, out)
+
+    def _extend(self, st: _Series, sid: str, partition: Any, ts: np.ndarray, vals: np.ndarray, offs: np.ndarray,
+                out: list[WindowBatch]) -> None:
+        T, S, nb = self.spec.length, self.spec.stride, self._nb
+        ring, blocks = st.ring(nb, T), st.blocks(nb)
+        n0, m = st.n, len(ts)
+        n1 = n0 + m
+        # windows completed by these samples: w*S + T - 1 in [n0, n1)
+        w0 = st.w_next
+        w_end = (n1 - T) // S + 1 if n1 >= T else 0  # windows w < w_end are complete
+        if w_end > w0:
+            ws = np.arange(w0, w_end, dtype=np.int64)
+            r = min(n0, T - 1)
+            base = n0 - r
+            if r:
+                held = ring[np.arange(base, n0) % T]
+                buf = np.concatenate([held, vals])
+            else:
+                buf = vals
+            view = sliding_window_view(buf, T, axis=0)  # (len-T+1, C, T)
+            X = np.ascontiguousarray(view[ws * S - base].transpose(0, 2, 1))
+            starts = ws * S
+            start_ts = np.empty(len(ws), dtype=np.int64)
+            inside = starts >= n0
+            if inside.any():
+                start_ts[inside] = ts[starts[inside] - n0]
+            if not inside.all():
+                start_ts[~inside] = blocks[ws[~inside] % nb, 0]
+            ends = starts + T - 1 - n0
+            out.append(WindowBatch(sid, partition, X, start_ts, ts[ends], offs[ends]))
+            st.w_next = w_end
+        # blocks still needed: from block w_next on
+        first = max(n0, st.w_next * S)
+        if first < n1:
+            old_min = int(blocks[(first // S) % nb, 1]) if first > (first // S) * S else 0
+            seqs = np.arange(first, n1, dtype=np.int64)
+            ks = seqs // S
+            uk, idx = np.unique(ks, return_index=True)
+            mins = np.minimum.reduceat(offs[first - n0:], idx)
+            slots = uk % nb
+            blocks[slots, 1] = mins
+            here = uk * S >= n0
+            blocks[slots[here], 0] = ts[uk[here] * S - n0]
+            if not here[0]:  # the block began in an earlier record: keep its start, combine the minimum
+                blocks[slots[0], 1] = min(int(mins[0]), old_min)
+        # ring of the last T values
+        k = min(m, T)
+        ring[np.arange(n1 - k, n1) % T] = vals[m - k:]
+        st.n = n1
+        st.last_ts = int(ts[-1])
+
+    # ---- offsets, progress, eviction
+    def _needed(self, st: _Series) -> int | None:
+        S, nb = self.spec.stride, self._nb
+        best = None
+        if st.n > st.w_next * S:
+            k0, k1 = st.w_next, (st.n - 1) // S
+            ks = np.arange(k0, k1 + 1) % nb
+            best = int(st.blocks(nb)[ks, 1].min())
+        if st.p_off is not None and len(st.p_off):
+            m = int(st.p_off.min())
+            best = m if best is None else min(best, m)
+        return best
+
+    def committable(self, partition: Any) -> int | None:
+        """The offset to commit for ``partition``: nothing that open windows need lies before it.
+
+        None when nothing was consumed from the partition yet.
+        """
+        nxt = self._next_off.get(partition)
+        if nxt is None:
+            return None
+        best = nxt
+        for st in self._parts.get(partition, {}).values():
+            m = self._needed(st)
+            if m is not None and m < best:
+                best = m
+        return best
+
+    def snapshot(self, partition: Any) -> dict[str, list[int]]:
+        """Where each series' next window starts: ``{series: [ts_floor_us, skip]}`` (see :meth:`assign`)."""
+        S = self.spec.stride
+        snap: dict[str, list[int]] = {}
+        for sid, st in self._parts.get(partition, {}).items():
+            if st.resume_ts >= 0:
+                snap[sid] = [st.resume_ts, st.resume_skip]
+            elif st.n > st.w_next * S:
+                snap[sid] = [int(st.blocks(self._nb)[st.w_next % self._nb, 0]), 0]
+            elif st.n or st.last_ts >= 0:
+                snap[sid] = [st.last_ts + 1, st.w_next * S - st.n]
+        # series not seen again since the resume keep their resume point
+        for sid, r in self._resume.get(partition, {}).items():
+            snap.setdefault(sid, list(r))
+        return snap
+
+    def evict_idle(self, ttl_s: float | None = None) -> int:
+        """Drop series idle for longer than the TTL; returns how many were evicted."""
+        ttl = self.spec.idle_ttl_s if ttl_s is None else ttl_s
+        limit = self.clock.now() - ttl
+        n = 0
+        for series_map in self._parts.values():
+            while series_map:
+                sid, st = next(iter(series_map.items()))
+                if st.seen > limit:
+                    break
+                del series_map[sid]
+                n += 1
+        self.evicted += n
+        return n
+
+    def memory_bytes(self) -> int:
+        """Approximate bytes held by the per-series state (numpy buffers + objects + dict entries)."""
+        total = 0
+        for series_map in self._parts.values():
+            for sid, st in series_map.items():
+                total += _series_bytes(sid, st)
+        return total
+
+
+def _series_bytes(sid: str, st: _Series) -> int:
+    b = sys.getsizeof(st) + sys.getsizeof(sid) + sys.getsizeof(st.buf) + 60  # 60: dict entry
+    if st.p_ts is not None:
+        b += st.p_ts.nbytes + st.p_off.nbytes + st.p_vals.nbytes + 3 * 112
+    return b
