@@ -24,6 +24,12 @@ class UnsafePickleError(DatasetFormatError, pickle.UnpicklingError):
     """The pickle asks for a global outside the numpy-array allow-list."""
 
 
+def _latin1_encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    if not isinstance(obj, str) or encoding.lower().replace("_", "-") not in {"latin1", "latin-1", "iso-8859-1"}:
+        raise UnsafePickleError(f"refusing _codecs.encode with encoding {encoding!r}")
+    return obj.encode("latin-1", errors)
+
+
 def _allowed() -> dict[tuple[str, str], Any]:
     try:  # numpy >= 2
         from numpy._core import multiarray as ma
@@ -42,6 +48,8 @@ def _allowed() -> dict[tuple[str, str], Any]:
     if hasattr(nm, "_frombuffer"):
         allowed[("numpy.core.numeric", "_frombuffer")] = nm._frombuffer
         allowed[("numpy._core.numeric", "_frombuffer")] = nm._frombuffer
+    # protocol-2 pickles written by Python 3 store bytes as _codecs.encode(str, "latin1")
+    allowed[("_codecs", "encode")] = _latin1_encode
     # the builtins latin1 pickles of py2 numpy may reference; none can run code
     for name, obj in (("bytearray", bytearray), ("set", set), ("frozenset", frozenset), ("slice", slice),
                       ("complex", complex)):
