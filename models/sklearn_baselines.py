@@ -1,0 +1,231 @@
+"""Classical baselines: scikit-learn's IsolationForest, k-nearest-neighbour distance, and a
+rank ensemble of detectors.
+
+Nothing is pickled: the isolation forest is fitted by scikit-learn, then its trees are
+exported to plain arrays (children, feature, threshold, leaf sizes) and scored by a small
+numpy traversal that reproduces ``IsolationForest.score_samples`` exactly.
+
+Examples
+--------
+>>> import numpy as np
+>>> from models.sklearn_baselines import IsolationForestDetector
+>>> X = np.random.default_rng(0).normal(size=(300, 3))
+>>> det = IsolationForestDetector(n_estimators=20, seed=0).fit(X)
+>>> s = det.score(np.array([[0.0, 0.0, 0.0], [6.0, 6.0, 6.0]]))["isolation"]
+>>> bool(s[1] > s[0])
+True
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from models.base import Component, Detector, InputError, get_detector, register
+
+
+def _average_path_length(n: np.ndarray) -> np.ndarray:
+    """c(n) of Liu et al.: average path length of an unsuccessful BST search (as scikit-learn)."""
+    n = np.asarray(n, dtype=np.float64)
+    out = np.zeros_like(n)
+    m1 = n <= 1
+    m2 = n == 2
+    rest = ~(m1 | m2)
+    out[m2] = 1.0
+    out[rest] = 2.0 * (np.log(n[rest] - 1.0) + np.euler_gamma) - 2.0 * (n[rest] - 1.0) / n[rest]
+    return out
+
+
+@register
+class IsolationForestDetector(Detector):
+    """scikit-learn's IsolationForest; score = ``-score_samples`` (higher = more anomalous).
+
+    Parameters
+    ----------
+    n_estimators, max_samples, max_features
+        As in :class:`sklearn.ensemble.IsolationForest`.
+    seed
+        ``random_state``.
+    """
+
+    name = "isolation-forest"
+    input_kind = "tabular"
+    components = (Component("isolation", "IsolationForest anomaly score (-score_samples, in (-1, 0])"),)
+    _contract_params = {"n_estimators": 10}
+
+    def __init__(self, n_estimators: int = 100, max_samples: Any = "auto", max_features: float = 1.0, seed: int = 0):
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.max_features = max_features
+        self.seed = seed
+
+    def fit(self, X, y=None):
+        from sklearn.ensemble import IsolationForest
+
+        X = self._validate(X, fitting=True)
+        f = IsolationForest(n_estimators=self.n_estimators, max_samples=self.max_samples,
+                            max_features=self.max_features, random_state=self.seed).fit(X)
+        left, right, feat, thr, nsamp, offsets, featmap = [], [], [], [], [], [], []
+        off = 0
+        for est, feats in zip(f.estimators_, f.estimators_features_):
+            t = est.tree_
+            leaf = t.children_left == -1
+            left.append(np.where(leaf, -1, t.children_left + off))
+            right.append(np.where(leaf, -1, t.children_right + off))
+            feat.append(np.where(leaf, 0, np.asarray(feats)[np.maximum(t.feature, 0)]))
+            thr.append(t.threshold.astype(np.float64))
+            nsamp.append(t.n_node_samples.astype(np.float64))
+            offsets.append(off)
+            off += t.node_count
+        self.left_ = np.concatenate(left).astype(np.int64)
+        self.right_ = np.concatenate(right).astype(np.int64)
+        self.feature_ = np.concatenate(feat).astype(np.int64)
+        self.threshold_ = np.concatenate(thr)
+        # depth of each node, and the leaf correction c(n_leaf), precomputed per node
+        depth = np.zeros(off, dtype=np.float64)
+        for o in offsets:
+            stack = [o]
+            while stack:
+                i = stack.pop()
+                if self.left_[i] >= 0:
+                    depth[self.left_[i]] = depth[self.right_[i]] = depth[i] + 1
+                    stack += [self.left_[i], self.right_[i]]
+        self.leaf_value_ = depth + _average_path_length(np.concatenate(nsamp))
+        self.roots_ = np.asarray(offsets, dtype=np.int64)
+        self.max_samples_ = int(f.max_samples_)
+        self.n_features_in_ = int(X.shape[1])
+        return self
+
+    def _score(self, X):
+        out = np.empty(len(X))
+        for a in range(0, len(X), 4096):
+            xb = X[a : a + 4096]
+            node = np.broadcast_to(self.roots_, (len(xb), len(self.roots_))).copy()
+            rows = np.arange(len(xb))[:, None]
+            while True:
+                inner = self.left_[node] >= 0
+                if not inner.any():
+                    break
+                go_left = xb[rows, self.feature_[node]] <= self.threshold_[node]
+                nxt = np.where(go_left, self.left_[node], self.right_[node])
+                node = np.where(inner, nxt, node)
+            depth = self.leaf_value_[node].mean(axis=1)
+            out[a : a + 4096] = 2.0 ** (-depth / _average_path_length(np.array([self.max_samples_]))[0])
+        return {"isolation": out}
+
+
+@register
+class KNNDetector(Detector):
+    """Distance to the k nearest training rows (mean of the k distances, or the k-th).
+
+    Training rows beyond ``max_train`` are subsampled (seeded) to bound memory and time.
+    """
+
+    name = "knn"
+    input_kind = "tabular"
+    components = (Component("knn_distance", "distance to the k nearest normal training rows"),)
+    _contract_params = {"k": 3}
+
+    def __init__(self, k: int = 5, method: str = "mean", max_train: int = 20000, seed: int = 0):
+        self.k = k
+        self.method = method
+        self.max_train = max_train
+        self.seed = seed
+
+    def fit(self, X, y=None):
+        X = self._validate(X, fitting=True)
+        if self.method not in ("mean", "kth"):
+            raise InputError(f"knn: method must be 'mean' or 'kth', got {self.method!r}")
+        if len(X) > self.max_train:
+            idx = np.sort(np.random.default_rng(self.seed).choice(len(X), self.max_train, replace=False))
+            X = X[idx]
+        self.train_ = np.ascontiguousarray(X, dtype=np.float64)
+        self.train_sq_ = (self.train_**2).sum(1)
+        self.n_features_in_ = int(X.shape[1])
+        return self
+
+    def _score(self, X):
+        k = min(int(self.k), len(self.train_))
+        out = np.empty(len(X))
+        step = max(1, int(2e7 // max(1, len(self.train_))))
+        for a in range(0, len(X), step):
+            xb = X[a : a + step]
+            d2 = (xb**2).sum(1)[:, None] + self.train_sq_[None, :] - 2.0 * xb @ self.train_.T
+            part = np.partition(np.maximum(d2, 0.0), k - 1, axis=1)[:, :k]
+            d = np.sqrt(np.sort(part, axis=1))
+            out[a : a + step] = d.mean(axis=1) if self.method == "mean" else d[:, -1]
+        return {"knn_distance": out}
+
+
+@register
+class RankEnsemble(Detector):
+    """Average of member detectors' scores, each mapped through its own training-score
+    distribution (standardised by the training median and IQR), so members on different
+    scales weigh alike. Members are given as ``[[name, params], ...]`` of registered
+    tabular detectors; the first component of each is used.
+    """
+
+    name = "ensemble"
+    input_kind = "tabular"
+    components = (Component("ensemble", "mean of robustly standardised member scores"),)
+    _contract_params = {"members": [["isolation-forest", {"n_estimators": 10}], ["knn", {"k": 3}]]}
+
+    def __init__(self, members: Sequence[Any] = (("isolation-forest", {}), ("knn", {"k": 5}), ("dense-ae", {})),
+                 weights: Sequence[float] | None = None, seed: int = 0):
+        self.members = [[str(m[0]), dict(m[1])] for m in members]
+        self.weights = None if weights is None else [float(w) for w in weights]
+        self.seed = seed
+
+    def _make(self, i: int, name: str, params: dict) -> Detector:
+        cls = get_detector(name)
+        p = dict(params)
+        if "seed" in cls._param_names() and "seed" not in p:
+            p["seed"] = self.seed + i
+        return cls(**p)
+
+    def fit(self, X, y=None):
+        X = self._validate(X, fitting=True)
+        dets, center, scale = [], [], []
+        for i, (name, params) in enumerate(self.members):
+            det = self._make(i, name, params).fit(X)
+            s = det.score(X)[det.components[0].name]
+            q25, q50, q75 = np.percentile(s, [25, 50, 75])
+            dets.append(det)
+            center.append(q50)
+            scale.append(max(q75 - q25, 1e-12))
+        self.members_ = dets
+        self.center_ = np.asarray(center)
+        self.scale_ = np.asarray(scale)
+        self.n_features_in_ = int(X.shape[1])
+        return self
+
+    def _score(self, X):
+        w = np.ones(len(self.members_)) if self.weights is None else np.asarray(self.weights)
+        tot = np.zeros(len(X))
+        for i, det in enumerate(self.members_):
+            s = det.score(X)[det.components[0].name]
+            tot += w[i] * (s - self.center_[i]) / self.scale_[i]
+        return {"ensemble": tot / w.sum()}
+
+    def _get_state(self):
+        arrays = {"center_": self.center_, "scale_": self.scale_}
+        meta: dict[str, Any] = {"n_features_in_": self.n_features_in_, "member_state_": []}
+        for i, det in enumerate(self.members_):
+            a, m = det._get_state()
+            for k, v in a.items():
+                arrays[f"m{i}.{k}"] = np.asarray(v)
+            meta["member_state_"].append(m)
+        return arrays, meta
+
+    def _set_state(self, arrays, meta):
+        self.center_ = np.asarray(arrays["center_"])
+        self.scale_ = np.asarray(arrays["scale_"])
+        self.n_features_in_ = int(meta["n_features_in_"])
+        dets = []
+        for i, ((name, params), m) in enumerate(zip(self.members, meta["member_state_"])):
+            det = self._make(i, name, params)
+            pre = f"m{i}."
+            det._set_state({k[len(pre):]: v for k, v in arrays.items() if k.startswith(pre)}, m)
+            dets.append(det)
+        self.members_ = dets
