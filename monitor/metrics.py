@@ -110,6 +110,9 @@ class AnomonMetrics:
         buckets of the ``anomon_score`` histogram (default :func:`default_score_buckets`).
     process_collector:
         also register the standard process / platform / GC collectors on ``registry``.
+    dlq_reasons:
+        dead-letter reasons to export at 0 from the start (so rates and alert rules have
+        data before the first bad record).
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class AnomonMetrics:
         series_allowlist: Iterable[str] = (),
         score_buckets: Sequence[float] | None = None,
         process_collector: bool = True,
+        dlq_reasons: Iterable[str] = (),
     ) -> None:
         if registry is None:
             raise ValueError("AnomonMetrics needs an explicit CollectorRegistry")
@@ -261,6 +265,8 @@ class AnomonMetrics:
         except Exception:  # pragma: no cover - not installed
             ver = "unknown"
         self.build_info.info({"version": ver})
+        for reason in dlq_reasons:
+            self.dead_letter(reason, 0)
         if process_collector:
             from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
@@ -477,15 +483,24 @@ class AnomonMetrics:
         detector: str = "",
         loaded_at: float | None = None,
         reload: bool = False,
+        components: Iterable[str] = (),
     ) -> None:
         """Record that ``model`` (name as configured) at ``version`` now serves.
 
         Sets ``anomon_model_info{model,version,detector,loaded_at}``,
         ``anomon_model_loaded{model}=1`` and ``anomon_model_load_timestamp_seconds{model}``
         (dashboards draw version changes as annotations from it); ``reload=True`` also counts a
-        successful hot reload.
+        successful hot reload. The model's labelled counters (and, per score ``components``,
+        drift counters) are created at 0 so that rates exist before the first event.
         """
         t = time.time() if loaded_at is None else float(loaded_at)
+        for c in (self.windows_scored, self.windows_anomalous, self.model_reloads, self.model_reload_failures):
+            c.labels(model=model)
+        for ev in ("start", "end"):
+            self.alerts.labels(model=model, event=ev)
+        self.alerts_active.labels(model=model)
+        for comp in components:
+            self.drift_events.labels(model=model, component=comp)
         self.model_info.labels(model=model).info(
             {
                 "version": str(version),
