@@ -58,7 +58,11 @@ class DatasetMissingError(DatasetError, FileNotFoundError):
         if hint:
             msg += f"; {hint}"
         super().__init__(msg)
+        self.message = msg
         self.filename = str(self.path)
+
+    def __str__(self) -> str:  # OSError would print "[Errno None] None: path" once filename is set
+        return self.message
 
     def __reduce__(self):  # keep the error picklable across processes
         return (type(self), (self.path, self.dataset, self.source, self.licence))

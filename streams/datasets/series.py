@@ -303,11 +303,17 @@ def _load_array(path: Path, what: str) -> np.ndarray:
         if suffix in {".txt", ".csv"}:
             import pandas as pd
 
-            df = pd.read_csv(path, header=None, sep=None if suffix == ".txt" else ",", engine="python")
-            if not all(pd.api.types.is_numeric_dtype(t) for t in df.dtypes):  # a header line
-                df = pd.read_csv(path, sep=None if suffix == ".txt" else ",", engine="python")
-            arr = df.to_numpy()
+            df = pd.read_csv(path, header=None, sep=r"[,;\s]+", engine="python", comment="#")
+            first = pd.to_numeric(df.iloc[0], errors="coerce") if len(df) else None
+            if first is not None and first.isna().any():  # a header line
+                df = df.iloc[1:]
+            arr = df.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+            if np.isnan(arr).any():
+                r, c = (int(v[0]) for v in np.nonzero(np.isnan(arr)))
+                raise DatasetFormatError(f"{path}: line {r + 1 + int(df.index[0])}, field {c + 1}: not a number")
             return arr[:, 0] if arr.ndim == 2 and arr.shape[1] == 1 else arr
+    except DatasetFormatError:
+        raise
     except ValueError as exc:
         raise DatasetFormatError(f"{path}: cannot read {what} (object arrays are refused, no pickle): {exc}") from exc
     except Exception as exc:
