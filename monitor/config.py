@@ -1,0 +1,364 @@
+"""The daemon's configuration: a TOML or YAML file, environment overrides, validation.
+
+Precedence (lowest first): built-in defaults < config file < environment variables
+``ANOMON_<SECTION>__<KEY>`` (double underscore between section and key, e.g.
+``ANOMON_WINDOW__STRIDE=10``, ``ANOMON_KAFKA__BOOTSTRAP_SERVERS=broker:9092``) < command-line flags.
+
+Errors name the field and where its value came from. Secrets (Kafka SASL/SSL passwords) are
+given by ``*_env`` (name of an environment variable) or ``*_file`` (a file holding them); they
+are never printed: :meth:`Config.redacted` replaces them with ``"***"``.
+
+Examples
+--------
+>>> cfg = load_config(None, env={"ANOMON_WINDOW__STRIDE": "7", "ANOMON_INPUT__TOPICS": "a,b"})
+>>> cfg.window.stride, cfg.input.topics, cfg.sources["window.stride"]
+(7, ['a', 'b'], 'environment ANOMON_WINDOW__STRIDE')
+>>> try:
+...     load_config(None, env={"ANOMON_SCORING__MAX_BATCH": "many"})
+... except ConfigError as e:
+...     print(e)
+scoring.max_batch: expected an integer, got 'many' (from environment ANOMON_SCORING__MAX_BATCH)
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monitor.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "ANOMON_"
+_SECRET_WORDS = ("password", "secret", "token", "credential")
+
+
+@dataclass
+class KafkaSection:
+    """Connection to Kafka (passed to kafka-python; see streams.kafka.KafkaSettings).
+
+    An empty ``bootstrap_servers`` starts the embedded broker (zero-config default)."""
+
+    bootstrap_servers: str = ""
+    client_id: str = "anomon"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password_env: str | None = None
+    sasl_plain_password_file: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_password_env: str | None = None
+    ssl_password_file: str | None = None
+    ssl_check_hostname: bool = True
+    #: partitions of topics the daemon creates (input topics when missing, outputs, progress)
+    partitions: int = 4
+    create_topics: bool = True
+
+
+@dataclass
+class InputSection:
+    topics: list[str] = field(default_factory=lambda: ["anomon-readings"])
+    group_id: str = "anomon"
+    series_field: str = "series"
+    ts_field: str = "ts"
+    value_field: str = "value"
+    values_field: str = "values"
+    period_field: str = "period_ms"
+    ts_unit: str = "ms"
+    max_message_bytes: int = 1_048_576
+    max_samples: int = 100_000
+    max_channels: int = 1024
+    max_poll_records: int = 2000
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 1_000
+
+
+@dataclass
+class WindowSection:
+    #: 0 = take the window length the model was trained with
+    length: int = 0
+    #: 0 = take the model bundle's stride
+    stride: int = 0
+    lateness_ms: float = 0.0
+    gap_ms: float | None = None
+    idle_ttl_s: float = 600.0
+    max_series_per_partition: int = 100_000
+
+
+@dataclass
+class ModelSection:
+    #: model bundle directory (``anomon train`` / ``anomon demo`` write one)
+    dir: str = ""
+    #: seconds between checks for a changed model file (0 = only on SIGHUP)
+    watch_interval_s: float = 5.0
+
+
+@dataclass
+class ScoringSection:
+    max_batch: int = 256
+    max_wait_ms: float = 50.0
+    #: "calibrated" (fixed thresholds from training), "spot" or "dspot" (online EVT)
+    threshold: str = "dspot"
+    #: target false-positive rate of the online thresholds (SPOT's q)
+    q: float = 1e-3
+    dspot_depth: int = 50
+    #: components whose threshold decides the anomalous flag (empty = the model bundle's choice)
+    alert_components: list[str] = field(default_factory=list)
+    #: hysteresis: consecutive anomalous windows to open an alert, normal windows to close it
+    open_after: int = 1
+    close_after: int = 3
+    drift: bool = True
+    drift_delta: float = 0.002
+
+
+@dataclass
+class OutputSection:
+    scores_topic: str = "anomon-scores"
+    alerts_topic: str = "anomon-alerts"
+    dlq_topic: str = "anomon-dlq"
+    #: per-partition progress (where each series' next window starts); default "<group_id>.progress"
+    progress_topic: str = ""
+    commit_interval_s: float = 2.0
+    linger_ms: int = 5
+
+
+@dataclass
+class HttpSection:
+    enabled: bool = True
+    #: loopback by default; any other address must be set explicitly (a warning is logged)
+    host: str = "127.0.0.1"
+    port: int = 9108
+
+
+@dataclass
+class Config:
+    kafka: KafkaSection = field(default_factory=KafkaSection)
+    input: InputSection = field(default_factory=InputSection)
+    window: WindowSection = field(default_factory=WindowSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    scoring: ScoringSection = field(default_factory=ScoringSection)
+    output: OutputSection = field(default_factory=OutputSection)
+    http: HttpSection = field(default_factory=HttpSection)
+    #: where each non-default value came from: {"section.key": "config file X" | "environment VAR" | "command line"}
+    sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "sources"}
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective config as a dict, secrets replaced by ``"***"`` (env/file *names* are kept)."""
+        out = self.to_dict()
+        for sec in out.values():
+            for k, v in list(sec.items()):
+                if any(w in k for w in _SECRET_WORDS) and not (k.endswith("_env") or k.endswith("_file")) and v:
+                    sec[k] = "***"
+        return out
+
+    def kafka_settings(self, bootstrap: str | None = None) -> Any:
+        """A :class:`streams.kafka.KafkaSettings` for this config (``bootstrap`` overrides)."""
+        from streams.kafka import KafkaConfigError, KafkaSettings
+
+        k = dataclasses.asdict(self.kafka)
+        k.pop("partitions")
+        k.pop("create_topics")
+        k["bootstrap_servers"] = bootstrap or k["bootstrap_servers"]
+        k = {key: v for key, v in k.items() if v is not None}
+        try:
+            return KafkaSettings.from_dict(k, where="kafka")
+        except KafkaConfigError as exc:
+            raise ConfigError(f"{exc} (from {self._where('kafka')})") from None
+
+    def _where(self, section: str) -> str:
+        srcs = sorted({v for k, v in self.sources.items() if k.startswith(section + ".")})
+        return ", ".join(srcs) or "defaults"
+
+    @property
+    def progress_topic(self) -> str:
+        return self.output.progress_topic or f"{self.input.group_id}.progress"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            import tomllib
+
+            data = tomllib.loads(text)
+    except Exception as exc:  # tomllib.TOMLDecodeError, yaml.YAMLError
+        raise ConfigError(f"config file {path}: cannot parse: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of sections at the top level")
+    return data
+
+
+def _convert(value: Any, tp: Any, name: str, where: str) -> Any:
+    """Convert ``value`` (from a file or a string from the environment) to the field type."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and type(None) in args:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _convert(value, inner, name, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {value!r} (from {where})")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: expected an integer, got {value!r} (from {where})")
+        try:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected an integer, got {value!r} (from {where})") from None
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name}: expected a number, got {value!r} (from {where})")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected a number, got {value!r} (from {where})") from None
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{name}: expected a string, got {value!r} (from {where})")
+        return str(value)
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{name}: expected a list, got {value!r} (from {where})")
+        return [_convert(v, args[0], name, where) for v in value]
+    return value
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "sources"}
+
+
+def _section_cls(name: str) -> type:
+    return {"kafka": KafkaSection, "input": InputSection, "window": WindowSection, "model": ModelSection,
+            "scoring": ScoringSection, "output": OutputSection, "http": HttpSection}[name]
+
+
+def _apply(cfg: Config, section: str, key: str, value: Any, where: str) -> None:
+    if section not in _SECTIONS:
+        raise ConfigError(f"{section}: unknown section (from {where}); known: {', '.join(_SECTIONS)}")
+    cls = _section_cls(section)
+    hints = typing.get_type_hints(cls)
+    if key not in hints:
+        if section == "kafka" and any(w in key for w in _SECRET_WORDS) and not key.endswith(("_env", "_file")):
+            raise ConfigError(f"kafka.{key}: secrets are not written in config; give kafka.{key}_env "
+                              f"(an environment variable) or kafka.{key}_file (from {where})")
+        raise ConfigError(f"{section}.{key}: unknown setting (from {where}); known: {', '.join(hints)}")
+    setattr(getattr(cfg, section), key, _convert(value, hints[key], f"{section}.{key}", where))
+    cfg.sources[f"{section}.{key}"] = where
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
+                overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults < file (TOML, or YAML by extension) < environment < ``overrides`` ({"section.key": value})."""
+    cfg = Config()
+    env = os.environ if env is None else env
+    if path:
+        p = Path(path)
+        where = f"config file {p}"
+        for section, body in _read_file(p).items():
+            if not isinstance(body, dict):
+                raise ConfigError(f"{section}: expected a table of settings (from {where})")
+            for key, value in body.items():
+                _apply(cfg, section, key, value, where)
+    for var in sorted(env):
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue
+        section, _, key = var[len(ENV_PREFIX):].partition("__")
+        section, key = section.lower(), key.lower()
+        if section not in _SECTIONS:
+            continue  # other ANOMON_* variables (ANOMON_DATA, ...) are not config
+        _apply(cfg, section, key, env[var], f"environment {var}")
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        _apply(cfg, section, key, value, "command line")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Check values and relations; raise :class:`ConfigError` naming the field and its source."""
+
+    def err(name: str, msg: str) -> ConfigError:
+        return ConfigError(f"{name}: {msg} (from {cfg.sources.get(name, 'defaults')})")
+
+    def positive(name: str, allow_zero: bool = False) -> None:
+        section, key = name.split(".")
+        v = getattr(getattr(cfg, section), key)
+        if v is None:
+            return
+        if v < 0 or (v == 0 and not allow_zero):
+            raise err(name, f"must be {'>= 0' if allow_zero else '> 0'}, got {v}")
+
+    for name in ("kafka.partitions", "input.max_message_bytes", "input.max_samples", "input.max_channels",
+                 "input.max_poll_records", "scoring.max_batch", "scoring.q", "scoring.open_after",
+                 "scoring.close_after", "scoring.dspot_depth", "output.commit_interval_s",
+                 "window.max_series_per_partition", "window.idle_ttl_s", "window.gap_ms"):
+        positive(name)
+    for name in ("window.length", "window.stride", "window.lateness_ms", "scoring.max_wait_ms",
+                 "model.watch_interval_s", "http.port", "output.linger_ms"):
+        positive(name, allow_zero=True)
+    if not cfg.input.topics:
+        raise err("input.topics", "at least one input topic is needed")
+    if cfg.input.ts_unit not in ("ms", "s", "us", "iso"):
+        raise err("input.ts_unit", f"must be one of ms, s, us, iso; got {cfg.input.ts_unit!r}")
+    if cfg.scoring.threshold not in ("calibrated", "spot", "dspot"):
+        raise err("scoring.threshold", f"must be calibrated, spot or dspot; got {cfg.scoring.threshold!r}")
+    if not 0 < cfg.scoring.q < 0.02:
+        raise err("scoring.q", f"must be in (0, 0.02) (SPOT's peaks are the top 2%); got {cfg.scoring.q}")
+    if cfg.http.port > 65535:
+        raise err("http.port", f"not a port number: {cfg.http.port}")
+    outs = [cfg.output.scores_topic, cfg.output.alerts_topic, cfg.output.dlq_topic]
+    for t in cfg.input.topics:
+        if t in outs:
+            raise err("input.topics", f"topic {t!r} is also an output topic")
+    if cfg.kafka.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+        raise err("kafka.security_protocol", f"must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; got "
+                  f"{cfg.kafka.security_protocol!r}")
+    if cfg.kafka.bootstrap_servers and cfg.kafka.security_protocol != "PLAINTEXT":
+        cfg.kafka_settings()  # validates SASL/SSL settings (reads the secrets; never prints them)
+
+
+def dump(cfg: Config) -> str:
+    """The effective config, secrets redacted, with the source of every non-default value (for --check-config)."""
+    lines = ["# effective anomon config (secrets redacted)"]
+    red = cfg.redacted()
+    for section, body in red.items():
+        lines.append(f"\n[{section}]")
+        for k, v in body.items():
+            src = cfg.sources.get(f"{section}.{k}")
+            comment = f"  # {src}" if src else ""
+            if v is None:
+                lines.append(f"# {k} = (unset){comment}")
+            else:
+                lines.append(f"{k} = {json.dumps(v)}{comment}")
+    return "\n".join(lines) + "\n"
