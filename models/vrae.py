@@ -1,0 +1,528 @@
+"""VRAE: a variational recurrent autoencoder with variational self-attention.
+
+The sliding-window recurrent VAE of Pereira & Silveira (ICMLA 2018, BigComp 2019):
+
+* **encoder**: a bidirectional LSTM over the window (C channels); its final states give
+  ``q(z|x) = N(mu_z, diag sigma_z^2)``;
+* **variational self-attention** (Bahuleyan et al. 2018): scaled dot-product attention over
+  the encoder states gives one deterministic context per step; the context vectors ``c_t``
+  are latent variables themselves, ``q(c_t|x) = N(mu_c, diag sigma_c^2)``, with a KL term of
+  their own against ``N(0, I)``;
+* **decoder**: an LSTM whose initial state is a function of ``z``; at every step it reads
+  ``[z, c_t]`` and emits a Gaussian ``p(x_t | z, c_t)`` (mean and log-variance per channel).
+
+Training minimises the negative ELBO with KL annealing (Adam, gradient clipping), with early
+stopping on the ELBO of a held-out fraction of the fit data, optional denoising (Gaussian
+input corruption) and an optional L1 sparsity penalty on ``mu_z``. Inputs are standardised per
+channel with statistics fitted on the training data and saved with the model.
+
+Scores (higher = more anomalous), all computed in eval mode with *common random numbers*
+(one fixed bank of L standard-normal draws, derived from ``seed``, shared by every window),
+so scoring is deterministic and batch-invariant:
+
+* ``reconstruction_error``: (1/L) sum_l mean_{t,c} |x - mu_x(z_l, c_l)|;
+* ``reconstruction_probability``: -(1/L) sum_l log p(x | z_l, c_l) (a negative log-likelihood);
+* ``latent_wasserstein``: median over a bank of ``n_wasserstein`` training windows of the
+  squared 2-Wasserstein distance between ``q(z|x)`` and ``q(z|x_ref)`` (closed form for
+  diagonal Gaussians: ``||mu1 - mu2||^2 + ||sigma1 - sigma2||^2``);
+* ``latent_cluster``: distance of ``mu_z`` to the nearest of ``n_clusters`` k-means centres of
+  the training latent means, divided by the median of that distance over the training data.
+
+Examples
+--------
+>>> import numpy as np
+>>> from models import get_detector
+>>> t = np.linspace(0, 2 * np.pi, 16, dtype=np.float32)
+>>> X = np.sin(t[None, :, None] + np.random.default_rng(0).uniform(0, 6, (64, 1, 1))).astype(np.float32)
+>>> det = get_detector("vrae")(hidden_size=8, latent_dim=2, context_dim=2, epochs=1, device="cpu").fit(X)
+>>> sorted(det.score(X[:3]))
+['latent_cluster', 'latent_wasserstein', 'reconstruction_error', 'reconstruction_probability']
+>>> w2_diag_gaussians(np.zeros((1, 2)), np.ones((1, 2)), np.ones((1, 2)), np.ones((1, 2))).tolist()
+[[2.0]]
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from models.base import Component, InputError, register
+from models.torch_base import TorchDetector, progress, seed_everything, seeded_generator, torch_threads
+
+log = logging.getLogger(__name__)
+
+LOG_2PI = math.log(2.0 * math.pi)
+#: bounds of the decoder's log-variance (soft-clamped), for numerical stability
+LOGVAR_MIN, LOGVAR_MAX = -7.0, 4.0
+
+
+def w2_diag_gaussians(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
+    """Squared 2-Wasserstein distances between diagonal Gaussians, all pairs.
+
+    ``W2^2(N(m1, diag s1^2), N(m2, diag s2^2)) = ||m1 - m2||^2 + ||s1 - s2||^2``.
+    Arguments are ``(n, d)`` and ``(m, d)``; returns ``(n, m)``.
+    """
+    mu1, sigma1, mu2, sigma2 = (np.asarray(a, dtype=np.float64) for a in (mu1, sigma1, mu2, sigma2))
+
+    def sqd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.maximum((a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2.0 * a @ b.T, 0.0)
+
+    return sqd(mu1, mu2) + sqd(sigma1, sigma2)
+
+
+# --------------------------------------------------------------------------- networks
+def _soft_clamp(x, lo: float, hi: float):
+    import torch
+
+    mid, half = (hi + lo) / 2.0, (hi - lo) / 2.0
+    return mid + half * torch.tanh((x - mid) / half)
+
+
+def _build_vrae_net(meta: dict[str, Any]):
+    import torch
+    from torch import nn
+
+    class VRAENet(nn.Module):
+        def __init__(self, n_channels: int, hidden: int, latent: int, context: int, attention: bool, layers: int):
+            super().__init__()
+            self.C, self.H, self.Z, self.Dc, self.attention, self.layers = (
+                n_channels, hidden, latent, context, attention, layers)
+            self.encoder = nn.LSTM(n_channels, hidden, num_layers=layers, batch_first=True, bidirectional=True)
+            self.to_z = nn.Linear(2 * hidden, 2 * latent)
+            dec_in = latent
+            if attention:
+                self.att_q = nn.Linear(2 * hidden, hidden, bias=False)
+                self.att_k = nn.Linear(2 * hidden, hidden, bias=False)
+                self.to_c = nn.Linear(2 * hidden, 2 * context)
+                dec_in += context
+            self.z_to_state = nn.Linear(latent, 2 * layers * hidden)
+            self.decoder = nn.LSTM(dec_in, hidden, num_layers=layers, batch_first=True)
+            self.out = nn.Linear(hidden, 2 * n_channels)
+
+        def encode(self, x):
+            """Posterior parameters: (mu_z, logvar_z, mu_c, logvar_c); the c ones are None without attention."""
+            h, (hn, _) = self.encoder(x)
+            summary = torch.cat([hn[-2], hn[-1]], dim=-1)
+            mu_z, logvar_z = self.to_z(summary).chunk(2, dim=-1)
+            logvar_z = _soft_clamp(logvar_z, -10.0, 6.0)
+            mu_c = logvar_c = None
+            if self.attention:
+                q, k = self.att_q(h), self.att_k(h)
+                a = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(self.H), dim=-1)
+                ctx = a @ h
+                mu_c, logvar_c = self.to_c(ctx).chunk(2, dim=-1)
+                logvar_c = _soft_clamp(logvar_c, -10.0, 6.0)
+            return mu_z, logvar_z, mu_c, logvar_c
+
+        def decode(self, z, c, T: int):
+            B = z.shape[0]
+            inp = z[:, None, :].expand(B, T, self.Z)
+            if c is not None:
+                inp = torch.cat([inp, c], dim=-1)
+            s = torch.tanh(self.z_to_state(z)).view(B, 2, self.layers, self.H).permute(1, 2, 0, 3)
+            o, _ = self.decoder(inp, (s[0].contiguous(), s[1].contiguous()))
+            mu_x, logvar_x = self.out(o).chunk(2, dim=-1)
+            return mu_x, _soft_clamp(logvar_x, LOGVAR_MIN, LOGVAR_MAX)
+
+    return VRAENet(int(meta["n_channels"]), int(meta["hidden_size"]), int(meta["latent_dim"]),
+                   int(meta["context_dim"]), bool(meta["attention"]), int(meta.get("num_layers", 1)))
+
+
+def _gauss_nll(x, mu, logvar):
+    """-log N(x | mu, exp(logvar)), summed over steps and channels: shape (B,)."""
+    return 0.5 * (LOG_2PI + logvar + (x - mu) ** 2 * (-logvar).exp()).sum(dim=(1, 2))
+
+
+def _kl_std_normal(mu, logvar):
+    """KL(N(mu, exp(logvar)) || N(0, I)), summed over every non-batch dimension: shape (B,)."""
+    return 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
+
+
+# --------------------------------------------------------------------------- shared training base
+class _SeqAEBase(TorchDetector):
+    """Training/scoring plumbing shared by the VRAE and the plain LSTM autoencoder."""
+
+    input_kind = "window"
+
+    # ---- subclass hooks
+    def _new_module(self, n_channels: int):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _batch_loss(self, net, x_in, x, beta: float, gen):  # pragma: no cover - abstract
+        """Returns (training loss, validation criterion), both scalars."""
+        raise NotImplementedError
+
+    def _after_fit(self, X: np.ndarray) -> None:
+        """Fit score-side state (reference banks, clusters) on the standardised training data."""
+
+    # ---- common
+    def _standardise(self, X: np.ndarray) -> np.ndarray:
+        return ((X - self.mean_) / self.scale_).astype(np.float32)
+
+    def _fit_scaler(self, X: np.ndarray) -> None:
+        self.mean_ = X.mean(axis=(0, 1)).astype(np.float32)
+        sd = X.std(axis=(0, 1)).astype(np.float32)
+        self.scale_ = np.where(sd > 1e-8, sd, 1.0).astype(np.float32)
+
+    def fit(self, X, y=None):
+        import torch
+
+        X = self._validate(X, fitting=True)
+        n, T, C = X.shape
+        if n < 4:
+            raise InputError(f"{self.name}: need at least 4 windows to fit, got {n}")
+        t0 = time.perf_counter()
+        with torch_threads(self.n_threads):
+            seed_everything(self.seed)
+            dev = self._device()
+            self._fit_scaler(X)
+            Xs = self._standardise(X)
+            rng = np.random.default_rng(self.seed)
+            perm = rng.permutation(n)
+            n_val = int(round(self.validation_fraction * n)) if self.validation_fraction else 0
+            n_val = min(n_val, n - 2)
+            val_idx, tr_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+            Xtr = torch.from_numpy(Xs[tr_idx]).to(dev)
+            Xva = torch.from_numpy(Xs[val_idx]).to(dev) if n_val > 0 else None
+
+            net = self._new_module(C).to(dev)
+            opt = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+            g_cpu = seeded_generator(self.seed)
+            g_dev = seeded_generator(self.seed + 1, dev)
+            bs = max(1, min(self.batch_size, len(tr_idx)))
+            steps_per_epoch = math.ceil(len(tr_idx) / bs)
+            anneal_steps = max(1, int(self.kl_anneal_epochs * steps_per_epoch)) if self.kl_anneal_epochs else 0
+            best, best_state, bad, step = math.inf, None, 0, 0
+            history: list[dict[str, float]] = []
+            bar = progress(range(self.epochs), desc=self.name, unit="epoch", leave=False)
+            for epoch in bar:
+                net.train()
+                order = torch.randperm(len(tr_idx), generator=g_cpu).to(dev)
+                tot = 0.0
+                for i in range(steps_per_epoch):
+                    xb = Xtr[order[i * bs:(i + 1) * bs]]
+                    beta = min(1.0, step / anneal_steps) if anneal_steps else 1.0
+                    x_in = xb
+                    if self.noise_std:
+                        x_in = xb + self.noise_std * torch.randn(xb.shape, generator=g_dev, device=dev)
+                    loss, _ = self._batch_loss(net, x_in, xb, beta, g_dev)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if self.grad_clip:
+                        torch.nn.utils.clip_grad_norm_(net.parameters(), self.grad_clip)
+                    opt.step()
+                    tot += float(loss.detach()) * len(xb)
+                    step += 1
+                rec = {"epoch": epoch + 1, "train_loss": tot / len(tr_idx)}
+                if Xva is not None:
+                    net.eval()
+                    gv = seeded_generator(self.seed + 2, dev)
+                    with torch.no_grad():
+                        vals = [float(self._batch_loss(net, Xva[j:j + 512], Xva[j:j + 512], 1.0, gv)[1]) * len(Xva[j:j + 512])
+                                for j in range(0, len(Xva), 512)]
+                    crit = sum(vals) / len(Xva)
+                    rec["val_loss"] = crit
+                else:
+                    crit = rec["train_loss"]
+                history.append(rec)
+                bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val=f"{rec.get('val_loss', float('nan')):.3f}")
+                annealing = bool(anneal_steps) and step < anneal_steps
+                if crit < best:
+                    best, best_state, bad = crit, copy.deepcopy(net.state_dict()), 0
+                elif not annealing:
+                    bad += 1
+                    if self.patience and bad >= self.patience:
+                        break
+            bar.close()
+            if best_state is not None:
+                net.load_state_dict(best_state)
+            net.eval()
+            self.module_ = net
+            self.module_meta_ = self._meta(C)
+            self.n_features_in_ = int(C)
+            self.window_length_ = int(T)
+            self.n_epochs_ = len(history)
+            self.best_val_loss_ = float(best)
+            self.history_ = history
+            self._after_fit(Xs)
+        self.fit_seconds_ = round(time.perf_counter() - t0, 3)
+        return self
+
+    def _build_module(self, meta):
+        return self._new_module_from_meta(meta)
+
+    def _score(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        with torch_threads(self.n_threads):
+            Xs = self._standardise(X)
+            parts = [self._score_std(Xs[i:i + self.score_batch_size]) for i in range(0, len(Xs), self.score_batch_size)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+@register
+class VRAE(_SeqAEBase):
+    """Variational recurrent autoencoder with variational self-attention (see module docstring).
+
+    Parameters
+    ----------
+    hidden_size
+        LSTM units per direction (encoder) and of the decoder.
+    latent_dim
+        Dimension of z.
+    context_dim
+        Dimension of each attention context vector c_t.
+    attention
+        Use the variational self-attention (else the decoder reads only z).
+    num_layers
+        LSTM layers in encoder and decoder.
+    epochs, batch_size, learning_rate, weight_decay, grad_clip
+        Optimisation (Adam).
+    kl_weight, kl_context_weight
+        Final weights of the KL terms of z and of the contexts (the "beta" of a beta-VAE).
+    kl_anneal_epochs
+        Epochs over which the KL weights rise linearly from 0 (0 = no annealing).
+    noise_std
+        Denoising: std of Gaussian noise added to the (standardised) input during training.
+    sparsity
+        Weight of an L1 penalty on mu_z (latent sparsity).
+    validation_fraction, patience
+        Early stopping on the ELBO of a held-out fraction of the fit data.
+    n_samples
+        L, Monte-Carlo samples of (z, c) per window at scoring time.
+    n_wasserstein
+        N_W, number of training windows in the Wasserstein reference bank.
+    n_clusters
+        k of the k-means on training latent means (``latent_cluster``).
+    seed
+        Seeds training and the (common) random numbers used for scoring.
+    device
+        ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``.
+    n_threads
+        torch CPU threads during fit/score (None = leave as is).
+    score_batch_size
+        Windows per scoring chunk (does not change the scores).
+    """
+
+    name = "vrae"
+    components = (
+        Component("reconstruction_error", "mean |x - mu_x| over L samples of (z, c)"),
+        Component("reconstruction_probability", "-(1/L) sum_l log p(x | z_l, c_l)"),
+        Component("latent_wasserstein", "median squared W2 distance of q(z|x) to a bank of training posteriors"),
+        Component("latent_cluster", "distance of mu_z to the nearest k-means centre of training latents (scaled)"),
+    )
+    _contract_params = {
+        "hidden_size": 8, "latent_dim": 4, "context_dim": 2, "epochs": 2, "batch_size": 32,
+        "n_samples": 4, "n_wasserstein": 16, "n_clusters": 3, "device": "cpu",
+    }
+
+    def __init__(
+        self,
+        hidden_size: int = 64,
+        latent_dim: int = 8,
+        context_dim: int = 4,
+        attention: bool = True,
+        num_layers: int = 1,
+        epochs: int = 60,
+        batch_size: int = 64,
+        learning_rate: float = 2e-3,
+        weight_decay: float = 0.0,
+        grad_clip: float = 5.0,
+        kl_weight: float = 1.0,
+        kl_context_weight: float = 1.0,
+        kl_anneal_epochs: float = 10.0,
+        noise_std: float = 0.0,
+        sparsity: float = 0.0,
+        validation_fraction: float = 0.1,
+        patience: int = 10,
+        n_samples: int = 16,
+        n_wasserstein: int = 256,
+        n_clusters: int = 8,
+        seed: int = 0,
+        device: str = "auto",
+        n_threads: int | None = None,
+        score_batch_size: int = 256,
+    ):
+        self.hidden_size = hidden_size
+        self.latent_dim = latent_dim
+        self.context_dim = context_dim
+        self.attention = attention
+        self.num_layers = num_layers
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.grad_clip = grad_clip
+        self.kl_weight = kl_weight
+        self.kl_context_weight = kl_context_weight
+        self.kl_anneal_epochs = kl_anneal_epochs
+        self.noise_std = noise_std
+        self.sparsity = sparsity
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.n_samples = n_samples
+        self.n_wasserstein = n_wasserstein
+        self.n_clusters = n_clusters
+        self.seed = seed
+        self.device = device
+        self.n_threads = n_threads
+        self.score_batch_size = score_batch_size
+
+    # ---- network
+    def _meta(self, C: int) -> dict[str, Any]:
+        return {"n_channels": int(C), "hidden_size": int(self.hidden_size), "latent_dim": int(self.latent_dim),
+                "context_dim": int(self.context_dim), "attention": bool(self.attention),
+                "num_layers": int(self.num_layers)}
+
+    def _new_module(self, n_channels: int):
+        return _build_vrae_net(self._meta(n_channels))
+
+    def _new_module_from_meta(self, meta):
+        return _build_vrae_net(meta)
+
+    def _batch_loss(self, net, x_in, x, beta, gen):
+        import torch
+
+        T = x.shape[1]
+        mu_z, lv_z, mu_c, lv_c = net.encode(x_in)
+        z = mu_z + (0.5 * lv_z).exp() * torch.randn(mu_z.shape, generator=gen, device=mu_z.device)
+        c = None
+        kl = self.kl_weight * _kl_std_normal(mu_z, lv_z)
+        if mu_c is not None:
+            c = mu_c + (0.5 * lv_c).exp() * torch.randn(mu_c.shape, generator=gen, device=mu_c.device)
+            kl = kl + self.kl_context_weight * _kl_std_normal(mu_c, lv_c)
+        mu_x, lv_x = net.decode(z, c, T)
+        nll = _gauss_nll(x, mu_x, lv_x)
+        neg_elbo = nll + kl  # at beta = 1: the validation criterion
+        loss = nll + beta * kl
+        if self.sparsity:
+            loss = loss + self.sparsity * mu_z.abs().sum(1)
+        return loss.mean(), neg_elbo.mean()
+
+    # ---- scoring state
+    def _eps_bank(self, T: int):
+        """Common random numbers: (L, latent) for z and (L, T, context) for c, fixed by ``seed``."""
+        key = (T, str(self._device()))
+        cache = getattr(self, "_eps_cache", None)
+        if cache is None or cache[0] != key:
+            import torch
+
+            g = seeded_generator(self.seed + 12345)
+            ez = torch.randn((self.n_samples, self.latent_dim), generator=g)
+            ec = torch.randn((self.n_samples, T, self.context_dim), generator=g)
+            dev = self._device()
+            self._eps_cache = (key, ez.to(dev), ec.to(dev))
+            cache = self._eps_cache
+        return cache[1], cache[2]
+
+    def _encode_np(self, Xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        mus, sds = [], []
+        with torch.no_grad():
+            for i in range(0, len(Xs), self.score_batch_size):
+                x = torch.from_numpy(Xs[i:i + self.score_batch_size]).to(self._device())
+                mu, lv, _, _ = self.module_.encode(x)
+                mus.append(mu.cpu().numpy())
+                sds.append((0.5 * lv).exp().cpu().numpy())
+        return np.concatenate(mus).astype(np.float64), np.concatenate(sds).astype(np.float64)
+
+    def _after_fit(self, Xs: np.ndarray) -> None:
+        mu, sd = self._encode_np(Xs)
+        rng = np.random.default_rng(self.seed + 7)
+        k = min(self.n_wasserstein, len(Xs))
+        idx = np.sort(rng.choice(len(Xs), size=k, replace=False))
+        self.ref_mu_ = mu[idx].astype(np.float32)
+        self.ref_sigma_ = sd[idx].astype(np.float32)
+        from sklearn.cluster import KMeans
+
+        n_cl = max(1, min(self.n_clusters, len(mu)))
+        km = KMeans(n_clusters=n_cl, n_init=10, random_state=self.seed).fit(mu)
+        self.cluster_centers_ = km.cluster_centers_.astype(np.float32)
+        d = self._cluster_dist(mu)
+        self.cluster_scale_ = np.array([max(float(np.median(d)), 1e-12)], dtype=np.float64)
+        self.latent_train_mu_ = mu[idx].astype(np.float32)  # a small sample, for reports
+
+    def _cluster_dist(self, mu: np.ndarray) -> np.ndarray:
+        c = self.cluster_centers_.astype(np.float64)
+        d2 = (mu**2).sum(1)[:, None] + (c**2).sum(1)[None, :] - 2.0 * mu @ c.T
+        return np.sqrt(np.maximum(d2, 0.0).min(1))
+
+    def _forward_scores(self, Xs: np.ndarray) -> dict[str, Any]:
+        """Posterior and L-sample reconstructions of standardised windows (one chunk)."""
+        import torch
+
+        dev = self._device()
+        net = self.module_
+        x = torch.from_numpy(Xs).to(dev)
+        B, T, C = x.shape
+        L = self.n_samples
+        ez, ec = self._eps_bank(T)
+        with torch.no_grad():
+            mu_z, lv_z, mu_c, lv_c = net.encode(x)
+            sd_z = (0.5 * lv_z).exp()
+            z = (mu_z[None] + sd_z[None] * ez[:, None, :]).reshape(L * B, -1)
+            c = None
+            if mu_c is not None:
+                c = (mu_c[None] + (0.5 * lv_c).exp()[None] * ec[:, None]).reshape(L * B, T, -1)
+            mu_x, lv_x = net.decode(z, c, T)
+            xr = x[None].expand(L, B, T, C).reshape(L * B, T, C)
+            nll = _gauss_nll(xr, mu_x, lv_x).view(L, B).mean(0)
+            err = (xr - mu_x).abs().mean(dim=(1, 2)).view(L, B).mean(0)
+            mean_rec = mu_x.view(L, B, T, C).mean(0)
+        return {"mu_z": mu_z.cpu().double().numpy(), "sd_z": sd_z.cpu().double().numpy(),
+                "nll": nll.cpu().double().numpy(), "err": err.cpu().double().numpy(),
+                "reconstruction": mean_rec.cpu().numpy()}
+
+    def _score_std(self, Xs: np.ndarray) -> dict[str, np.ndarray]:
+        f = self._forward_scores(Xs)
+        w2 = w2_diag_gaussians(f["mu_z"], f["sd_z"], self.ref_mu_, self.ref_sigma_)
+        return {
+            "reconstruction_error": f["err"],
+            "reconstruction_probability": f["nll"],
+            "latent_wasserstein": np.median(w2, axis=1),
+            "latent_cluster": self._cluster_dist(f["mu_z"]) / float(np.asarray(self.cluster_scale_).reshape(-1)[0]),
+        }
+
+    # ---- extras for reports and the supervised variant
+    def transform(self, X) -> np.ndarray:
+        """Latent means ``mu_z`` of windows, shape ``(n, latent_dim)``."""
+        self._check_fitted()
+        X = self._validate(X, fitting=False)
+        with torch_threads(self.n_threads):
+            return self._encode_np(self._standardise(X))[0]
+
+    def reconstruct(self, X) -> np.ndarray:
+        """Mean reconstruction (over the L samples), in the input's units: ``(n, T, C)``."""
+        self._check_fitted()
+        X = self._validate(X, fitting=False)
+        with torch_threads(self.n_threads):
+            Xs = self._standardise(X)
+            rec = np.concatenate([self._forward_scores(Xs[i:i + self.score_batch_size])["reconstruction"]
+                                  for i in range(0, len(Xs), self.score_batch_size)])
+        return rec * self.scale_ + self.mean_
+
+
+class VRAESVM:
+    """Supervised VRAE+SVM (Pereira & Silveira): an RBF SVM on the VRAE's latent means.
+
+    Fit the VRAE on all windows (labels unused), then the SVM on ``(mu_z, y)``;
+    :meth:`decision_function` is higher for the anomalous class (label 1).
+    Not a registered detector: it needs labels, the contract does not.
+    """
+
+    def __init__(self, vrae: VRAE, C: float = 10.0, gamma: str | float = "scale"):
+        self.vrae, self.C, self.gamma = vrae, C, gamma
+
+    def fit(self, X, y) -> VRAESVM:
+        from sklearn.svm import SVC
+
+        if not self.vrae.is_fitted:
+            self.vrae.fit(X)
+        self.svm_ = SVC(C=self.C, gamma=self.gamma, class_weight="balanced").fit(self.vrae.transform(X), np.asarray(y).astype(int))
+        return self
+
+    def decision_function(self, X) -> np.ndarray:
+        return self.svm_.decision_function(self.vrae.transform(X))

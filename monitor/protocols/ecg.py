@@ -1,0 +1,300 @@
+"""ECG protocols for window detectors: ``ecg5000-semi``, ``ecg5000-unsup`` (``../shared/PROTOCOLS.md``)
+and anomon's own semi-supervised splits of other ECG data in the same style.
+
+``ecg5000-semi``
+    Pool UCR ECG5000 TRAIN + TEST (5000 beats x 140). Class 1 is normal. With
+    ``rng = numpy.random.default_rng(0)``: ``normal = rng.permutation(indices of class 1)``;
+    train = first ``int(0.6 n)``, validation = next ``int(0.1 n)``, the remaining normals and
+    every anomalous beat are the test set: 1751 / 291 / 877 + 2081. Model seeds 0, 1, 2.
+    Threshold: 95th percentile of the validation scores; anomalous when ``score > threshold``.
+``ecg5000-unsup``
+    Fit on UCR TRAIN (500 beats, 41 % anomalous, labels unused); score UCR TEST (4500);
+    threshold: 95th percentile of the training scores.
+``ecg200-semi``
+    UCR ECG200 pooled (200 x 96); label 1 normal, -1 (myocardial infarction) anomalous;
+    the same 60/10/30 split of the normals with ``default_rng(0)``: 79 / 13 / 41 + 67.
+``mitdb106-semi``
+    MIT-BIH record 106, lead 0 (MLII), beats 'N' (normal) and 'V' (anomalous) only, windows of
+    90 samples before to 170 after the annotated R peak (0.72 s at 360 Hz) decimated by 2 to
+    130 steps, raw millivolts. Same split of the normal beats: 904 / 150 / 453 + 520.
+    (Beats are permuted regardless of time: neighbouring beats land in different splits.)
+``<ucr-name>-semi``
+    Any other UCR set (``ECGFiveDays``, ``TwoLeadECG``, ...) via ``--dataset NAME``: class
+    ``normal_class`` (default 1) normal, every other class anomalous, the same split.
+
+Every semi split uses the same rule (:func:`semi_split`), and every protocol the same
+threshold rule (:func:`evaluate_scores`) and metrics (:mod:`monitor.evaluation`).
+
+Examples
+--------
+>>> import numpy as np
+>>> y = np.array([0] * 10 + [1] * 4)
+>>> tr, va, te = semi_split(y)
+>>> len(tr), len(va), len(te), int(y[te].sum())
+(6, 1, 7, 4)
+>>> from monitor.protocols.ecg import protocol_names
+>>> "ecg5000-semi" in protocol_names()
+True
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitor.errors import UserError
+
+log = logging.getLogger("anomon.protocols.ecg")
+
+#: Fraction of the normal samples that are anomalous at the threshold (95th percentile).
+THRESHOLD_FPR = 0.05
+SEEDS = (0, 1, 2)
+
+#: Tuned hyperparameters per detector (any protocol; overridable with --param).
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
+    "vrae": {},
+    "lstm-ae": {},
+}
+
+#: Bars from issue 3, for the report.
+BARS = {"ecg5000-semi": {"roc_auc": 0.995, "f1": 0.985}, "ecg5000-unsup": {"roc_auc": 0.98}}
+#: Peers measured on ecg5000-semi (issue 3), mean of 3 seeds.
+PEERS = {"ecg5000-semi": [("KNN (PyOD)", 0.9946, 0.9827), ("OC-SVM", 0.9903, 0.9826),
+                          ("Deep SVDD (DeepOD)", 0.989, 0.977), ("dense AutoEncoder (PyOD)", 0.981, 0.982)]}
+
+
+@dataclass
+class ProtocolData:
+    """A protocol's data: windows are ``(n, T, C)`` float32; ``y_test`` is 1 for anomalous.
+
+    ``threshold_on`` says which scores give the threshold: ``"val"`` or ``"train"``.
+    """
+
+    protocol: str
+    dataset: str
+    X_train: np.ndarray
+    X_val: np.ndarray | None
+    X_test: np.ndarray
+    y_test: np.ndarray
+    classes_test: np.ndarray
+    threshold_on: str = "val"
+    fpr: float = THRESHOLD_FPR
+    seeds: tuple[int, ...] = SEEDS
+    description: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def X_threshold(self) -> np.ndarray:
+        return self.X_val if self.threshold_on == "val" else self.X_train
+
+    def sizes(self) -> dict[str, int]:
+        return {
+            "train": int(len(self.X_train)),
+            "val": int(len(self.X_val)) if self.X_val is not None else 0,
+            "test_normal": int((self.y_test == 0).sum()),
+            "test_anomalous": int((self.y_test == 1).sum()),
+        }
+
+
+# --------------------------------------------------------------------------- splits
+def semi_split(is_anomalous: np.ndarray, seed: int = 0, train: float = 0.6, val: float = 0.1):
+    """The PROTOCOLS.md semi-supervised split: returns (train, val, test) index arrays.
+
+    ``normal = default_rng(seed).permutation(indices of normal)``; train = first ``int(train n)``,
+    val = next ``int(val n)``, test = remaining normals, then every anomalous index (ascending).
+    """
+    a = np.asarray(is_anomalous).astype(bool)
+    rng = np.random.default_rng(seed)
+    normal = rng.permutation(np.flatnonzero(~a))
+    n = len(normal)
+    n_tr, n_va = int(train * n), int(val * n)
+    return normal[:n_tr], normal[n_tr:n_tr + n_va], np.concatenate([normal[n_tr + n_va:], np.flatnonzero(a)])
+
+
+def _as_windows(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    return X[:, :, None] if X.ndim == 2 else X
+
+
+def _limit(idx: np.ndarray, limit: int | None) -> np.ndarray:
+    return idx if not limit else idx[:limit]
+
+
+def _semi(name: str, dataset: str, X: np.ndarray, classes: np.ndarray, anomalous: np.ndarray,
+          limit: int | None, description: str, info: dict[str, Any] | None = None) -> ProtocolData:
+    tr, va, te = semi_split(anomalous)
+    if limit:
+        te_n, te_a = te[~anomalous[te]], te[anomalous[te]]
+        tr, va, te = tr[:limit], va[:max(limit // 4, 8)], np.concatenate([te_n[:limit // 2], te_a[:limit // 2]])
+    X = _as_windows(X)
+    return ProtocolData(name, dataset, X[tr], X[va], X[te], anomalous[te].astype(np.int64), classes[te],
+                        threshold_on="val", description=description, info=dict(info or {}, limit=limit))
+
+
+def _datasets():
+    try:
+        from streams import datasets
+    except ImportError as exc:  # pragma: no cover - streams.datasets is part of anomon
+        raise UserError(f"dataset loaders unavailable: {exc}") from None
+    return datasets
+
+
+def _load(fn, *args, **kw):
+    try:
+        return fn(*args, **kw)
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None
+    except Exception as exc:  # loaders raise their own errors naming the file and source
+        if type(exc).__name__ in ("DatasetNotFound", "DatasetFormatError", "DatasetError", "ChecksumError"):
+            raise UserError(str(exc)) from None
+        raise
+
+
+def ecg5000_semi(data_dir: str | Path | None = None, limit: int | None = None) -> ProtocolData:
+    ds = _load(_datasets().load_ecg5000, data_dir)
+    X, y = ds.pooled()
+    return _semi("ecg5000-semi", "ecg5000", X, y, y != 1, limit,
+                 "UCR ECG5000 TRAIN+TEST pooled; class 1 normal; normals split 60/10/30 with default_rng(0); "
+                 "threshold = 95th percentile of validation scores")
+
+
+def ecg5000_unsup(data_dir: str | Path | None = None, limit: int | None = None) -> ProtocolData:
+    ds = _load(_datasets().load_ecg5000, data_dir)
+    Xtr, Xte, yte = ds.X_train, ds.X_test, ds.y_test
+    if limit:
+        Xtr = Xtr[:limit]
+        a = np.flatnonzero(yte != 1)[:limit // 2]
+        n = np.flatnonzero(yte == 1)[:limit // 2]
+        sel = np.sort(np.concatenate([n, a]))
+        Xte, yte = Xte[sel], yte[sel]
+    return ProtocolData("ecg5000-unsup", "ecg5000", _as_windows(Xtr), None, _as_windows(Xte),
+                        (yte != 1).astype(np.int64), yte, threshold_on="train",
+                        description="fit on UCR ECG5000 TRAIN (500, 41% anomalous, labels unused); score TEST (4500); "
+                        "threshold = 95th percentile of training scores", info={"limit": limit})
+
+
+def ucr_semi(name: str, data_dir: str | Path | None = None, limit: int | None = None,
+             normal_class: int = 1) -> ProtocolData:
+    ds = _load(_datasets().load_ucr, name, data_dir)
+    X, y = ds.pooled()
+    if normal_class not in set(y.tolist()):
+        raise UserError(f"{ds.name}: no class {normal_class}; classes are {sorted(set(y.tolist()))}")
+    key = ds.name.lower()
+    return _semi(f"{key}-semi", key, X, y, y != normal_class, limit,
+                 f"UCR {ds.name} TRAIN+TEST pooled; class {normal_class} normal, others anomalous; normals split "
+                 "60/10/30 with default_rng(0); threshold = 95th percentile of validation scores",
+                 {"normal_class": normal_class})
+
+
+def mitdb_semi(record: str = "106", data_dir: str | Path | None = None, limit: int | None = None,
+               decimate: int = 2, window: tuple[int, int] = (90, 170)) -> ProtocolData:
+    keep = ("N", "V") if record == "106" else None
+    bs = _load(_datasets().load_mitdb_beats, record, window=window, channel=0, data_dir=data_dir, keep_symbols=keep)
+    X = np.asarray(bs.X, dtype=np.float64)[:, ::decimate]
+    classes = np.asarray(bs.symbols).astype(str)
+    anomalous = classes != "N"
+    what = "beats N vs V" if keep else "beats N vs every other beat"
+    return _semi(f"mitdb{record}-semi", f"mitdb-{record}", X, classes, anomalous, limit,
+                 f"MIT-BIH record {record}, lead 0, {what}; R-peak windows {window[0]} before/{window[1]} after at "
+                 f"360 Hz, decimated by {decimate}; raw mV; normals split 60/10/30 with default_rng(0); "
+                 "threshold = 95th percentile of validation scores", {"record": record, "decimate": decimate})
+
+
+_NAMED = {
+    "ecg5000-semi": ecg5000_semi,
+    "ecg5000-unsup": ecg5000_unsup,
+    "ecg200-semi": lambda data_dir=None, limit=None: ucr_semi("ECG200", data_dir, limit, normal_class=1),
+    "mitdb106-semi": lambda data_dir=None, limit=None: mitdb_semi("106", data_dir, limit),
+}
+
+
+def protocol_names() -> list[str]:
+    """The named protocols (``--protocol``)."""
+    return sorted(_NAMED)
+
+
+def dataset_protocol(dataset: str) -> str:
+    """Protocol name used for ``--dataset NAME``: ``NAME-semi`` (``mitdb-106`` -> ``mitdb106-semi``)."""
+    d = dataset.lower().replace("_", "-")
+    if d.startswith("mitdb"):
+        return f"mitdb{d[5:].lstrip('-:')}-semi"
+    return d if d.endswith(("-semi", "-unsup")) else f"{d}-semi"
+
+
+def load_protocol(protocol: str | None = None, dataset: str | None = None, data_dir: str | Path | None = None,
+                  limit: int | None = None) -> ProtocolData:
+    """Load a named protocol, or the semi-supervised protocol of a dataset."""
+    if protocol is None and dataset is None:
+        raise UserError("give --protocol NAME or --dataset NAME")
+    name = protocol or dataset_protocol(dataset or "")
+    if name in _NAMED:
+        return _NAMED[name](data_dir=data_dir, limit=limit)
+    if name.startswith("mitdb") and name.endswith("-semi"):
+        return mitdb_semi(name[5:-5], data_dir, limit)
+    if name.endswith("-semi") and dataset is not None:
+        return ucr_semi(name[:-5], data_dir, limit)
+    raise UserError(f"unknown protocol {name!r}; known: {', '.join(protocol_names())} "
+                    "(or --dataset ecg200|ecgfivedays|twoleadecg|mitdb-NNN)")
+
+
+# --------------------------------------------------------------------------- fitting and scoring
+def prepare(det, X: np.ndarray) -> np.ndarray:
+    """Shape windows for a detector: ``(n, T, C)`` as is, flattened to ``(n, T*C)`` for tabular ones."""
+    return X.reshape(len(X), -1) if getattr(det, "input_kind", "window") == "tabular" else X
+
+
+def make_detector(name: str, seed: int, params: dict[str, Any] | None = None):
+    """A detector with the protocol defaults, ``seed`` and user overrides."""
+    from models import get_detector
+
+    cls = get_detector(name)
+    kw = dict(DEFAULT_PARAMS.get(name, {}))
+    kw.update(params or {})
+    names = set(cls._param_names())
+    if "seed" in names:
+        kw.setdefault("seed", seed)
+    elif "random_state" in names:
+        kw.setdefault("random_state", seed)
+    unknown = sorted(set(kw) - names)
+    if unknown:
+        raise UserError(f"{name}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    return cls(**kw)
+
+
+def thresholds_for(det, data: ProtocolData) -> dict[str, float]:
+    """The protocol threshold of every component: ``(1 - fpr)`` quantile of the threshold scores."""
+    from models.thresholds import infer_threshold
+
+    s = det.score(prepare(det, data.X_threshold))
+    return {c: infer_threshold(s[c], data.fpr) for c in s}
+
+
+def evaluate_scores(y: np.ndarray, test_scores, thresholds: dict[str, float], protocol: str) -> dict[str, dict]:
+    """Per component: ROC AUC, PR AUC, and precision/recall/F1/FPR at the threshold (``score > t``)."""
+    from monitor.evaluation import binary_metrics
+
+    out = {}
+    for c in test_scores:
+        m = binary_metrics(y, test_scores[c], thresholds[c])
+        m["protocol"] = protocol
+        out[c] = m
+    return out
+
+
+def evaluate_detector(det, data: ProtocolData) -> tuple[dict[str, dict], Any, dict[str, float]]:
+    """(metrics per component, test Scores, thresholds)."""
+    thr = thresholds_for(det, data)
+    s = det.score(prepare(det, data.X_test))
+    return evaluate_scores(data.y_test, s, thr, data.protocol), s, thr
+
+
+def best_component(components: dict[str, dict], key: str = "roc_auc") -> str:
+    """Name of the component with the highest mean ``key``."""
+    def val(v: Any) -> float:
+        x = v[key]
+        return float(x["mean"] if isinstance(x, dict) else x)
+
+    return max(components, key=lambda c: val(components[c]))
