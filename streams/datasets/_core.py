@@ -313,6 +313,8 @@ def require(relpath: str, root: str | Path | None = None, *, verify: bool = True
     path = base / relpath
     if not path.is_file():
         found = row_for_file(relpath)
+        if found is None and relpath.startswith("ucr/"):
+            raise DatasetMissingError(path, dataset=dataset, source=_UCR_SRC, licence=_UCR_LIC)
         if found is None:
             raise DatasetMissingError(path, dataset=dataset)
         name, row = found

@@ -101,6 +101,13 @@ def _need_columns(df, cols: Sequence[str], path: Path, role: str) -> None:
 _UNIT_SCALE = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
 
+def _epoch_seconds(dt) -> np.ndarray:
+    """float64 seconds since the epoch of a UTC datetime Series, whatever its resolution."""
+    import pandas as pd
+
+    return ((dt - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
+
+
 def parse_timestamps(col, unit: str = "auto", *, source: str = "<series>", name: str = "timestamp") -> tuple[np.ndarray, str]:
     """Parse a timestamp column into (float64 array, kind) where kind is ``"epoch_s"`` (seconds
     since the epoch, UTC) or ``"index"`` (numbers kept as they are).
@@ -124,7 +131,7 @@ def parse_timestamps(col, unit: str = "auto", *, source: str = "<series>", name:
     numeric = pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
     if pd.api.types.is_datetime64_any_dtype(s):
         dt = pd.to_datetime(s, utc=True)
-        return dt.astype("int64").to_numpy() / 1e9, "epoch_s"
+        return _epoch_seconds(dt), "epoch_s"
     if unit in _UNIT_SCALE or unit == "index" or (unit == "auto" and numeric):
         if not numeric:
             vals = pd.to_numeric(s, errors="coerce")
@@ -156,7 +163,7 @@ def parse_timestamps(col, unit: str = "auto", *, source: str = "<series>", name:
     if dt.isna().any():
         i = int(np.flatnonzero(dt.isna().to_numpy())[0])
         raise DatasetFormatError(f"{source}: row {i + 1}: {name} {s.iloc[i]!r} is not a date/time")
-    return dt.astype("int64").to_numpy() / 1e9, "epoch_s"
+    return _epoch_seconds(dt), "epoch_s"
 
 
 def _values(df, cols: Sequence[str], path: Path) -> np.ndarray:
