@@ -59,12 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a clear one-line error for the user, the traceback at DEBUG
+        from models.base import DetectorError
         from monitor.errors import UserError
+        from streams.datasets import DatasetError
 
-        if isinstance(exc, UserError):
+        if isinstance(exc, (UserError, DatasetError, DetectorError)):
             logging.getLogger("anomon").debug("error", exc_info=True)
             print(f"anomon: error: {exc}", file=sys.stderr)
-            return exc.exit_code
+            return getattr(exc, "exit_code", 2)
         raise
 
 
