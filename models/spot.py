@@ -97,11 +97,13 @@ class SPOT:
         Quantile of the calibration scores used as the initial threshold ``t`` (0.98 in the paper).
     max_peaks
         Peaks kept for the fit (a bounded ring: the oldest are forgotten). Keeps memory and the fit cost bounded.
+    refit_every
+        Refit the GPD after this many new peaks (1 = after every peak, as in the paper).
     """
 
     kind = "spot"
 
-    def __init__(self, q: float = 1e-3, level: float = 0.98, max_peaks: int = 2000):
+    def __init__(self, q: float = 1e-3, level: float = 0.98, max_peaks: int = 2000, refit_every: int = 1):
         if not 0 < q < 1:
             raise InputError(f"SPOT: q must be in (0, 1), got {q}")
         if not 0 < level < 1:
@@ -111,6 +113,7 @@ class SPOT:
         self.q = q
         self.level = level
         self.max_peaks = max_peaks
+        self.refit_every = refit_every
 
     # -- internal transform (DSPOT overrides)
     def _x(self, s: float) -> float:
@@ -131,6 +134,7 @@ class SPOT:
         self.peaks_ = peaks[-self.max_peaks:].copy()
         self.n_ = int(x.size)
         self.n_peaks_ = int(peaks.size)
+        self._new_peaks = []
         self._refit()
         return self
 
@@ -168,11 +172,13 @@ class SPOT:
             self.n_ += 1
             if x > self.t_:
                 self.n_peaks_ += 1
-                if self.peaks_.size >= self.max_peaks:
-                    self.peaks_ = np.append(self.peaks_[1:], x - self.t_)
-                else:
-                    self.peaks_ = np.append(self.peaks_, x - self.t_)
-                self._refit()
+                self._new_peaks.append(x - self.t_)
+                if len(self._new_peaks) >= self.refit_every:
+                    self.peaks_ = np.concatenate([self.peaks_, self._new_peaks])[-self.max_peaks:]
+                    self._new_peaks = []
+                    self._refit()
+                else:  # the quantile moves with n and N_t even between refits
+                    self.z_ = _quantile(self.t_, self.gamma_, self.sigma_, self.q, self.n_, self.n_peaks_)
             self._learn(v)
         return out
 
@@ -197,8 +203,9 @@ class DSPOT(SPOT):
 
     kind = "dspot"
 
-    def __init__(self, q: float = 1e-3, level: float = 0.98, max_peaks: int = 2000, depth: int = 50):
-        super().__init__(q=q, level=level, max_peaks=max_peaks)
+    def __init__(self, q: float = 1e-3, level: float = 0.98, max_peaks: int = 2000, refit_every: int = 1,
+                 depth: int = 50):
+        super().__init__(q=q, level=level, max_peaks=max_peaks, refit_every=refit_every)
         if depth < 2:
             raise InputError("DSPOT: depth must be >= 2")
         self.depth = depth
@@ -233,7 +240,7 @@ class DSPOT(SPOT):
 def make_threshold(kind: str, calibration: np.ndarray, q: float, **kw: Any) -> SPOT:
     """Build and fit ``"spot"`` or ``"dspot"`` from calibration scores."""
     if kind == "spot":
-        return SPOT(q=q, **{k: v for k, v in kw.items() if k in ("level", "max_peaks")}).fit(calibration)
+        return SPOT(q=q, **{k: v for k, v in kw.items() if k in ("level", "max_peaks", "refit_every")}).fit(calibration)
     if kind == "dspot":
-        return DSPOT(q=q, **{k: v for k, v in kw.items() if k in ("level", "max_peaks", "depth")}).fit(calibration)
+        return DSPOT(q=q, **{k: v for k, v in kw.items() if k in ("level", "max_peaks", "refit_every", "depth")}).fit(calibration)
     raise InputError(f"unknown online threshold kind {kind!r} (spot, dspot)")

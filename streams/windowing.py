@@ -198,6 +198,10 @@ class Windower:
         return sum(len(s) for s in self._parts.values())
 
     # ---- input
+    def add_consumed(self, partition: Any, offset: int) -> None:
+        """Note a record that was consumed but not windowed (dead-lettered): it is never needed again."""
+        self._next_off[partition] = max(self._next_off.get(partition, 0), offset + 1)
+
     def add(self, partition: Any, offset: int, readings: Any) -> tuple[list[WindowBatch], list[Rejection]]:
         """Add the readings of the record at ``offset``; returns complete windows and rejected samples."""
         series_map = self._parts.get(partition)

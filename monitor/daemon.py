@@ -1,0 +1,682 @@
+"""``anomon run``: consume readings, window them, score micro-batches, emit scores and alerts.
+
+The loop (one thread; rebalance hooks run on kafka-python's IO thread and take the same lock)::
+
+    poll -> decode (bad -> DLQ) -> window per (partition, series) (late/dup -> DLQ)
+         -> micro-batch across series (max_batch / max_wait) -> ONE model call per batch
+         -> thresholds (calibrated, or SPOT/DSPOT online) -> hysteresis alerts, ADWIN drift
+         -> scores topic (one record per window, id = "<series>@<window end µs>"), alerts topic
+    every commit_interval_s, on revocation and on SIGTERM:
+         score what is pending -> flush scores/alerts/DLQ -> write progress -> flush -> commit
+
+Delivery is at least once. The committed offset of a partition is the oldest reading that its
+open windows still need (:meth:`streams.windowing.Windower.committable`), so a new owner (after a
+crash, restart or rebalance) replays from there; the progress record written just before each
+commit (topic ``<group>.progress``: where each series' next window starts) lets it rebuild the
+very same windows, skip the ones already emitted, and emit complete windows only. Windows emitted
+after the last commit are emitted again under the same id (recognisable duplicates).
+
+A failed flush (broker gone) rewinds: state is rebuilt from the last commit, and the consumer
+seeks back to it, so nothing that was not durably written is skipped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from monitor.config import Config
+from monitor.modelstore import Bundle, ModelWatcher
+
+log = logging.getLogger("anomon.daemon")
+
+PROGRESS_CHUNK = 2000  # series per progress record
+
+
+class _NullMetrics:
+    """Used when no metrics object is given: every method is a no-op."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a, **k: None
+
+
+def _ms(us: int) -> int | float:
+    return us // 1000 if us % 1000 == 0 else us / 1000.0
+
+
+class Thresholds:
+    """Per-component thresholds: calibrated (fixed) or online SPOT/DSPOT for the alert components."""
+
+    def __init__(self, bundle: Bundle, mode: str, q: float, depth: int):
+        from models.spot import DSPOT, SPOT
+
+        self.fixed = dict(bundle.thresholds)
+        self.alert = [c for c in bundle.alert_components]
+        self.online: dict[str, Any] = {}
+        if mode in ("spot", "dspot"):
+            for c in self.alert:
+                cal = bundle.calibration.get(c)
+                if cal is None or len(cal) < max(60, depth + 12):
+                    log.warning("no calibration scores for %s: using its calibrated threshold", c)
+                    continue
+                try:
+                    t = (SPOT(q=q, refit_every=10) if mode == "spot" else DSPOT(q=q, depth=depth, refit_every=10))
+                    self.online[c] = t.fit(cal)
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("cannot start %s for %s (%s): using its calibrated threshold", mode, c, exc)
+
+    def current(self) -> dict[str, float]:
+        out = dict(self.fixed)
+        for c, t in self.online.items():
+            out[c] = float(t.threshold)
+        return out
+
+    def classify(self, scores: Any) -> tuple[np.ndarray, dict[str, float]]:
+        """Anomalous flags for a batch, and the thresholds in force before it."""
+        before = self.current()
+        flags = np.zeros(scores.n, dtype=bool)
+        for c in self.alert:
+            if c in self.online:
+                flags |= self.online[c].update(scores[c])
+            elif c in self.fixed:
+                flags |= scores[c] > self.fixed[c]
+        return flags, before
+
+
+class Daemon:
+    """The streaming scorer. ``run()`` blocks until :meth:`stop`; thread-safe ``stop``/``reload``."""
+
+    def __init__(self, cfg: Config, *, bootstrap: str | None = None, model: ModelWatcher | Bundle | None = None,
+                 metrics: Any = None, clock: Any = None, name: str | None = None):
+        from streams.records import RecordFormat
+        from streams.windowing import SystemClock, Windower, WindowSpec
+
+        self.cfg = cfg
+        self.settings = cfg.kafka_settings(bootstrap)
+        self.name = name or f"anomon-{threading.get_ident() % 100000}"
+        if model is None:
+            model = ModelWatcher(cfg.model.dir, cfg.model.watch_interval_s)
+        self.watcher: ModelWatcher | None = model if isinstance(model, ModelWatcher) else None
+        self.bundle: Bundle = model.bundle if isinstance(model, ModelWatcher) else model
+        if cfg.window.length and cfg.window.length != self.bundle.length:
+            from monitor.errors import ConfigError
+
+            raise ConfigError(f"window.length: {cfg.window.length} differs from the model's window length "
+                              f"{self.bundle.length} (from {cfg.sources.get('window.length', 'defaults')})")
+        self.metrics = metrics if metrics is not None else _NullMetrics()
+        self.clock = clock or SystemClock()
+        inp = cfg.input
+        self.fmt = RecordFormat(series_field=inp.series_field, ts_field=inp.ts_field, value_field=inp.value_field,
+                                values_field=inp.values_field, period_field=inp.period_field, ts_unit=inp.ts_unit,
+                                max_message_bytes=inp.max_message_bytes, max_samples=inp.max_samples,
+                                max_channels=inp.max_channels)
+        self.spec = WindowSpec(length=self.bundle.length, stride=cfg.window.stride or self.bundle.stride,
+                               channels=self.bundle.channels, lateness_ms=cfg.window.lateness_ms,
+                               gap_ms=cfg.window.gap_ms, idle_ttl_s=cfg.window.idle_ttl_s,
+                               max_series_per_partition=cfg.window.max_series_per_partition)
+        self.windower = Windower(self.spec, clock=self.clock)
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._owned: set = set()
+        self._to_drop = set()
+        self._new: set = set()
+        self._last_commit: dict[Any, int] = {}
+        self._last_snap: dict[Any, dict] = {}
+        self._dirty: set = set()
+        self._pending: list[tuple[Any, float]] = []  # (WindowBatch, record timestamp ms)
+        self._pending_n = 0
+        self._pending_since = 0.0
+        self._alerts: dict[str, list] = {}  # series -> [anom_run, normal_run, alert_id|None, start_us, max, partition]
+        self._progress_parts = 1
+        self.connected = False
+        self.loop_heartbeat = time.monotonic()
+        self.started = False
+        self.draining = False
+        self.stats = {"records": 0, "windows": 0, "dlq": 0, "alerts": 0, "batches": 0, "commits": 0,
+                      "rewinds": 0, "drift": 0, "suppressed": 0}
+        self.latencies: deque[float] = deque(maxlen=100_000)
+        self._setup_model(self.bundle, reload=False)
+
+    # ------------------------------------------------------------------ model
+    def _setup_model(self, bundle: Bundle, reload: bool) -> None:
+        from river.drift import ADWIN
+
+        sc = self.cfg.scoring
+        if sc.alert_components:
+            unknown = [c for c in sc.alert_components if c not in bundle.components]
+            if unknown:
+                from monitor.errors import ConfigError
+
+                raise ConfigError(f"scoring.alert_components: {unknown} not among the model's components "
+                                  f"{bundle.components}")
+            bundle.alert_components = list(sc.alert_components)
+        self.bundle = bundle
+        self.thresholds = Thresholds(bundle, sc.threshold, sc.q, sc.dspot_depth)
+        self.adwin = ADWIN(delta=sc.drift_delta) if sc.drift else None
+        self.metrics.model_load(bundle.name, bundle.version, detector=bundle.detector.name, reload=reload,
+                                components=bundle.components)
+        for c, v in self.thresholds.current().items():
+            self.metrics.set_threshold(bundle.name, c, v)
+
+    def request_reload(self) -> None:
+        """Reload the model at the next loop turn (SIGHUP)."""
+        self._reload.set()
+
+    def _maybe_reload(self) -> None:
+        if self.watcher is None:
+            return
+        if self._reload.is_set():
+            self._reload.clear()
+            self.watcher.request_reload()
+        before = self.watcher.failures
+        new = self.watcher.poll()
+        if new is not None:
+            with self._lock:
+                self._score_pending()
+                self._setup_model(new, reload=True)
+        elif self.watcher.failures != before:
+            self.metrics.model_load_failed(self.bundle.name, still_serving=True)
+
+    # ------------------------------------------------------------------ lifecycle
+    def stop(self) -> None:
+        """Drain and stop (SIGTERM): pending windows are scored, flushed and committed."""
+        self._stop.set()
+
+    @property
+    def alive(self) -> bool:
+        return time.monotonic() - self.loop_heartbeat < 60.0
+
+    def readiness(self) -> tuple[bool, str]:
+        if not self.started:
+            return False, "starting"
+        if self.draining:
+            return False, "draining"
+        if not self.connected:
+            return False, "not connected to Kafka"
+        return True, ""
+
+    def _open(self) -> None:
+        from streams.kafka import Sink, Source, create_topics
+
+        cfg = self.cfg
+        if cfg.kafka.create_topics:
+            n = cfg.kafka.partitions
+            create_topics(self.settings, {t: n for t in cfg.input.topics})
+            create_topics(self.settings, {cfg.output.scores_topic: n, cfg.output.alerts_topic: n,
+                                          cfg.output.dlq_topic: n})
+            create_topics(self.settings, {cfg.progress_topic: n}, compacted=True)
+        from streams.kafka import topic_partitions
+
+        self._progress_parts = max(1, len(topic_partitions(self.settings, cfg.progress_topic)))
+        self.sink = Sink(self.settings, linger_ms=cfg.output.linger_ms,
+                         producer_options={"retries": 2**31 - 1, "max_in_flight_requests_per_connection": 5})
+        self.source = Source(self.settings, cfg.input.topics, cfg.input.group_id,
+                             on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost,
+                             commit_on_revoke=False, max_poll_records=cfg.input.max_poll_records,
+                             session_timeout_ms=cfg.input.session_timeout_ms,
+                             heartbeat_interval_ms=cfg.input.heartbeat_interval_ms,
+                             consumer_options={"client_id": self.name})
+        self.source.open()
+
+    # ------------------------------------------------------------------ rebalance hooks (IO thread)
+    def _on_assign(self, tps: set) -> None:
+        self._to_drop -= set(tps)
+        self._new |= set(tps)
+        self._owned |= set(tps)
+        self.metrics.rebalance("assigned")
+        log.info("partitions assigned", extra={"partitions": sorted(f"{t.topic}:{t.partition}" for t in tps)})
+
+    def _on_revoke(self, tps: set) -> None:
+        self.metrics.rebalance("revoked")
+        got = self._lock.acquire(timeout=10.0)
+        try:
+            if got and not self._broken:
+                try:
+                    self._checkpoint(only=set(tps) & self._owned, in_hook=True)
+                except Exception as exc:  # noqa: BLE001 - the next owner replays from the last commit
+                    log.warning("checkpoint on revocation failed (%s); the next owner replays from the last commit", exc)
+                for tp in tps:
+                    self._drop(tp)
+            else:  # the main thread holds the lock: it drops the state at its next turn
+                self._owned -= set(tps)
+                self._to_drop |= set(tps)
+        finally:
+            if got:
+                self._lock.release()
+        log.info("partitions revoked", extra={"partitions": sorted(f"{t.topic}:{t.partition}" for t in tps)})
+
+    def _on_lost(self, tps: set) -> None:
+        self.metrics.rebalance("lost")
+        with self._lock:
+            for tp in tps:
+                self._drop(tp)
+
+    _broken = False
+    _to_drop: set = set()
+
+    def _drop(self, tp: Any) -> None:
+        self._owned.discard(tp)
+        self._new.discard(tp)
+        self.windower.revoke(tp)
+        self._last_commit.pop(tp, None)
+        self._last_snap.pop(tp, None)
+        self._dirty.discard(tp)
+        self._pending = [(b, t) for b, t in self._pending if b.partition != tp]
+        self._pending_n = sum(len(b) for b, _ in self._pending)
+        for s in [s for s, a in self._alerts.items() if a[5] == tp]:
+            del self._alerts[s]
+
+    # ------------------------------------------------------------------ progress
+    def _progress_key(self, tp: Any) -> str:
+        return f"{tp.topic}:{tp.partition}"
+
+    def _read_progress(self, tps: list) -> dict[Any, tuple[int, dict]]:
+        """The last complete progress snapshot of each partition: {tp: (offset, {series: [ts, skip]})}."""
+        from streams.kafka import KafkaConsumer, TopicPartition, partition_ends
+
+        topic = self.cfg.progress_topic
+        want = {self._progress_key(tp): tp for tp in tps}
+        ptps = sorted({TopicPartition(topic, tp.partition % self._progress_parts) for tp in tps})
+        ends = partition_ends(self.settings, ptps)
+        out: dict[Any, tuple[int, dict]] = {}
+        cons = KafkaConsumer(**self.settings.to_kafka_python(), enable_auto_commit=False, group_id=None,
+                             max_partition_fetch_bytes=8 * 1024 * 1024)
+        try:
+            for ptp in ptps:
+                end = ends.get(ptp, 0)
+                begin = cons.beginning_offsets([ptp])[ptp]
+                span = 512
+                found: dict[str, tuple[int, dict]] = {}
+                keys = {k for k, tp in want.items() if tp.partition % self._progress_parts == ptp.partition}
+                while True:
+                    start = max(begin, end - span)
+                    found = self._scan_progress(cons, ptp, start, end, keys)
+                    if set(found) >= keys or start <= begin:
+                        break
+                    span *= 8
+                for k, v in found.items():
+                    out[want[k]] = v
+        finally:
+            cons.close()
+        return out
+
+    @staticmethod
+    def _scan_progress(cons: Any, ptp: Any, start: int, end: int, keys: set[str]) -> dict[str, tuple[int, dict]]:
+        if end <= start:
+            return {}
+        cons.assign([ptp])
+        cons.seek(ptp, start)
+        parts: dict[tuple[str, int], dict] = {}
+        best: dict[str, tuple[int, dict]] = {}
+        pos = start
+        deadline = time.monotonic() + 30
+        while pos < end and time.monotonic() < deadline:
+            for recs in cons.poll(timeout_ms=500).values():
+                for r in recs:
+                    pos = r.offset + 1
+                    k = r.key.decode() if r.key else ""
+                    if k not in keys:
+                        continue
+                    try:
+                        v = json.loads(r.value)
+                    except ValueError:
+                        continue
+                    slot = parts.setdefault((k, v["seq"]), {"series": {}, "n": 0})
+                    slot["series"].update(v["series"])
+                    slot["n"] += 1
+                    if slot["n"] == v["parts"]:
+                        best[k] = (int(v["offset"]), slot["series"])
+                        del parts[(k, v["seq"])]
+        return best
+
+    def _init_partitions(self) -> None:
+        """Set up state for newly assigned partitions (main thread: blocking calls are fine here)."""
+        new = [tp for tp in list(self._new) if tp in self._owned]
+        self._new -= set(new)
+        if not new:
+            return
+        try:
+            prog = self._read_progress(new)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("cannot read progress topic (%s): windows already emitted will be emitted again", exc)
+            prog = {}
+        for tp in new:
+            off, snap = prog.get(tp, (None, {}))
+            self.windower.assign(tp, snap)
+            try:
+                c = self.source.committed(tp)
+            except Exception:  # noqa: BLE001
+                c = None
+            if c is not None:
+                self._last_commit[tp] = c
+            self._last_snap[tp] = snap
+            log.info("partition %s:%d resumes at offset %s with %d series in progress", tp.topic, tp.partition,
+                     c, len(snap))
+        self.metrics.set_assignment((tp.topic, tp.partition) for tp in self._owned)
+
+    # ------------------------------------------------------------------ processing
+    def _dlq(self, rec: Any, reason: str, message: str, samples: int | None = None) -> None:
+        headers = [("anomon.reason", reason), ("anomon.error", message[:500]),
+                   ("anomon.source", f"{rec.topic}:{rec.partition}:{rec.offset}")]
+        if samples is not None:
+            headers.append(("anomon.samples", str(samples)))
+        self.sink.send(self.cfg.output.dlq_topic, rec.value, key=rec.key, headers=headers)
+        self.metrics.dead_letter(reason)
+        self.stats["dlq"] += 1
+
+    def _process(self, recs: list) -> None:
+        from streams.kafka import TopicPartition
+        from streams.records import RecordError, decode_record
+
+        fmt, width = self.fmt, self.spec.channels
+        now = time.monotonic()
+        counts: dict[str, int] = {}
+        for rec in recs:
+            tp = TopicPartition(rec.topic, rec.partition)
+            if tp not in self._owned:
+                continue
+            counts[rec.topic] = counts.get(rec.topic, 0) + 1
+            self._dirty.add(tp)
+            try:
+                r = decode_record(rec.value, rec.key, fmt, width)
+            except RecordError as exc:
+                self.windower.add_consumed(tp, rec.offset)
+                self._dlq(rec, exc.reason, str(exc))
+                continue
+            batches, rejected = self.windower.add(tp, rec.offset, r)
+            if rejected:
+                rj = rejected[0]
+                self._dlq(rec, rj.reason, rj.message, samples=sum(x.count for x in rejected))
+            for b in batches:
+                if not self._pending:
+                    self._pending_since = now
+                self._pending.append((b, rec.timestamp))
+                self._pending_n += len(b)
+            if self._pending_n >= self.cfg.scoring.max_batch:
+                self._score_pending()
+        self.stats["records"] += len(recs)
+        for t, n in counts.items():
+            self.metrics.record_consumed(t, n)
+
+    def _score_pending(self) -> None:
+        """Score everything pending, in batches of at most max_batch windows (one model call each)."""
+        mb = self.cfg.scoring.max_batch
+        while self._pending:
+            take, n = [], 0
+            while self._pending and (n == 0 or n + len(self._pending[0][0]) <= mb):
+                b, t = self._pending.pop(0)
+                take.append((b, t))
+                n += len(b)
+            self._pending_n -= n
+            self._score(take)
+        self._pending_n = 0
+
+    def _score(self, take: list) -> None:
+        bundle = self.bundle
+        X = np.concatenate([b.X for b, _ in take]) if len(take) > 1 else take[0][0].X
+        t0 = time.perf_counter()
+        scores = bundle.score_windows(X)
+        dt = time.perf_counter() - t0
+        flags, thr = self.thresholds.classify(scores)
+        now_ms = time.time() * 1000.0
+        comps = bundle.components
+        cols = {c: scores[c].tolist() for c in comps}
+        thr_json = {c: round(v, 6) for c, v in thr.items()}
+        out_topic = self.cfg.output.scores_topic
+        send = self.sink.send
+        i = 0
+        lat = []
+        series_ids = []
+        primary = bundle.alert_components[0]
+        for b, rec_ts in take:
+            k = len(b)
+            key = b.series.encode()
+            start_ts, end_ts = b.start_ts.tolist(), b.end_ts.tolist()
+            for j in range(k):
+                e = end_ts[j]
+                rec = {"id": f"{b.series}@{e}", "series": b.series, "start_ts": _ms(start_ts[j]), "end_ts": _ms(e),
+                       "scores": {c: cols[c][i] for c in comps}, "thresholds": thr_json,
+                       "anomalous": bool(flags[i]), "model": bundle.name, "version": bundle.version,
+                       "partition": b.partition.partition, "scored_at": round(now_ms, 1)}
+                send(out_topic, json.dumps(rec, separators=(",", ":")).encode(), key=key)
+                self._hysteresis(b.series, b.partition, e, bool(flags[i]), cols[primary][i])
+                series_ids.append(b.series)
+                i += 1
+            if rec_ts and rec_ts > 0:
+                lat.append((now_ms - rec_ts) / 1000.0)
+                self.latencies.extend([lat[-1]] * k)
+        n_anom = int(flags.sum())
+        self.stats["windows"] += i
+        self.stats["batches"] += 1
+        m = self.metrics
+        m.record_produced(out_topic, i)
+        m.observe_batch(bundle.name, i, dt, n_anom)
+        if lat:
+            m.observe_latency(bundle.name, lat)
+        for c in comps:
+            m.observe_scores(bundle.name, c, scores[c])
+        for c, v in self.thresholds.current().items():
+            m.set_threshold(bundle.name, c, v)
+        m.observe_series(bundle.name, series_ids, scores[primary], component=primary)
+        if self.adwin is not None:
+            v = float(np.mean(scores[primary]))
+            if math.isfinite(v):
+                self.adwin.update(v)
+                if self.adwin.drift_detected:
+                    self.stats["drift"] += 1
+                    m.drift(bundle.name, primary)
+                    log.warning("score drift detected (ADWIN)", extra={"model": bundle.name, "component": primary,
+                                                                        "mean_score": round(v, 4)})
+
+    def _hysteresis(self, series: str, tp: Any, end_us: int, anomalous: bool, score: float) -> None:
+        sc = self.cfg.scoring
+        st = self._alerts.get(series)
+        if st is None:
+            if not anomalous:
+                return
+            st = self._alerts[series] = [0, 0, None, end_us, score, tp]
+        if anomalous:
+            st[0] += 1
+            st[1] = 0
+            st[4] = max(st[4], score)
+            if st[0] == 1 and st[2] is None:
+                st[3] = end_us
+            if st[2] is None and st[0] >= sc.open_after:
+                st[2] = f"{series}@{st[3]}"
+                self._emit_alert("start", series, st, end_us)
+        else:
+            st[1] += 1
+            st[0] = 0
+            if st[2] is None:
+                del self._alerts[series]
+            elif st[1] >= sc.close_after:
+                self._emit_alert("end", series, st, end_us)
+                del self._alerts[series]
+
+    def _emit_alert(self, event: str, series: str, st: list, end_us: int) -> None:
+        b = self.bundle
+        rec = {"id": st[2], "event": event, "series": series, "start_ts": _ms(st[3]), "ts": _ms(end_us),
+               "max_score": round(float(st[4]), 6), "model": b.name, "version": b.version}
+        self.sink.send(self.cfg.output.alerts_topic, json.dumps(rec, separators=(",", ":")).encode(),
+                       key=series.encode())
+        self.metrics.alert(b.name, event)
+        self.metrics.record_produced(self.cfg.output.alerts_topic, 1)
+        self.stats["alerts"] += event == "start"
+
+    # ------------------------------------------------------------------ commits
+    def _checkpoint(self, only: set | None = None, in_hook: bool = False) -> bool:
+        """Score pending, flush outputs, write progress, flush, commit. False when the flush failed."""
+        from streams.kafka import DeliveryError
+
+        self._score_pending()
+        tps = [tp for tp in (self._owned if only is None else only) if tp not in self._new]
+        try:
+            self.sink.flush(timeout_s=30)
+        except (DeliveryError, Exception) as exc:  # noqa: BLE001
+            self.metrics.commit(ok=False)
+            log.error("flushing outputs failed: %s", exc)
+            if not in_hook:
+                self._rewind()
+            return False
+        offsets = {}
+        for tp in tps:
+            if tp not in self._dirty and tp in self._last_commit:
+                continue
+            c = self.windower.committable(tp)
+            if c is None:
+                continue
+            snap = self.windower.snapshot(tp)
+            self._send_progress(tp, c, snap)
+            offsets[tp] = (c, snap)
+        if not offsets:
+            return True
+        try:
+            self.sink.flush(timeout_s=30)
+            self.source.commit({tp: c for tp, (c, _) in offsets.items()})
+        except Exception as exc:  # noqa: BLE001 - commit failed: keep the old commit point
+            self.metrics.commit(ok=False)
+            log.error("commit failed: %s", exc)
+            return False
+        for tp, (c, snap) in offsets.items():
+            self._last_commit[tp] = c
+            self._last_snap[tp] = snap
+            self._dirty.discard(tp)
+        self.stats["commits"] += 1
+        self.metrics.commit(ok=True)
+        return True
+
+    def _send_progress(self, tp: Any, offset: int, snap: dict) -> None:
+        items = list(snap.items())
+        parts = max(1, math.ceil(len(items) / PROGRESS_CHUNK))
+        seq = time.time_ns()
+        key = self._progress_key(tp)
+        for i in range(parts):
+            chunk = dict(items[i * PROGRESS_CHUNK:(i + 1) * PROGRESS_CHUNK])
+            v = {"topic": tp.topic, "partition": tp.partition, "offset": offset, "seq": seq, "part": i,
+                 "parts": parts, "series": chunk}
+            self.sink.send(self.cfg.progress_topic, json.dumps(v, separators=(",", ":")).encode(), key=key,
+                           partition=tp.partition % self._progress_parts)
+
+    def _rewind(self) -> None:
+        """Outputs since the last commit may be lost: rebuild state from the last commit and seek back."""
+        self.stats["rewinds"] += 1
+        self._pending.clear()
+        self._pending_n = 0
+        for tp in list(self._owned):
+            self.windower.assign(tp, self._last_snap.get(tp, {}))
+            off = self._last_commit.get(tp)
+            try:
+                if off is None:
+                    self.source.seek_to_beginning([tp])
+                else:
+                    self.source.seek(tp, off, check=False)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("seek of %s failed: %s", tp, exc)
+        self._alerts.clear()
+        log.warning("rewound to the last commit; windows since then are scored again (same ids)")
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> dict[str, Any]:
+        """Run until :meth:`stop`; returns the stats."""
+        from streams.kafka import TopicPartition  # noqa: F401
+
+        self._open()
+        self.started = True
+        self.metrics.set_up(True)
+        cfg = self.cfg
+        max_wait = cfg.scoring.max_wait_ms / 1000.0
+        next_commit = time.monotonic() + cfg.output.commit_interval_s
+        next_house = time.monotonic() + 1.0
+        backoff = 0.0
+        log.info("anomon run started", extra={"model": str(self.bundle), "topics": ",".join(cfg.input.topics),
+                                               "group": cfg.input.group_id, "stride": self.spec.stride})
+        try:
+            while not self._stop.is_set():
+                self.loop_heartbeat = time.monotonic()
+                timeout = 0.2
+                if self._pending:
+                    timeout = max(0.0, min(timeout, self._pending_since + max_wait - time.monotonic()))
+                try:
+                    recs = self.source.poll(timeout)
+                    self.connected = self._coordinator_known()
+                    backoff = 0.0
+                except Exception as exc:  # noqa: BLE001 - broker trouble: back off and retry
+                    self.connected = False
+                    backoff = min(10.0, max(0.2, backoff * 2))
+                    log.warning("poll failed (%s); retrying in %.1fs", exc, backoff)
+                    self._stop.wait(backoff)
+                    continue
+                with self._lock:
+                    if self._to_drop:
+                        for tp in list(self._to_drop):
+                            self._drop(tp)
+                        self._to_drop.clear()
+                    if self._new:
+                        self._init_partitions()
+                    if recs:
+                        self._process(recs)
+                    if self._pending and (time.monotonic() - self._pending_since >= max_wait):
+                        self._score_pending()
+                    now = time.monotonic()
+                    if now >= next_commit:
+                        self._checkpoint()
+                        next_commit = now + cfg.output.commit_interval_s
+                    if now >= next_house:
+                        next_house = now + 1.0
+                        self._housekeeping()
+                self._maybe_reload()
+            self.draining = True
+            self.metrics.set_up(False)
+            with self._lock:
+                if self._new:
+                    self._init_partitions()
+                ok = self._checkpoint()
+                log.info("drained", extra={"committed": ok, **self.stats})
+        finally:
+            self.metrics.set_ready(False)
+            try:
+                self.source.close(commit=False)
+            except Exception:  # noqa: BLE001
+                pass
+            try:
+                self.sink.close()
+            except Exception:  # noqa: BLE001
+                pass
+        return dict(self.stats)
+
+    def _coordinator_known(self) -> bool:
+        try:
+            return not self.source.consumer._coordinator.coordinator_unknown()
+        except Exception:  # noqa: BLE001
+            return True
+
+    def _housekeeping(self) -> None:
+        n = self.windower.evict_idle()
+        if n:
+            self.metrics.evicted(n)
+        self.metrics.set_series_state(self.windower.n_series(), self._pending_n)
+        self.metrics.set_ready(self.readiness()[0])
+        for tp in self._owned:
+            try:
+                self.metrics.set_position(tp.topic, tp.partition, self.source.position(tp), self.source.highwater(tp))
+            except Exception:  # noqa: BLE001
+                pass
+        self.metrics.set_active_alerts(self.bundle.name, sum(1 for a in self._alerts.values() if a[2]))
+
+    def lag(self) -> dict[str, int]:
+        out = {}
+        for tp in list(self._owned):
+            try:
+                hw = self.source.highwater(tp)
+                if hw is not None:
+                    out[f"{tp.topic}:{tp.partition}"] = max(0, hw - self.source.position(tp))
+            except Exception:  # noqa: BLE001
+                pass
+        return out

@@ -1,0 +1,140 @@
+"""Process-level wrapper of the daemon: embedded broker, metrics, HTTP endpoints, signals.
+
+:func:`start_daemon` builds everything and runs :class:`monitor.daemon.Daemon` in a thread
+(in-process use: tests, the demo, the benchmark); :func:`run_forever` is ``anomon run``:
+the daemon on the main thread, SIGTERM/SIGINT drain and commit, SIGHUP reloads the model.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.config import Config
+
+log = logging.getLogger("anomon.runner")
+
+
+@dataclass
+class Running:
+    """A daemon running in a thread, with its broker (if embedded), metrics and HTTP server."""
+
+    daemon: Any
+    thread: threading.Thread | None
+    metrics: Any
+    http: Any = None
+    broker: Any = None
+    result: dict = field(default_factory=dict)
+    error: BaseException | None = None
+
+    @property
+    def http_port(self) -> int | None:
+        return self.http.port if self.http else None
+
+    def stop(self, timeout: float = 60.0) -> dict:
+        """Drain, commit and stop; returns the daemon's stats. Raises what the daemon raised."""
+        self.daemon.stop()
+        if self.thread is not None:
+            self.thread.join(timeout)
+            if self.thread.is_alive():
+                raise TimeoutError("daemon did not stop in time")
+        if self.http:
+            self.http.stop()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.error:
+            raise self.error
+        return self.result
+
+
+def ensure_broker(cfg: Config, bootstrap: str | None = None) -> tuple[str, Any]:
+    """The bootstrap servers to use; starts the embedded broker when none is configured."""
+    bs = bootstrap or cfg.kafka.bootstrap_servers
+    if bs:
+        return bs, None
+    from streams.broker import EmbeddedBroker
+
+    b = EmbeddedBroker().start()
+    log.info("no kafka.bootstrap_servers configured: started the embedded broker on %s", b.bootstrap)
+    return b.bootstrap, b
+
+
+def make_metrics(registry: Any = None) -> Any:
+    try:
+        from prometheus_client import CollectorRegistry
+
+        from monitor.metrics import AnomonMetrics
+    except ImportError:  # pragma: no cover
+        return None
+    from streams.records import REASONS
+
+    return AnomonMetrics(registry or CollectorRegistry(), dlq_reasons=REASONS)
+
+
+def build(cfg: Config, *, bootstrap: str | None = None, model: Any = None, http: bool | None = None,
+          metrics: Any = None, name: str | None = None) -> Running:
+    """Build the daemon (and broker, metrics, HTTP server) without starting its loop."""
+    from monitor.daemon import Daemon
+
+    bs, broker = ensure_broker(cfg, bootstrap)
+    try:
+        metrics = metrics if metrics is not None else make_metrics()
+        d = Daemon(cfg, bootstrap=bs, model=model, metrics=metrics, name=name)
+        srv = None
+        if cfg.http.enabled if http is None else http:
+            from monitor.health import HealthServer
+
+            srv = HealthServer(metrics.exposition if metrics else (lambda: (b"", "text/plain")),
+                               alive=lambda: d.alive, ready=d.readiness)
+            port = srv.start(cfg.http.host, cfg.http.port)
+            log.info("serving /metrics /healthz /readyz on http://%s:%d", cfg.http.host, port)
+    except BaseException:
+        if broker is not None:
+            broker.stop()
+        raise
+    return Running(daemon=d, thread=None, metrics=metrics, http=srv, broker=broker)
+
+
+def start_daemon(cfg: Config, **kw: Any) -> Running:
+    """Build and run the daemon in a background thread (in-process)."""
+    r = build(cfg, **kw)
+
+    def target() -> None:
+        try:
+            r.result = r.daemon.run()
+        except BaseException as exc:  # noqa: BLE001 - reported by Running.stop
+            log.exception("daemon failed")
+            r.error = exc
+
+    r.thread = threading.Thread(target=target, name="anomon-daemon", daemon=True)
+    r.thread.start()
+    return r
+
+
+def run_forever(cfg: Config, *, bootstrap: str | None = None) -> dict:
+    """``anomon run``: the daemon on this thread until SIGTERM/SIGINT; SIGHUP reloads the model."""
+    r = build(cfg, bootstrap=bootstrap)
+    d = r.daemon
+
+    def on_term(signum, _frame):
+        log.info("signal %s: draining", signal.Signals(signum).name)
+        d.stop()
+
+    def on_hup(_signum, _frame):
+        log.info("SIGHUP: reloading the model")
+        d.request_reload()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGHUP, on_hup)
+    try:
+        stats = d.run()
+    finally:
+        if r.http:
+            r.http.stop()
+        if r.broker is not None:
+            r.broker.stop()
+    log.info("stopped", extra=stats)
+    return stats
