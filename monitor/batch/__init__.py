@@ -32,6 +32,7 @@ missing optional module never breaks the others).
 * ``cfg`` is the job's ``defaults`` updated by the config file and the command line.
   ``cfg["seeds"]`` is always a list of ints (the command line and config accept
   a count ``5`` = ``[0..4]`` or an explicit list ``0,3,7``).
+  ``cfg["_job"]`` holds the name the job was started under.
 * ``progress`` is a tqdm-like factory (:func:`models.torch_base.progress`):
   ``progress(iterable, desc=..., total=...)``.
 * A job that can run on the user's own data declares ``"data"`` in its defaults;
@@ -325,7 +326,7 @@ def run_job(
         old = torch.get_num_threads()
         torch.set_num_threads(int(threads))
     try:
-        result = job.run(out, cfg, prog)
+        result = job.run(out, {**cfg, "_job": name}, prog)
     finally:
         if threads:
             torch.set_num_threads(old)

@@ -1,0 +1,164 @@
+"""Deep SVDD (Ruff et al., ICML 2018): one-class and soft-boundary.
+
+A bias-free network ``phi`` maps the data into a hypersphere around a centre ``c``:
+
+* **one-class**: minimise ``mean ||phi(x) - c||^2`` (+ weight decay);
+* **soft-boundary**: minimise ``R^2 + 1/nu * mean max(0, ||phi(x) - c||^2 - R^2)``; ``R`` is
+  updated after each epoch (past ``warmup_epochs``) as the ``(1 - nu)``-quantile of the
+  distances.
+
+``c`` is the mean of ``phi(x)`` over the training data from an initial forward pass (after
+optional autoencoder pretraining); coordinates too close to 0 are pushed to ``±eps`` to avoid
+the trivial solution, as in the paper. No bias terms, bounded activations avoided (leaky
+ReLU by default), for the same reason.
+
+Score: ``||phi(x) - c||^2`` (one-class) or ``||phi(x) - c||^2 - R^2`` (soft-boundary).
+
+Examples
+--------
+>>> import numpy as np
+>>> from models.deep_svdd import DeepSVDD
+>>> X = np.random.default_rng(0).normal(size=(64, 4))
+>>> det = DeepSVDD(hidden=(8,), rep_dim=4, epochs=2, pretrain_epochs=1, device="cpu").fit(X)
+>>> det.score(X[:2])["svdd_distance"].shape
+(2,)
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from models.base import Component, InputError, register
+from models.dense_ae import TabularTorchDetector, minibatches, mlp
+
+
+def _build(meta):
+    import torch.nn as nn
+
+    m = nn.Module()
+    sizes = [meta["n_features"], *meta["hidden"], meta["rep_dim"]]
+    m.net = mlp(sizes, meta["activation"], bias=False)
+    if meta.get("with_decoder"):
+        m.decoder = mlp(list(reversed(sizes)), meta["activation"], bias=False)
+    return m
+
+
+@register
+class DeepSVDD(TabularTorchDetector):
+    """Deep SVDD, one-class or soft-boundary.
+
+    Parameters
+    ----------
+    objective
+        ``"one-class"`` or ``"soft-boundary"``.
+    nu
+        Soft-boundary trade-off (fraction of training points allowed outside), in (0, 1].
+    hidden, rep_dim, activation
+        Bias-free network widths and activation (leaky_relu by default).
+    epochs, batch_size, lr, weight_decay
+        Adam settings (weight decay = the paper's λ/2 ||W||^2).
+    pretrain_epochs
+        Epochs of autoencoder pretraining (0 = none); the network then starts from the encoder.
+    warmup_epochs
+        Soft-boundary: epochs before ``R`` is first updated.
+    eps
+        Minimum |c_j|.
+    """
+
+    name = "deep-svdd"
+    input_kind = "tabular"
+    components = (Component("svdd_distance", "squared distance to the hypersphere centre (minus R^2 if soft-boundary)"),)
+    _contract_params = {"hidden": [8], "rep_dim": 4, "epochs": 2, "pretrain_epochs": 1, "device": "cpu"}
+
+    def __init__(self, objective: str = "one-class", nu: float = 0.1, hidden: Sequence[int] = (64, 32),
+                 rep_dim: int = 16, activation: str = "leaky_relu", epochs: int = 50, batch_size: int = 128,
+                 lr: float = 1e-3, weight_decay: float = 1e-6, pretrain_epochs: int = 20, warmup_epochs: int = 5,
+                 eps: float = 0.1, seed: int = 0, device: str = "auto", verbose: bool = False):
+        self.objective = objective
+        self.nu = nu
+        self.hidden = list(hidden)
+        self.rep_dim = rep_dim
+        self.activation = activation
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.pretrain_epochs = pretrain_epochs
+        self.warmup_epochs = warmup_epochs
+        self.eps = eps
+        self.seed = seed
+        self.device = device
+        self.verbose = verbose
+
+    def _initial_meta(self, Xt):
+        if self.objective not in ("one-class", "soft-boundary"):
+            raise InputError(f"deep-svdd: objective must be 'one-class' or 'soft-boundary', got {self.objective!r}")
+        if not 0 < self.nu <= 1:
+            raise InputError(f"deep-svdd: nu must be in (0, 1], got {self.nu}")
+        return {"n_features": int(Xt.shape[1]), "hidden": [int(h) for h in self.hidden],
+                "rep_dim": int(self.rep_dim), "activation": self.activation}
+
+    def _build_module(self, meta):
+        return _build(meta)
+
+    def _pretrain(self, Xt, gen):
+        import torch
+
+        meta = {**self.module_meta_, "with_decoder": True}
+        ae = _build(meta).to(Xt.device)
+        ae.train()
+        opt = torch.optim.Adam(ae.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        for _ in self._epochs(self.pretrain_epochs, "deep-svdd pretrain"):
+            for idx in minibatches(len(Xt), self.batch_size, gen):
+                xb = Xt[idx]
+                loss = ((ae.decoder(ae.net(xb)) - xb) ** 2).sum(1).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        self.module_.net.load_state_dict(ae.net.state_dict())
+
+    def _train(self, Xt, gen):
+        import torch
+
+        if self.pretrain_epochs:
+            self._pretrain(Xt, gen)
+        m = self.module_
+        with torch.no_grad():
+            m.eval()
+            c = torch.cat([m.net(Xt[i : i + self.score_chunk]) for i in range(0, len(Xt), self.score_chunk)]).mean(0)
+            m.train()
+        c = torch.where(c.abs() < self.eps, torch.where(c < 0, -self.eps, self.eps), c)
+        self.c_ = c.detach().cpu().numpy().astype(np.float64)
+        R = torch.tensor(0.0, device=Xt.device)
+        soft = self.objective == "soft-boundary"
+        opt = torch.optim.Adam(m.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        hist = []
+        for ep in self._epochs(self.epochs):
+            tot, nb, dists = 0.0, 0, []
+            for idx in minibatches(len(Xt), self.batch_size, gen):
+                d = ((m.net(Xt[idx]) - c) ** 2).sum(1)
+                if soft:
+                    loss = R**2 + (1.0 / self.nu) * torch.clamp(d - R**2, min=0).mean()
+                    dists.append(d.detach())
+                else:
+                    loss = d.mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                tot += float(loss.detach())
+                nb += 1
+            if soft and ep >= self.warmup_epochs:
+                R = torch.quantile(torch.cat(dists).sqrt(), 1.0 - self.nu)
+            hist.append(tot / max(nb, 1))
+        self.radius_ = float(R)
+        self.loss_history_ = np.asarray(hist)
+
+    def _score_tensor(self, Xt):
+        import torch
+
+        c = torch.as_tensor(np.asarray(self.c_), dtype=torch.float32, device=Xt.device)
+        d = ((self.module_.net(Xt) - c) ** 2).sum(1).double()
+        if self.objective == "soft-boundary":
+            d = d - float(self.radius_) ** 2
+        return {"svdd_distance": d}

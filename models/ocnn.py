@@ -1,0 +1,154 @@
+"""OC-NN: one-class neural network (Chalapathy, Menon and Chawla, 2018).
+
+Objective (one hidden layer ``h = g(V x)``, output ``y_hat = <w, h>``)::
+
+    min_{w, V, r}  1/2 ||w||^2 + 1/2 ||V||_F^2 + 1/nu * mean(max(0, r - y_hat)) - r
+
+optimised by back-propagation for ``w, V``, with ``r`` set after every epoch to the
+``nu``-quantile of ``{y_hat_n}`` (Algorithm 1). Inputs can first pass through the encoder of
+an autoencoder pretrained on the same data (``pretrain_epochs``, frozen), as in the paper.
+
+Decision score ``S = y_hat - r`` (``>= 0`` normal); anomon's score is ``r - y_hat`` so that
+higher means more anomalous.
+
+Examples
+--------
+>>> import numpy as np
+>>> from models.ocnn import OCNN
+>>> X = np.random.default_rng(0).normal(size=(64, 4))
+>>> det = OCNN(hidden=8, epochs=2, pretrain_epochs=1, ae_hidden=(6,), ae_latent=3, device="cpu").fit(X)
+>>> det.score(X[:2])["ocnn"].shape
+(2,)
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from models.base import Component, InputError, register
+from models.dense_ae import TabularTorchDetector, _AE, minibatches
+
+
+def _build(meta):
+    import torch.nn as nn
+
+    m = nn.Module()
+    n_in = meta["n_features"]
+    if meta["ae_latent"]:
+        ae = _AE.build(meta["n_features"], meta["ae_hidden"], meta["ae_latent"], meta["ae_activation"])
+        m.encoder, m.decoder = ae.encoder, ae.decoder
+        n_in = meta["ae_latent"]
+    m.V = nn.Linear(n_in, meta["hidden"], bias=False)
+    m.w = nn.Linear(meta["hidden"], 1, bias=False)
+    return m
+
+
+@register
+class OCNN(TabularTorchDetector):
+    """One-class neural network.
+
+    Parameters
+    ----------
+    nu
+        Upper bound on the fraction of training points outside (``r`` = ``nu``-quantile).
+    hidden
+        Hidden units of ``V``.
+    g
+        Hidden activation: ``"linear"``, ``"sigmoid"`` (paper) or ``"relu"``.
+    pretrain_epochs, ae_hidden, ae_latent, ae_activation
+        Autoencoder feature extractor (frozen after pretraining); ``pretrain_epochs=0`` feeds
+        the raw features.
+    epochs, batch_size, lr
+        Adam settings for ``w, V``.
+    """
+
+    name = "ocnn"
+    input_kind = "tabular"
+    components = (Component("ocnn", "r - y_hat: distance below the one-class boundary"),)
+    _contract_params = {"hidden": 8, "epochs": 2, "pretrain_epochs": 1, "ae_hidden": [6], "ae_latent": 3,
+                        "device": "cpu"}
+
+    def __init__(self, nu: float = 0.1, hidden: int = 32, g: str = "sigmoid", epochs: int = 50,
+                 batch_size: int = 128, lr: float = 1e-3, pretrain_epochs: int = 20,
+                 ae_hidden: Sequence[int] = (64,), ae_latent: int = 16, ae_activation: str = "tanh",
+                 seed: int = 0, device: str = "auto", verbose: bool = False):
+        self.nu = nu
+        self.hidden = hidden
+        self.g = g
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.pretrain_epochs = pretrain_epochs
+        self.ae_hidden = list(ae_hidden)
+        self.ae_latent = ae_latent
+        self.ae_activation = ae_activation
+        self.seed = seed
+        self.device = device
+        self.verbose = verbose
+
+    def _initial_meta(self, Xt):
+        if not 0 < self.nu < 1:
+            raise InputError(f"ocnn: nu must be in (0, 1), got {self.nu}")
+        if self.g not in ("linear", "sigmoid", "relu"):
+            raise InputError(f"ocnn: g must be linear, sigmoid or relu, got {self.g!r}")
+        use_ae = bool(self.pretrain_epochs)
+        return {"n_features": int(Xt.shape[1]), "hidden": int(self.hidden),
+                "ae_hidden": [int(h) for h in self.ae_hidden], "ae_latent": int(self.ae_latent) if use_ae else 0,
+                "ae_activation": self.ae_activation}
+
+    def _build_module(self, meta):
+        return _build(meta)
+
+    def _features(self, x):
+        m = self.module_
+        return m.encoder(x) if hasattr(m, "encoder") else x
+
+    def _yhat(self, x):
+        import torch
+
+        h = self.module_.V(self._features(x))
+        if self.g == "sigmoid":
+            h = torch.sigmoid(h)
+        elif self.g == "relu":
+            h = torch.relu(h)
+        return self.module_.w(h).squeeze(1)
+
+    def _train(self, Xt, gen):
+        import torch
+
+        m = self.module_
+        if hasattr(m, "encoder"):
+            opt = torch.optim.Adam([*m.encoder.parameters(), *m.decoder.parameters()], lr=self.lr)
+            for _ in self._epochs(self.pretrain_epochs, "ocnn pretrain"):
+                for idx in minibatches(len(Xt), self.batch_size, gen):
+                    xb = Xt[idx]
+                    loss = ((m.decoder(m.encoder(xb)) - xb) ** 2).sum(1).mean()
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+            for p in [*m.encoder.parameters(), *m.decoder.parameters()]:
+                p.requires_grad_(False)
+        opt = torch.optim.Adam([*m.V.parameters(), *m.w.parameters()], lr=self.lr)
+        r = torch.tensor(0.0, device=Xt.device)
+        hist = []
+        for _ in self._epochs(self.epochs):
+            tot, nb = 0.0, 0
+            for idx in minibatches(len(Xt), self.batch_size, gen):
+                yh = self._yhat(Xt[idx])
+                loss = (0.5 * (m.w.weight**2).sum() + 0.5 * (m.V.weight**2).sum()
+                        + (1.0 / self.nu) * torch.clamp(r - yh, min=0).mean() - r)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                tot += float(loss.detach())
+                nb += 1
+            with torch.no_grad():
+                yall = torch.cat([self._yhat(Xt[i : i + self.score_chunk]) for i in range(0, len(Xt), self.score_chunk)])
+                r = torch.quantile(yall, self.nu)
+            hist.append(tot / max(nb, 1))
+        self.r_ = float(r)
+        self.loss_history_ = np.asarray(hist)
+
+    def _score_tensor(self, Xt):
+        return {"ocnn": (float(self.r_) - self._yhat(Xt)).double()}
