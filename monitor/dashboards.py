@@ -452,7 +452,7 @@ def fleet_dashboard() -> Dashboard:
         Panel("Alert events / min", PanelType.TIMESERIES,
               (Target(f"60 * {_rate('anomon_alerts_total', by='model, event')}", "{{model}} {{event}}"),),
               width=8, description="Per-series anomaly alerts starting and ending."),
-        Panel("Series in alert", PanelType.TIMESERIES,
+        Panel("Series in alert over time", PanelType.TIMESERIES,
               (Target(f"sum by (model) (anomon_alerts_active{{{S}}})", "{{model}}"),), width=8),
         Panel("Dead-lettered records / s by reason", PanelType.TIMESERIES,
               (Target(_rate("anomon_dead_letter_records_total", by="reason"), "{{reason}}"),),

@@ -68,6 +68,11 @@ def test_required_panels_exist():
     assert any("version" in a.name.lower() for a in model.annotations)
 
 
+def test_query_names_are_unique():
+    names = [w for w, _ in dash.all_queries()]
+    assert len(names) == len(set(names))
+
+
 def test_series_id_only_in_bounded_metrics():
     """PromQL may group by `series` only on the two bounded per-series metrics."""
     for where, expr in dash.all_queries():
