@@ -896,9 +896,10 @@ def render_png(
     """Draw every panel of ``dashboard`` with matplotlib from ``prom_url``'s data.
 
     Runs the panels' own PromQL (template variables expanded, "All" when unset) over the last
-    ``minutes``: time series as lines, stats as numbers, tables and bar gauges as horizontal
-    bars, heatmaps as bucket-rate images. Writes one PNG per panel plus
-    ``<uid>.png`` with all panels on a grid; returns their paths (the grid first).
+    ``minutes``: time series as lines (model-version annotations as dashed vertical lines),
+    stats as numbers, bar gauges as horizontal bars, tables as tables, heatmaps as images.
+    Writes one PNG per panel plus ``<uid>.png`` with all panels on a grid; returns their paths
+    (the grid first). A failing query is drawn as its error message, never raised.
     """
     import time as _time
 
@@ -910,8 +911,8 @@ def render_png(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     end = _time.time() if end is None else end
-    start = end - minutes * 60
-    step = max(1.0, minutes * 60 / 300)
+    ctx = _RenderCtx(prom_url, end - minutes * 60, end, max(1.0, minutes * 60 / 300), variables, rate_interval)
+    ctx.events = _annotation_events(dashboard, ctx)
     panels = dashboard.panels
     rows = (len(panels) + columns - 1) // columns
     grid, axes = plt.subplots(rows, columns, figsize=(7 * columns, 3.2 * rows), squeeze=False)
@@ -919,7 +920,7 @@ def render_png(
     for i, panel in enumerate(panels):
         single, ax1 = plt.subplots(figsize=(7, 3.2))
         for ax in (axes[i // columns][i % columns], ax1):
-            _draw_panel(ax, panel, prom_url, start, end, step, variables, rate_interval)
+            _draw_panel(ax, panel, ctx)
         single.tight_layout()
         slug = re.sub(r"[^a-z0-9]+", "-", panel.title.lower()).strip("-")
         p = out / f"{dashboard.uid}-{i:02d}-{slug}.png"
@@ -928,7 +929,7 @@ def render_png(
         paths.append(p)
     for j in range(len(panels), rows * columns):
         axes[j // columns][j % columns].axis("off")
-    grid.suptitle(dashboard.title)
+    grid.suptitle(f"{dashboard.title}  (last {minutes:g} min)")
     grid.tight_layout()
     gp = out / f"{dashboard.uid}.png"
     grid.savefig(gp, dpi=70)
@@ -936,68 +937,125 @@ def render_png(
     return [gp, *paths]
 
 
-def _draw_panel(ax: Any, panel: Panel, prom_url: str, start: float, end: float, step: float,
-                variables: dict[str, str] | None, rate_interval: str) -> None:
+def add_to_report(report: Any, prom_url: str, out_dir: str | Path, **kwargs: Any) -> list[Path]:
+    """Render every dashboard (:func:`render_png`) and add each grid image to a
+    :class:`monitor.report.Report` section. Returns the grid PNG paths."""
+    grids = []
+    report.heading("Dashboards (rendered from Prometheus)")
+    report.text("Drawn with matplotlib from the same PromQL queries as the Grafana dashboards "
+                f"(deploy/grafana/dashboards), against {prom_url}.")
+    for d in dashboards():
+        gp = render_png(d, prom_url, out_dir, **kwargs)[0]
+        report.image_png(gp.read_bytes(), caption=d.title)
+        grids.append(gp)
+    return grids
+
+
+@dataclass
+class _RenderCtx:
+    prom_url: str
+    start: float
+    end: float
+    step: float
+    variables: dict[str, str] | None
+    rate_interval: str
+    events: list[tuple[float, str]] = field(default_factory=list)
+
+    def q(self, expr: str) -> str:
+        return expand(expr, self.variables, rate_interval=self.rate_interval)
+
+    def range(self, expr: str) -> list[dict[str, Any]]:
+        return _prom_get(self.prom_url, "/api/v1/query_range",
+                         {"query": self.q(expr), "start": self.start, "end": self.end, "step": self.step})["result"]
+
+    def instant(self, expr: str) -> list[dict[str, Any]]:
+        return _prom_get(self.prom_url, "/api/v1/query", {"query": self.q(expr), "time": self.end})["result"]
+
+
+def _annotation_events(dashboard: Dashboard, ctx: _RenderCtx) -> list[tuple[float, str]]:
+    events: set[tuple[float, str]] = set()
+    for a in dashboard.annotations:
+        try:
+            for series in ctx.range(a.expr):
+                for _, v in series["values"]:
+                    t = float(v) / 1000.0 if a.use_value_for_time else float(_)
+                    if ctx.start <= t <= ctx.end:
+                        events.add((t, _legend(a.title, series["metric"])))
+        except Exception:  # annotations are decoration: never fail a render for them
+            continue
+    return sorted(events)
+
+
+def _draw_panel(ax: Any, panel: Panel, ctx: _RenderCtx) -> None:
     import datetime as _dt
+
+    import matplotlib.dates as mdates
+    import numpy as np
 
     ax.set_title(panel.title, fontsize=9)
     ax.tick_params(labelsize=7)
     try:
         if panel.type == PanelType.HEATMAP:
-            _draw_heatmap(ax, panel, prom_url, start, end, step, variables, rate_interval)
+            _draw_heatmap(ax, panel, ctx)
         elif panel.type == PanelType.TIMESERIES and not any(t.instant for t in panel.targets):
             n = 0
             for t in panel.targets:
-                q = expand(t.expr, variables, rate_interval=rate_interval)
-                data = _prom_get(prom_url, "/api/v1/query_range",
-                                 {"query": q, "start": start, "end": end, "step": step})
-                for series in data["result"][:12]:
-                    xs = [_dt.datetime.fromtimestamp(float(ts)) for ts, _ in series["values"]]
-                    ys = [float(v) for _, v in series["values"]]
+                for series in ctx.range(t.expr)[:12]:
+                    ts = np.array([float(x) for x, _ in series["values"]])
+                    ys = np.array([float(v) for _, v in series["values"]])
+                    # break the line where samples are missing
+                    gaps = np.flatnonzero(np.diff(ts) > 1.5 * ctx.step)
+                    ts = np.insert(ts, gaps + 1, ts[gaps] + ctx.step)
+                    ys = np.insert(ys, gaps + 1, np.nan)
+                    xs = [_dt.datetime.fromtimestamp(x) for x in ts]
                     ax.plot(xs, ys, lw=1, label=_legend(t.legend, series["metric"])[:40])
                     n += 1
+            for t_ev, label in ctx.events:
+                ax.axvline(_dt.datetime.fromtimestamp(t_ev), color="purple", ls="--", lw=0.8)
+                ax.annotate(label[:30], (_dt.datetime.fromtimestamp(t_ev), 1.0), xycoords=("data", "axes fraction"),
+                            fontsize=5, color="purple", rotation=90, va="top", ha="right")
             if panel.log_scale:
                 ax.set_yscale("symlog", linthresh=1e-3)
             if n:
                 ax.legend(fontsize=6, loc="upper left")
             else:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
-            ax.xaxis.set_major_formatter(__import__("matplotlib.dates").dates.DateFormatter("%H:%M"))
+            ax.set_xlim(_dt.datetime.fromtimestamp(ctx.start), _dt.datetime.fromtimestamp(ctx.end))
+            ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S" if ctx.end - ctx.start < 1200 else "%H:%M"))
         else:
-            labels, values = [], []
+            rows: list[tuple[dict[str, str], float, Target]] = []
             for t in panel.targets:
-                q = expand(t.expr, variables, rate_interval=rate_interval)
-                data = _prom_get(prom_url, "/api/v1/query", {"query": q, "time": end})
-                for series in data["result"][:15]:
-                    metric = series["metric"]
-                    labels.append(_legend(t.legend, metric)[:40] if t.format != "table" else
-                                  " ".join(f"{k}={v}" for k, v in metric.items() if k not in ("__name__", "job"))[:60])
-                    values.append(float(series["value"][1]))
-            if panel.type == PanelType.STAT:
-                ax.axis("off")
-                txt = "\n".join(f"{v:.4g}" + (f"  {lab}" if len(values) > 1 else "") for lab, v in
-                                zip(labels, values)) or "no data"
-                ax.text(0.5, 0.5, txt, ha="center", va="center", fontsize=16 if len(values) <= 1 else 9,
-                        transform=ax.transAxes)
-            elif values:
-                ax.barh(range(len(values)), values, color="tab:orange")
-                ax.set_yticks(range(len(values)), labels, fontsize=6)
-                ax.invert_yaxis()
-            else:
+                rows += [(s["metric"], float(s["value"][1]), t) for s in ctx.instant(t.expr)[:15]]
+            if not rows:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+            elif panel.type == PanelType.STAT:
+                ax.axis("off")
+                txt = "\n".join(f"{v:.4g}" + (f"  {_legend(t.legend, m)}" if len(rows) > 1 else "")
+                                for m, v, t in rows)
+                ax.text(0.5, 0.5, txt, ha="center", va="center", fontsize=16 if len(rows) == 1 else 9,
+                        transform=ax.transAxes)
+            elif panel.type == PanelType.TABLE:
+                ax.axis("off")
+                cols = sorted({k for m, _, _ in rows for k in m if k not in ("__name__", "job")})
+                cells = [[m.get(c, "") for c in cols] for m, _, _ in rows]
+                tab = ax.table(cellText=cells, colLabels=cols, loc="center", cellLoc="left")
+                tab.auto_set_font_size(False)
+                tab.set_fontsize(6)
+            else:
+                labels = [_legend(t.legend, m)[:40] for m, _, t in rows]
+                ax.barh(range(len(rows)), [v for _, v, _ in rows], color="tab:orange")
+                ax.set_yticks(range(len(rows)), labels, fontsize=6)
+                ax.invert_yaxis()
     except Exception as exc:  # a report shows the error instead of failing
         ax.text(0.5, 0.5, f"query failed: {exc}"[:80], ha="center", va="center", fontsize=7,
                 transform=ax.transAxes)
 
 
-def _draw_heatmap(ax: Any, panel: Panel, prom_url: str, start: float, end: float, step: float,
-                  variables: dict[str, str] | None, rate_interval: str) -> None:
+def _draw_heatmap(ax: Any, panel: Panel, ctx: _RenderCtx) -> None:
     import numpy as np
 
-    q = expand(panel.targets[0].expr, variables, rate_interval=rate_interval)
-    data = _prom_get(prom_url, "/api/v1/query_range", {"query": q, "start": start, "end": end, "step": step})
     by_le = {}
-    for s in data["result"]:
+    for s in ctx.range(panel.targets[0].expr):
         le = float(s["metric"].get("le", "nan"))
         by_le[le] = {float(ts): float(v) for ts, v in s["values"]}
     if not by_le:
@@ -1018,4 +1076,4 @@ def _draw_heatmap(ax: Any, panel: Panel, prom_url: str, start: float, end: float
     ticks = list(range(0, hi - lo, max(1, (hi - lo) // 6)))
     ax.set_yticks(ticks, [labels[i] for i in ticks], fontsize=6)
     ax.set_ylabel("score <= le", fontsize=7)
-    ax.set_xlabel(f"last {(end - start) / 60:.0f} min", fontsize=7)
+    ax.set_xlabel(f"last {(ctx.end - ctx.start) / 60:.0f} min", fontsize=7)

@@ -90,11 +90,12 @@ def connect(url: str, token: str, timeout: float = 10.0, verify: bool = True) ->
     u = urlparse(url)
     if u.scheme not in ("http", "https") or not u.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
+    prefix = u.path.strip("/")
     return GrafanaApi(
         auth=TokenAuth(token),
         host=u.hostname,
         port=u.port,
-        url_path_prefix=u.path.strip("/"),
+        url_path_prefix=prefix + "/" if prefix else "",
         protocol=u.scheme,
         verify=verify,
         timeout=timeout,

@@ -358,3 +358,10 @@ def test_unreachable_grafana(token_file, capsys):
                "--timeout", "2"])
     err = capsys.readouterr().err
     assert rc == 2 and "cannot reach Grafana" in err and TOKEN not in err
+
+
+def test_connect_builds_api_urls():
+    assert grafana_deploy.connect("https://g.example:3000", TOKEN).client.url == "https://g.example:3000/api"
+    assert grafana_deploy.connect("http://h/grafana/", TOKEN).client.url == "http://h/grafana/api"
+    with pytest.raises(ValueError):
+        grafana_deploy.connect("ftp://h", TOKEN)
