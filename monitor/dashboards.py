@@ -865,6 +865,95 @@ def write_all(out_dir: str | Path, datasource_uid: str = DEFAULT_DATASOURCE_UID)
 # ------------------------------------------------------------------------------------------
 
 
+class LocalPrometheus:
+    """A throw-away Prometheus (the system's ``prometheus`` binary) on a free loopback port.
+
+    For the demo and tests: scrapes ``targets`` (``host:port``) as job ``job`` every
+    ``scrape_interval``, evaluates ``rule_files``, keeps its TSDB in a temp dir removed at
+    :meth:`stop`. A context manager. :meth:`find_binary` returns None when Prometheus is not
+    installed (Debian: ``apt-get install prometheus``).
+    """
+
+    def __init__(self, targets: Sequence[str], rule_files: Sequence[str | Path] = (), job: str = "anomon",
+                 scrape_interval: str = "1s", evaluation_interval: str = "1s", binary: str | None = None) -> None:
+        import socket
+        import tempfile
+
+        self.binary = binary or self.find_binary()
+        if self.binary is None:
+            raise FileNotFoundError("prometheus is not installed (Debian: apt-get install prometheus)")
+        self.dir = Path(tempfile.mkdtemp(prefix="anomon-prom-"))
+        with socket.socket() as sk:
+            sk.bind(("127.0.0.1", 0))
+            self.port = sk.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        cfg = {
+            "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval,
+                       "scrape_timeout": scrape_interval},
+            "rule_files": [str(Path(r).resolve()) for r in rule_files],
+            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}]}],
+        }
+        self.config = self.dir / "prometheus.yml"
+        self.config.write_text(yaml.safe_dump(cfg))
+        self.log = self.dir / "prometheus.log"
+        self.proc: Any = None
+
+    @staticmethod
+    def find_binary() -> str | None:
+        import os
+        import shutil
+
+        found = shutil.which("prometheus")
+        if found:
+            return found
+        return "/usr/bin/prometheus" if os.access("/usr/bin/prometheus", os.X_OK) else None
+
+    def start(self, timeout: float = 30.0) -> "LocalPrometheus":
+        import subprocess
+        import time as _time
+
+        import requests
+
+        with open(self.log, "wb") as logf:
+            self.proc = subprocess.Popen(
+                [self.binary, f"--config.file={self.config}", f"--storage.tsdb.path={self.dir / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1d",
+                 "--log.level=warn"],
+                stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        deadline = _time.monotonic() + timeout
+        while _time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prometheus exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            try:
+                if requests.get(self.url + "/-/ready", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            _time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("prometheus did not become ready in time")
+
+    def stop(self) -> None:
+        import shutil
+        import subprocess
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> "LocalPrometheus":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
 def _prom_get(prom_url: str, path: str, params: dict[str, Any], timeout: float = 10.0) -> Any:
     import requests
 
@@ -892,14 +981,16 @@ def render_png(
     variables: dict[str, str] | None = None,
     rate_interval: str = "1m",
     columns: int = 2,
+    per_panel: bool = True,
 ) -> list[Path]:
     """Draw every panel of ``dashboard`` with matplotlib from ``prom_url``'s data.
 
     Runs the panels' own PromQL (template variables expanded, "All" when unset) over the last
     ``minutes``: time series as lines (model-version annotations as dashed vertical lines),
     stats as numbers, bar gauges as horizontal bars, tables as tables, heatmaps as images.
-    Writes one PNG per panel plus ``<uid>.png`` with all panels on a grid; returns their paths
-    (the grid first). A failing query is drawn as its error message, never raised.
+    Writes ``<uid>.png`` with all panels on a grid and (``per_panel``) one PNG per panel;
+    returns their paths (the grid first). A failing query is drawn as its error message,
+    never raised. Each query runs once.
     """
     import time as _time
 
@@ -918,9 +1009,11 @@ def render_png(
     grid, axes = plt.subplots(rows, columns, figsize=(7 * columns, 3.2 * rows), squeeze=False)
     paths: list[Path] = []
     for i, panel in enumerate(panels):
+        _draw_panel(axes[i // columns][i % columns], panel, ctx)
+        if not per_panel:
+            continue
         single, ax1 = plt.subplots(figsize=(7, 3.2))
-        for ax in (axes[i // columns][i % columns], ax1):
-            _draw_panel(ax, panel, ctx)
+        _draw_panel(ax1, panel, ctx)
         single.tight_layout()
         slug = re.sub(r"[^a-z0-9]+", "-", panel.title.lower()).strip("-")
         p = out / f"{dashboard.uid}-{i:02d}-{slug}.png"
@@ -944,6 +1037,7 @@ def add_to_report(report: Any, prom_url: str, out_dir: str | Path, **kwargs: Any
     report.heading("Dashboards (rendered from Prometheus)")
     report.text("Drawn with matplotlib from the same PromQL queries as the Grafana dashboards "
                 f"(deploy/grafana/dashboards), against {prom_url}.")
+    kwargs.setdefault("per_panel", False)
     for d in dashboards():
         gp = render_png(d, prom_url, out_dir, **kwargs)[0]
         report.image_png(gp.read_bytes(), caption=d.title)
@@ -960,16 +1054,24 @@ class _RenderCtx:
     variables: dict[str, str] | None
     rate_interval: str
     events: list[tuple[float, str]] = field(default_factory=list)
+    cache: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     def q(self, expr: str) -> str:
         return expand(expr, self.variables, rate_interval=self.rate_interval)
 
     def range(self, expr: str) -> list[dict[str, Any]]:
-        return _prom_get(self.prom_url, "/api/v1/query_range",
-                         {"query": self.q(expr), "start": self.start, "end": self.end, "step": self.step})["result"]
+        key = ("range", expr)
+        if key not in self.cache:
+            self.cache[key] = _prom_get(self.prom_url, "/api/v1/query_range", {
+                "query": self.q(expr), "start": self.start, "end": self.end, "step": self.step})["result"]
+        return self.cache[key]
 
     def instant(self, expr: str) -> list[dict[str, Any]]:
-        return _prom_get(self.prom_url, "/api/v1/query", {"query": self.q(expr), "time": self.end})["result"]
+        key = ("instant", expr)
+        if key not in self.cache:
+            self.cache[key] = _prom_get(self.prom_url, "/api/v1/query",
+                                        {"query": self.q(expr), "time": self.end})["result"]
+        return self.cache[key]
 
 
 def _annotation_events(dashboard: Dashboard, ctx: _RenderCtx) -> list[tuple[float, str]]:

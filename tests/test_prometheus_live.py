@@ -154,10 +154,20 @@ def test_anomaly_burst_fires_the_anomaly_alert(live):
     assert SERIES[0] in {s["metric"]["series"] for s in top}, "burst series not among the top-K"
 
 
-def test_dashboards_render_to_png(live, tmp_path):
+def test_dashboards_render_to_png(live, tmp_path, capsys):
+    from monitor.cli import main
+    from monitor.report import Report
+
     running, replay, prom = live
+    assert main(["deploy", "render", "--prometheus", prom.url, "--out", str(tmp_path), "--minutes", "1",
+                 "--rate-interval", RATE_INTERVAL]) == 0
+    assert "anomon-fleet.png" in capsys.readouterr().out
     for d in dash.dashboards():
-        paths = dash.render_png(d, prom.url, tmp_path, minutes=2, rate_interval=RATE_INTERVAL)
+        paths = sorted(tmp_path.glob(f"{d.uid}*.png"))
         assert len(paths) == len(d.panels) + 1
         for p in paths:
             assert p.stat().st_size > 2000, p
+    report = Report("dashboards")
+    grids = dash.add_to_report(report, prom.url, tmp_path / "report", minutes=1, rate_interval=RATE_INTERVAL)
+    html = report.html()
+    assert len(grids) == 2 and html.count("data:image/png;base64") >= 2

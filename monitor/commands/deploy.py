@@ -46,6 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--prometheus", required=True, help="Prometheus base URL, e.g. http://127.0.0.1:9090")
     r.add_argument("--out", required=True, help="output directory")
     r.add_argument("--minutes", type=float, default=15.0, help="time range to draw")
+    r.add_argument("--rate-interval", default="1m",
+                   help="window substituted for Grafana's $__rate_interval (>= 4 scrape intervals)")
     r.set_defaults(func=run_render)
 
 
@@ -110,6 +112,7 @@ def run_render(args: argparse.Namespace) -> int:
     from monitor import dashboards as dash
 
     for d in dash.dashboards():
-        paths = dash.render_png(d, args.prometheus, args.out, minutes=args.minutes)
+        paths = dash.render_png(d, args.prometheus, args.out, minutes=args.minutes,
+                                rate_interval=args.rate_interval)
         print(paths[0])
     return 0
