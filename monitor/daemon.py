@@ -126,6 +126,7 @@ class Daemon:
         self._reload = threading.Event()
         self._owned: set = set()
         self._to_drop = set()
+        self._reseeked: set = set()
         self._new: set = set()
         self._last_commit: dict[Any, int] = {}
         self._last_snap: dict[Any, dict] = {}
@@ -354,9 +355,19 @@ class Daemon:
                 c = self.source.committed(tp)
             except Exception:  # noqa: BLE001
                 c = None
-            if c is not None:
-                self._last_commit[tp] = c
+            # Replay from the committed offset. kafka-python keeps the old position of a partition
+            # that is revoked and assigned again to the same member, which would skip readings
+            # the rebuilt windows need.
+            try:
+                if c is not None:
+                    self.source.seek(tp, c, check=False)
+                    self._last_commit[tp] = c
+                else:
+                    self.source.seek_to_beginning([tp])
+            except Exception as exc:  # noqa: BLE001
+                log.warning("cannot seek %s:%d to its committed offset: %s", tp.topic, tp.partition, exc)
             self._last_snap[tp] = snap
+            self._reseeked.add(tp)
             log.info("partition %s:%d resumes at offset %s with %d series in progress", tp.topic, tp.partition,
                      c, len(snap))
         self.metrics.set_assignment((tp.topic, tp.partition) for tp in self._owned)
@@ -619,7 +630,11 @@ class Daemon:
                             self._drop(tp)
                         self._to_drop.clear()
                     if self._new:
+                        self._reseeked = set()
                         self._init_partitions()
+                        if recs and self._reseeked:  # fetched before the seek: they come again
+                            recs = [r for r in recs if (r.topic, r.partition) not in
+                                    {(t.topic, t.partition) for t in self._reseeked}]
                     if recs:
                         self._process(recs)
                     if self._pending and (time.monotonic() - self._pending_since >= max_wait):

@@ -1,0 +1,157 @@
+"""The daemon against the real embedded broker: every window scored exactly once, DLQ reasons,
+SIGTERM drain, restart without loss, several workers in one group."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.fixtures.daemon import (
+    daemon_config,
+    expected_window_ids,
+    produce_readings,
+    read_topic,
+    score_ids,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
+
+T, S = 16, 4
+
+
+def _create(bootstrap, topic, partitions=4):
+    from streams.kafka import KafkaSettings, create_topics
+
+    create_topics(KafkaSettings(bootstrap_servers=bootstrap), {topic: partitions})
+
+
+@pytest.mark.parametrize("form", ["single", "chunk"])
+def test_every_window_scored_exactly_once(broker, fresh_topic, daemon_bundle, inprocess_daemon, form):
+    _create(broker.bootstrap, fresh_topic)
+    series = [f"s{i}" for i in range(5)]
+    produce_readings(broker.bootstrap, fresh_topic, series, 150, form=form, anomaly=(100, 110))
+    r = inprocess_daemon(daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, daemon_bundle))
+    want = expected_window_ids(series, 150, T, S)
+    got = read_topic(broker.bootstrap, f"{fresh_topic}.scores", min_count=len(want), timeout_s=60)
+    stats = r.stop()
+    ids = score_ids(got)
+    assert set(ids) == want
+    assert len(ids) == len(want)  # exactly once on a clean run
+    rec = json.loads(got[0][1])
+    assert set(rec) >= {"id", "series", "start_ts", "end_ts", "scores", "thresholds", "anomalous", "model", "version"}
+    assert set(rec["scores"]) == {"max_abs_z", "mean_sq_z"}
+    assert rec["end_ts"] - rec["start_ts"] == (T - 1) * 10
+    # the injected burst on s0 is flagged and raises one alert (hysteresis), keyed by series
+    flagged = {json.loads(v)["id"] for _, v, _ in got if json.loads(v)["anomalous"]}
+    assert any(i.startswith("s0@") for i in flagged)
+    alerts = [json.loads(v) for _, v, _ in read_topic(broker.bootstrap, f"{fresh_topic}.alerts", timeout_s=10, idle_s=1)]
+    starts = [a for a in alerts if a["event"] == "start" and a["series"] == "s0"]
+    assert len(starts) >= 1 and starts[0]["id"].startswith("s0@")
+    assert stats["windows"] == len(want) and stats["commits"] >= 1
+
+
+def test_bad_records_go_to_the_dlq_with_a_reason(broker, fresh_topic, daemon_bundle, inprocess_daemon):
+    from streams.kafka import KafkaSettings, Sink
+
+    _create(broker.bootstrap, fresh_topic, partitions=1)
+    bad = [
+        (b"x", b"not json"),
+        (None, b'{"ts": 1, "value": 1}'),
+        (b"x", b'{"series": "x", "ts": 1700000000000, "value": "high"}'),
+        (b"x", b'{"series": "x", "ts": 1700000000000, "values": [1, 2]}'),
+        (b"x", b'{"series": "x", "ts": 1700000000000, "value": NaN}'),
+    ]
+    with Sink(KafkaSettings(bootstrap_servers=broker.bootstrap)) as sink:
+        for k, v in bad:
+            sink.send(fresh_topic, v, key=k)
+    produce_readings(broker.bootstrap, fresh_topic, ["good"], 40)
+    with Sink(KafkaSettings(bootstrap_servers=broker.bootstrap)) as sink:  # a late and a duplicate reading
+        sink.send(fresh_topic, b'{"series": "good", "ts": 1700000000005, "value": 0}', key=b"good")
+        sink.send(fresh_topic, b'{"series": "good", "ts": 1700000000390, "value": 0}', key=b"good")
+    r = inprocess_daemon(daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, daemon_bundle))
+    dlq = read_topic(broker.bootstrap, f"{fresh_topic}.dlq", min_count=7, timeout_s=60)
+    want = expected_window_ids(["good"], 40, T, S)
+    got = read_topic(broker.bootstrap, f"{fresh_topic}.scores", min_count=len(want), timeout_s=30)
+    r.stop()
+    # the DLQ is keyed like the input (several partitions): order by source offset
+    dlq.sort(key=lambda r: int(dict(r[2])["anomon.source"].decode().rsplit(":", 1)[1]))
+    reasons = [dict(h)["anomon.reason"].decode() for _, _, h in dlq]
+    assert reasons == ["undecodable", "missing_field", "bad_field", "wrong_width", "nan_or_inf", "late", "duplicate"]
+    assert all(dict(h).get("anomon.error") for _, _, h in dlq)
+    assert set(score_ids(got)) == want
+
+
+def test_sigterm_drains_and_restart_loses_nothing(broker, fresh_topic, daemon_bundle, spawn_daemon):
+    """Run a subprocess, SIGTERM it mid-stream, produce more, restart: every window is scored, all complete."""
+    _create(broker.bootstrap, fresh_topic)
+    series = [f"s{i}" for i in range(8)]
+    cfg = daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, daemon_bundle)
+    produce_readings(broker.bootstrap, fresh_topic, series, 90)
+    d = spawn_daemon(cfg)
+    first = expected_window_ids(series, 90, T, S)
+    got = read_topic(broker.bootstrap, f"{fresh_topic}.scores", min_count=len(first), timeout_s=90)
+    assert len(got) >= len(first), d.log()[-3000:]
+    assert d.terminate() == 0, d.log()[-3000:]
+    assert '"msg": "drained"' in d.log() and '"committed": true' in d.log()
+    produce_readings(broker.bootstrap, fresh_topic, series, 170, start=90)
+    d2 = spawn_daemon(cfg)
+    want = expected_window_ids(series, 170, T, S)
+    got = read_topic(broker.bootstrap, f"{fresh_topic}.scores", min_count=len(want), timeout_s=90)
+    assert d2.terminate() == 0, d2.log()[-3000:]
+    ids = score_ids(got)
+    assert set(ids) == want, d2.log()[-3000:]
+    assert len(ids) == len(want)  # a drained stop leaves nothing to emit twice
+    for _, v, _ in got:
+        rec = json.loads(v)
+        assert rec["end_ts"] - rec["start_ts"] == (T - 1) * 10  # complete windows only
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_in_one_group_share_partitions(broker, fresh_topic, daemon_bundle, inprocess_daemon, workers):
+    _create(broker.bootstrap, fresh_topic)
+    series = [f"w{i}" for i in range(12)]
+    cfg = daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, daemon_bundle)
+    runs = [inprocess_daemon(cfg, name=f"worker-{i}") for i in range(workers)]
+    assert wait_until(lambda: sum(len(r.daemon._owned) for r in runs) == 4
+                      and all(r.daemon._owned for r in runs), timeout_s=60)
+    produce_readings(broker.bootstrap, fresh_topic, series, 120)
+    want = expected_window_ids(series, 120, T, S)
+    got = read_topic(broker.bootstrap, f"{fresh_topic}.scores", min_count=len(want), timeout_s=90)
+    stats = [r.stop() for r in runs]
+    ids = score_ids(got)
+    assert set(ids) == want
+    assert len(ids) == len(want)
+    assert all(s["windows"] > 0 for s in stats)
+    assert sum(s["windows"] for s in stats) == len(want)
+
+
+def test_worker_joining_mid_stream_loses_no_window(broker, fresh_topic, daemon_bundle, inprocess_daemon):
+    """1 -> 2 -> 1 workers while data flows: windows are complete and none is lost (duplicates allowed)."""
+    _create(broker.bootstrap, fresh_topic)
+    series = [f"j{i}" for i in range(10)]
+    cfg = daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, daemon_bundle)
+    a = inprocess_daemon(cfg, name="a")
+    produce_readings(broker.bootstrap, fresh_topic, series, 60)
+    assert wait_until(lambda: a.daemon.stats["windows"] > 0, timeout_s=60)
+    b = inprocess_daemon(cfg, name="b")
+    produce_readings(broker.bootstrap, fresh_topic, series, 120, start=60)
+    assert wait_until(lambda: b.daemon._owned and a.daemon._owned, timeout_s=60)
+    produce_readings(broker.bootstrap, fresh_topic, series, 160, start=120)
+    time.sleep(1.0)
+    a.stop()
+    produce_readings(broker.bootstrap, fresh_topic, series, 200, start=160)
+    want = expected_window_ids(series, 200, T, S)
+    assert wait_until(lambda: len(b.daemon._owned) == 4, timeout_s=60)
+    got = read_topic(broker.bootstrap, f"{fresh_topic}.scores", min_count=len(want), timeout_s=90, idle_s=5)
+    deadline = time.monotonic() + 30
+    while set(score_ids(got)) != want and time.monotonic() < deadline:
+        time.sleep(2)
+        got = read_topic(broker.bootstrap, f"{fresh_topic}.scores", timeout_s=30, idle_s=2)
+    b.stop()
+    ids = score_ids(got)
+    assert set(ids) == want
+    for _, v, _ in got:
+        rec = json.loads(v)
+        assert rec["end_ts"] - rec["start_ts"] == (T - 1) * 10
