@@ -1,8 +1,10 @@
 """Live check against Debian's Prometheus scraping the real daemon.
 
-The daemon (monitor.runner.start_daemon: the same Daemon + HTTP server as ``anomon run``)
-scores readings replayed into the embedded broker; Prometheus (1 s scrape and rule
-evaluation, loopback) scrapes its ``/metrics``. Then:
+Two daemons score readings replayed into the embedded broker (session ``broker`` fixture),
+each in its own consumer group: an ``anomon run --config FILE`` subprocess, and an
+in-process one (monitor.runner.start_daemon: the same Daemon + HTTP server) whose metrics
+carry a series allow-list (not yet a config setting). Prometheus (1 s scrape and rule
+evaluation, loopback) scrapes both ``/metrics`` endpoints. Then:
 
 * every PromQL expression of every dashboard panel, annotation and alert rule is evaluated
   through ``/api/v1/query`` and must return a finite sample (polled, no fixed sleeps);
@@ -87,24 +89,33 @@ def live(broker, daemon_bundle, tmp_path_factory):
     from monitor.metrics import AnomonMetrics
     from monitor.runner import start_daemon
     from streams.records import REASONS
-    from tests.fixtures.daemon import daemon_config
+    from tests.fixtures.daemon import DaemonProcess, daemon_config, write_config
 
+    tmp = tmp_path_factory.mktemp("live")
     topic = f"live-{int(time.time() * 1000)}"
-    port = free_port()
-    cfg = daemon_config(broker.bootstrap, topic, f"g-{topic}", daemon_bundle,
-                        http__enabled=True, http__port=port, scoring__open_after=3, scoring__close_after=3)
+    port, sub_port = free_port(), free_port()
+    common = dict(http__enabled=True, scoring__open_after=3, scoring__close_after=3)
+    cfg = daemon_config(broker.bootstrap, topic, f"g-{topic}", daemon_bundle, http__port=port, **common)
+    sub_cfg = daemon_config(broker.bootstrap, topic, f"g2-{topic}", daemon_bundle, http__port=sub_port,
+                            output__scores_topic=f"{topic}.scores2", output__alerts_topic=f"{topic}.alerts2",
+                            output__dlq_topic=f"{topic}.dlq2", **common)
     # the allow-list is a user setting; give one so the allow-listed panel has data
     metrics = AnomonMetrics(CollectorRegistry(), top_k=5, series_allowlist=ALLOW, dlq_reasons=REASONS)
     running = start_daemon(cfg, metrics=metrics)
+    proc = DaemonProcess(write_config(tmp / "anomon.toml", sub_cfg), tmp / "anomon-run.log")
     replay = Replayer(broker.bootstrap, topic)
     replay.start()
-    prom = PrometheusServer([f"127.0.0.1:{port}"], rule_files=[RULES])
+    prom = PrometheusServer([f"127.0.0.1:{port}", f"127.0.0.1:{sub_port}"], rule_files=[RULES])
+    prom.subprocess_target = f"127.0.0.1:{sub_port}"
+    prom.daemon_log = proc.log
     try:
         prom.start()
         yield running, replay, prom
     finally:
         prom.stop()
         replay.stop()
+        if proc.alive():
+            proc.terminate(timeout_s=30)
         running.stop(timeout=30)
 
 
@@ -128,7 +139,12 @@ def test_every_dashboard_and_rule_query_returns_data(live):
                              + "\n".join(f"{w}: {q}" for w, q in pending.items())) from None
     print(f"\n{len(queries)} queries (panels, annotations, rules) returned data after "
           f"{time.monotonic() - t0:.1f}s; {replay.sent} records replayed")
-    # the scrape really is the daemon scoring the replay
+    # the scrapes really are the daemons scoring the replay -- the `anomon run` process included
+    sub = prom.subprocess_target
+    up = prom.wait_for(lambda: prom.query(f'up{{instance="{sub}"}} == 1 and on (instance) '
+                                          f'sum by (instance) (anomon_windows_scored_total{{instance="{sub}"}}) > 0'),
+                       timeout=60, what=f"`anomon run` at {sub} scraped and scoring:\n{prom.daemon_log()[-3000:]}")
+    assert up
     scored = prom.query('sum(anomon_windows_scored_total{job="anomon"})')
     assert float(scored[0]["value"][1]) > 0
     dlq = prom.query('sum(anomon_dead_letter_records_total{reason="undecodable"})')
