@@ -1,0 +1,1000 @@
+"""Kafka plumbing on kafka-python 3.0: settings, topic creation, a consumer-group source and a sink.
+
+Everything here works against Apache Kafka and against the embedded Tansu broker
+(:mod:`streams.broker`). Tansu 0.6 differs from Kafka in a few places; the code below
+works around each of them (``tests/test_tansu_differences.py`` keeps a regression test
+per difference):
+
+* ``end_offsets``, ``seek_to_end`` and admin LATEST offsets report the start of the
+  last record batch + 1, not the end: :func:`partition_end` reads the high watermark
+  from a fetch response instead (``consumer.highwater(tp)`` after a poll).
+* ``offsets_for_times`` ignores the timestamp and answers offset 0:
+  :func:`offsets_for_times` checks the broker's answer against the record timestamps
+  and falls back to a binary search over offsets (timestamps assumed non-decreasing
+  within a partition, as Kafka's time index assumes).
+* seeking past the end raises nothing and fetches nothing: :meth:`Source.seek` checks
+  the offset against the real partition bounds.
+* kafka-python's ``describe_groups`` fails on the ACL bits Tansu reports:
+  :func:`describe_group` skips that decoding.
+* a blocking ``commit()`` inside a rebalance listener raises ``RuntimeError`` (the
+  listener runs on kafka-python 3's IO thread): :meth:`Source.commit` notices it is on
+  that thread and uses ``commit_async``.
+* ``import kafka`` emits DeprecationWarnings: this module imports it with them
+  silenced.
+* committed offsets come back without their metadata string: nothing here relies on
+  commit metadata.
+
+Examples
+--------
+>>> s = KafkaSettings(bootstrap_servers="broker:9093", security_protocol="SASL_SSL",
+...                   sasl_mechanism="SCRAM-SHA-512", sasl_plain_username="anomon",
+...                   sasl_plain_password="hunter2", ssl_cafile=None)
+>>> cfg = s.to_kafka_python()
+>>> cfg["sasl_plain_password"], cfg["security_protocol"]
+('hunter2', 'SASL_SSL')
+>>> "hunter2" in repr(s) or "hunter2" in str(s)
+False
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import threading
+import time
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+with warnings.catch_warnings():  # kafka-python 3.0.12 uses deprecated importlib.resources calls
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import kafka.errors as kafka_errors
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
+    from kafka.consumer.subscription_state import ConsumerRebalanceListener
+
+__all__ = [
+    "KafkaConfigError", "KafkaPlumbingError", "SeekOutOfRangeError", "DeliveryError",
+    "Secret", "KafkaSettings", "TopicPartition", "create_topics", "topic_partitions",
+    "partition_end", "partition_ends", "offsets_for_times", "describe_group",
+    "Source", "Sink",
+]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
+_SECRET_WORDS = ("password", "secret", "token", "credential")
+
+
+# --------------------------------------------------------------------------- errors
+class KafkaPlumbingError(Exception):
+    """Base class of the errors raised by this module."""
+
+
+class KafkaConfigError(KafkaPlumbingError, ValueError):
+    """A bad Kafka setting; the message names the field."""
+
+
+class SeekOutOfRangeError(KafkaPlumbingError, ValueError):
+    """A seek outside ``[beginning, end]`` of a partition (Kafka would reset silently)."""
+
+
+class DeliveryError(KafkaPlumbingError):
+    """Records sent through a :class:`Sink` were not delivered."""
+
+
+# --------------------------------------------------------------------------- settings
+class Secret:
+    """A string that never shows itself in ``repr``, ``str`` or f-strings.
+
+    >>> s = Secret("hunter2")
+    >>> s, str(s), f"{s}"
+    (Secret('***'), '***', '***')
+    >>> s.reveal()
+    'hunter2'
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = str(value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    __format__ = lambda self, spec: "***"  # noqa: E731
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self._value))
+
+    def __reduce__(self):  # never pickle a secret by accident
+        raise TypeError("Secret values cannot be pickled")
+
+
+def _read_secret(name: str, value: Any, env: str | None, path: str | None) -> Secret | None:
+    given = [k for k, v in (("value", value), ("env", env), ("file", path)) if v]
+    if len(given) > 1:
+        raise KafkaConfigError(f"{name}: give only one of {name}, {name}_env, {name}_file (got {', '.join(given)})")
+    if value is not None:
+        return value if isinstance(value, Secret) else Secret(value)
+    if env:
+        if env not in os.environ:
+            raise KafkaConfigError(f"{name}_env: environment variable {env} is not set")
+        return Secret(os.environ[env])
+    if path:
+        p = Path(path).expanduser()
+        try:
+            return Secret(p.read_text().rstrip("\r\n"))
+        except OSError as exc:
+            raise KafkaConfigError(f"{name}_file: cannot read {p}: {exc.strerror or exc}") from exc
+    return None
+
+
+@dataclass
+class KafkaSettings:
+    """How to reach a Kafka cluster. Passed through to kafka-python unchanged.
+
+    Secrets (``sasl_plain_password``, ``ssl_password``) can be given directly, by the
+    name of an environment variable (``*_env``) or by a file holding them (``*_file``,
+    one line; a trailing newline is dropped). They are kept as :class:`Secret` and
+    never appear in ``repr``/``str``/:meth:`redacted`; :meth:`to_kafka_python` is the
+    only place they are revealed.
+
+    ``options`` holds any other kafka-python client setting, passed through verbatim
+    (e.g. ``{"sasl_oauth_token_provider": provider, "connections_max_idle_ms": 60000}``).
+    """
+
+    bootstrap_servers: str | list[str] = "127.0.0.1:9092"
+    client_id: str = "anomon"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: Secret | str | None = field(default=None, repr=False)
+    sasl_plain_password_env: str | None = None
+    sasl_plain_password_file: str | None = None
+    sasl_kerberos_service_name: str | None = None
+    sasl_kerberos_domain_name: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_password: Secret | str | None = field(default=None, repr=False)
+    ssl_password_env: str | None = None
+    ssl_password_file: str | None = None
+    ssl_crlfile: str | None = None
+    ssl_ciphers: str | None = None
+    ssl_check_hostname: bool = True
+    request_timeout_ms: int | None = None
+    api_version: str | tuple[int, ...] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("sasl_plain_password", "ssl_password"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, Secret):
+                setattr(self, name, Secret(v))
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, where: str = "kafka") -> "KafkaSettings":
+        """Build from a config mapping; unknown keys are an error naming the key."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise KafkaConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        s = cls(**dict(data))
+        s.validate(where=where)
+        return s
+
+    @classmethod
+    def from_env(cls, prefix: str = "ANOMON_KAFKA_", **defaults: Any) -> "KafkaSettings":
+        """Fields from environment variables ``PREFIX<FIELD>`` (e.g. ``ANOMON_KAFKA_BOOTSTRAP_SERVERS``)."""
+        data: dict[str, Any] = dict(defaults)
+        for f in dataclasses.fields(cls):
+            if f.name == "options":
+                continue
+            raw = os.environ.get(prefix + f.name.upper())
+            if raw is None:
+                continue
+            if f.name == "ssl_check_hostname":
+                data[f.name] = raw.strip().lower() not in {"0", "false", "no", "off"}
+            elif f.name == "request_timeout_ms":
+                data[f.name] = int(raw)
+            else:
+                data[f.name] = raw
+        return cls.from_dict(data, where=f"environment ({prefix}*)")
+
+    # ------------------------------------------------------------ validation / mapping
+    def validate(self, *, where: str = "kafka") -> None:
+        if not self.bootstrap_servers:
+            raise KafkaConfigError(f"{where}.bootstrap_servers: must name at least one host:port")
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise KafkaConfigError(
+                f"{where}.security_protocol: {self.security_protocol!r} is not one of {', '.join(SECURITY_PROTOCOLS)}"
+            )
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl:
+            if self.sasl_mechanism not in SASL_MECHANISMS:
+                raise KafkaConfigError(
+                    f"{where}.sasl_mechanism: {self.security_protocol} needs one of {', '.join(SASL_MECHANISMS)}"
+                    f" (got {self.sasl_mechanism!r})"
+                )
+            if self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+                if not self.sasl_plain_username:
+                    raise KafkaConfigError(f"{where}.sasl_plain_username: required for SASL {self.sasl_mechanism}")
+                if self._password("sasl_plain_password") is None:
+                    raise KafkaConfigError(
+                        f"{where}.sasl_plain_password: required for SASL {self.sasl_mechanism} "
+                        "(give it directly, or by sasl_plain_password_env / sasl_plain_password_file)"
+                    )
+        elif self.sasl_mechanism:
+            raise KafkaConfigError(
+                f"{where}.sasl_mechanism: set, but security_protocol is {self.security_protocol}; "
+                "use SASL_PLAINTEXT or SASL_SSL"
+            )
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_crlfile"):
+            v = getattr(self, name)
+            if v and not Path(v).expanduser().is_file():
+                raise KafkaConfigError(f"{where}.{name}: file {v} does not exist")
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise KafkaConfigError(f"{where}.ssl_keyfile: given without ssl_certfile")
+        self._password("ssl_password")
+
+    def _password(self, name: str) -> Secret | None:
+        return _read_secret(name, getattr(self, name), getattr(self, name + "_env"), getattr(self, name + "_file"))
+
+    def to_kafka_python(self) -> dict[str, Any]:
+        """Keyword arguments for ``KafkaConsumer``/``KafkaProducer``/``KafkaAdminClient``.
+
+        Only settings that were given are included, under kafka-python's own names,
+        with their values unchanged (secrets revealed); ``options`` are merged last.
+        """
+        self.validate()
+        out: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id,
+            "security_protocol": self.security_protocol,
+        }
+        for name in (
+            "sasl_mechanism", "sasl_plain_username", "sasl_kerberos_service_name", "sasl_kerberos_domain_name",
+            "ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_crlfile", "ssl_ciphers", "request_timeout_ms",
+        ):  # fmt: skip
+            v = getattr(self, name)
+            if v is not None:
+                out[name] = v
+        if self.security_protocol in ("SSL", "SASL_SSL") or not self.ssl_check_hostname:
+            out["ssl_check_hostname"] = self.ssl_check_hostname
+        for name in ("sasl_plain_password", "ssl_password"):
+            secret = self._password(name)
+            if secret is not None:
+                out[name] = secret.reveal()
+        if self.api_version is not None:
+            v = self.api_version
+            out["api_version"] = tuple(int(x) for x in v.split(".")) if isinstance(v, str) else tuple(v)
+        out.update(self.options)
+        return out
+
+    def redacted(self) -> dict[str, Any]:
+        """The given settings as a JSON-able dict with secrets replaced by ``"***"`` (for logs)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is None or v == f.default or (f.name == "options" and not v):
+                if f.name not in ("bootstrap_servers", "security_protocol"):
+                    continue
+            if f.name == "options":
+                v = {k: ("***" if any(w in k.lower() for w in _SECRET_WORDS) else _jsonable(x)) for k, x in v.items()}
+            elif isinstance(v, Secret):
+                v = "***"
+            out[f.name] = _jsonable(v)
+        return out
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k}={v!r}" for k, v in self.redacted().items())
+        return f"KafkaSettings({body})"
+
+    __str__ = __repr__
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    return repr(v)
+
+
+# --------------------------------------------------------------------------- helpers
+_CONNECTION_KEYS = (
+    "bootstrap_servers", "client_id", "security_protocol", "sasl_mechanism", "sasl_plain_username",
+    "sasl_plain_password", "sasl_kerberos_name", "sasl_kerberos_service_name", "sasl_kerberos_domain_name",
+    "sasl_oauth_token_provider", "ssl_context", "ssl_check_hostname", "ssl_cafile", "ssl_certfile",
+    "ssl_keyfile", "ssl_crlfile", "ssl_password", "ssl_ciphers", "api_version", "request_timeout_ms",
+    "client_dns_lookup", "proxy_url", "socket_options",
+)  # fmt: skip
+
+
+def _connection_config(source: KafkaSettings | KafkaConsumer | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(source, KafkaSettings):
+        cfg = source.to_kafka_python()
+    elif isinstance(source, KafkaConsumer):
+        cfg = {k: source.config[k] for k in _CONNECTION_KEYS if k in source.config}
+    else:
+        cfg = dict(source)
+    return cfg
+
+
+# Settings a probe consumer must not inherit from a group consumer.
+_CONSUMER_ONLY_EXCLUDE = frozenset({"group_id", "group_instance_id", "key_deserializer", "value_deserializer"})
+
+
+def _admin(settings: KafkaSettings | Mapping[str, Any]) -> KafkaAdminClient:
+    cfg = _connection_config(settings)
+    allowed = set(KafkaAdminClient.DEFAULT_CONFIG)
+    return KafkaAdminClient(**{k: v for k, v in cfg.items() if k in allowed})
+
+
+def _probe_consumer(config: Mapping[str, Any]) -> KafkaConsumer:
+    allowed = set(KafkaConsumer.DEFAULT_CONFIG)
+    cfg = {k: v for k, v in config.items() if k in allowed and k not in _CONSUMER_ONLY_EXCLUDE}
+    cfg.update(
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+        client_id=f"{cfg.get('client_id') or 'anomon'}-probe",
+    )
+    return KafkaConsumer(**cfg)
+
+
+def create_topics(
+    settings: KafkaSettings | Mapping[str, Any],
+    topics: Mapping[str, int] | Iterable[str],
+    *,
+    compacted: bool = False,
+    replication_factor: int = 1,
+    configs: Mapping[str, str] | None = None,
+    timeout_s: float = 30.0,
+) -> dict[str, str]:
+    """Create topics if they do not exist; idempotent.
+
+    ``topics`` maps name to partition count (a plain list means 1 partition each).
+    ``compacted=True`` sets ``cleanup.policy=compact``. Returns ``{name: "created" |
+    "exists"}``; an existing topic with a different partition count is logged as a
+    warning, never changed.
+    """
+    wanted = dict(topics) if isinstance(topics, Mapping) else {t: 1 for t in topics}
+    cfg = dict(configs or {})
+    if compacted:
+        cfg["cleanup.policy"] = "compact"
+    admin = _admin(settings)
+    try:
+        existing = set(admin.list_topics())
+        result = {name: "exists" for name in wanted if name in existing}
+        new = {
+            name: {"num_partitions": int(n), "replication_factor": int(replication_factor), "configs": dict(cfg)}
+            for name, n in wanted.items()
+            if name not in existing
+        }
+        if new:
+            resp = admin.create_topics(new, timeout_ms=int(timeout_s * 1000), raise_errors=False)
+            for t in resp["topics"]:
+                err = kafka_errors.for_code(t["error_code"])
+                if err is kafka_errors.NoError:
+                    result[t["name"]] = "created"
+                elif err is kafka_errors.TopicAlreadyExistsError:  # created by someone else meanwhile
+                    result[t["name"]] = "exists"
+                else:
+                    raise KafkaPlumbingError(f"cannot create topic {t['name']}: {err.__name__}: {t.get('error_message')}")
+        for name, status in result.items():
+            if status == "exists":
+                have = len(admin.describe_topics([name])[0].get("partitions") or [])
+                if have and have != wanted[name]:
+                    log.warning("topic %s exists with %d partitions (wanted %d); left as is", name, have, wanted[name])
+        _wait_for_partitions(admin, {n: wanted[n] for n, s in result.items() if s == "created"}, timeout_s)
+        return result
+    finally:
+        admin.close()
+
+
+def _wait_for_partitions(admin: KafkaAdminClient, topics: Mapping[str, int], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    pending = dict(topics)
+    while pending:
+        for d in admin.describe_topics(list(pending)):
+            if d.get("error_code", 0) == 0 and len(d.get("partitions") or []) >= pending.get(d["name"], 1):
+                pending.pop(d["name"], None)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise KafkaPlumbingError(f"topics not visible in metadata after {timeout_s:g}s: {sorted(pending)}")
+        time.sleep(0.05)
+
+
+def topic_partitions(settings: KafkaSettings | Mapping[str, Any], topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic`` (empty list when it does not exist)."""
+    admin = _admin(settings)
+    try:
+        d = admin.describe_topics([topic])[0]
+        if d.get("error_code", 0):
+            return []
+        return sorted(TopicPartition(topic, p["partition_index"]) for p in d.get("partitions") or [])
+    finally:
+        admin.close()
+
+
+def partition_ends(
+    config: KafkaSettings | KafkaConsumer | Mapping[str, Any],
+    partitions: Iterable[TopicPartition],
+    *,
+    timeout_s: float = 10.0,
+) -> dict[TopicPartition, int]:
+    """The true end (next offset to be written) of each partition, from a fetch's high watermark.
+
+    Works on Tansu, where ``end_offsets`` reports the start of the last batch + 1. A
+    short-lived probe consumer (no group) fetches once from each partition.
+    """
+    tps = list(dict.fromkeys(partitions))
+    if not tps:
+        return {}
+    probe = _probe_consumer(_connection_config(config))
+    try:
+        probe.assign(tps)
+        reported = probe.end_offsets(tps, timeout_ms=int(timeout_s * 1000))
+        begins = probe.beginning_offsets(tps, timeout_ms=int(timeout_s * 1000))
+        for tp in tps:  # a valid offset at or before the real end: the fetch answers the high watermark
+            probe.seek(tp, max(begins.get(tp, 0), reported.get(tp, 0)))
+        deadline = time.monotonic() + timeout_s
+        ends: dict[TopicPartition, int] = {}
+        while True:
+            for tp in tps:
+                hw = probe.highwater(tp)
+                if hw is not None:
+                    ends[tp] = hw
+            if len(ends) == len(tps):
+                return ends
+            if time.monotonic() > deadline:
+                missing = [tp for tp in tps if tp not in ends]
+                raise KafkaPlumbingError(f"no high watermark for {missing} within {timeout_s:g}s")
+            probe.poll(timeout_ms=100, max_records=1)
+    finally:
+        probe.close()
+
+
+def partition_end(consumer: KafkaConsumer, tp: TopicPartition, *, refresh: bool = True, timeout_s: float = 10.0) -> int:
+    """The end of one partition, robust to Tansu.
+
+    With ``refresh=False`` and ``tp`` assigned to ``consumer``, the high watermark of
+    its last fetch (``consumer.highwater(tp)``) is returned when known; otherwise, and
+    by default, a probe consumer with the same connection settings fetches it fresh.
+    """
+    if not refresh and tp in consumer.assignment():
+        hw = consumer.highwater(tp)
+        if hw is not None:
+            return hw
+    return partition_ends(consumer, [tp], timeout_s=timeout_s)[tp]
+
+
+class _TimestampProbe:
+    """Reads record timestamps at given offsets, caching every record a fetch returns."""
+
+    def __init__(self, consumer: KafkaConsumer, timeout_s: float) -> None:
+        self.c = consumer
+        self.timeout_s = timeout_s
+        self.cache: dict[tuple[TopicPartition, int], int] = {}
+
+    def at(self, tp: TopicPartition, offset: int) -> int:
+        key = (tp, offset)
+        if key in self.cache:
+            return self.cache[key]
+        self.c.seek(tp, offset)
+        deadline = time.monotonic() + self.timeout_s
+        while key not in self.cache:
+            got = self.c.poll(timeout_ms=200)
+            for recs in got.values():
+                for r in recs:
+                    self.cache[(TopicPartition(r.topic, r.partition), r.offset)] = r.timestamp
+            if key not in self.cache:
+                # gaps (compaction, transaction markers): take the next offset fetched
+                later = sorted(o for (t, o) in self.cache if t == tp and o > offset)
+                if later and got:
+                    return self.cache[(tp, later[0])]
+                if time.monotonic() > deadline:
+                    raise KafkaPlumbingError(f"no record at {tp} offset {offset} within {self.timeout_s:g}s")
+                self.c.seek(tp, offset)
+        return self.cache[key]
+
+
+def offsets_for_times(
+    config: KafkaSettings | KafkaConsumer | Mapping[str, Any],
+    timestamps: Mapping[TopicPartition, int],
+    *,
+    timeout_s: float = 10.0,
+) -> dict[TopicPartition, int | None]:
+    """For each partition, the first offset whose record timestamp is ``>=`` the target (ms).
+
+    ``None`` means no such record (seek to the end). The broker's own answer
+    (``KafkaConsumer.offsets_for_times``) is used when it checks out against the
+    records (2 fetches); otherwise (Tansu answers 0 for any timestamp) a binary search
+    over offsets finds it, assuming timestamps do not decrease within a partition.
+    """
+    tps = list(timestamps)
+    if not tps:
+        return {}
+    cfg = _connection_config(config)
+    ends = partition_ends(cfg, tps, timeout_s=timeout_s)
+    probe = _probe_consumer(cfg)
+    try:
+        probe.assign(tps)
+        begins = probe.beginning_offsets(tps, timeout_ms=int(timeout_s * 1000))
+        try:
+            answer = probe.offsets_for_times({tp: int(timestamps[tp]) for tp in tps}, timeout_ms=int(timeout_s * 1000))
+        except (kafka_errors.KafkaError, ValueError) as exc:  # unsupported: search only
+            log.debug("offsets_for_times not usable (%s); searching", exc)
+            answer = {}
+        ts_at = _TimestampProbe(probe, timeout_s)
+        out: dict[TopicPartition, int | None] = {}
+        for tp in tps:
+            target, lo, hi = int(timestamps[tp]), begins.get(tp, 0), ends[tp]
+            if lo >= hi:
+                out[tp] = None
+                continue
+            got = answer.get(tp)
+            cand = got.offset if got is not None else None
+            if cand is None:
+                if ts_at.at(tp, hi - 1) < target:
+                    out[tp] = None
+                    continue
+            elif lo <= cand < hi and ts_at.at(tp, cand) >= target and (cand == lo or ts_at.at(tp, cand - 1) < target):
+                out[tp] = cand
+                continue
+            # the broker's answer is wrong (Tansu): binary search on [lo, hi)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if ts_at.at(tp, mid) >= target:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            out[tp] = lo if lo < ends[tp] else None
+        return out
+    finally:
+        probe.close()
+
+
+def describe_group(settings: KafkaSettings | Mapping[str, Any], group_id: str) -> dict[str, Any]:
+    """``describe_groups`` for one group, robust to Tansu's ACL bits.
+
+    kafka-python converts the group's ``authorized_operations`` bit set into
+    ``ACLOperation`` values and fails (``ValueError: 15 is not a valid ACLOperation``)
+    on Tansu's; this keeps the raw integers instead. Returns kafka-python's dict
+    (``group_state``, ``protocol_type``, ``members`` ...).
+    """
+    admin = _admin(settings)
+    try:
+        try:
+            return admin.describe_groups([group_id])[group_id]
+        except ValueError as exc:
+            log.debug("describe_groups failed on ACL bits (%s); retrying without decoding them", exc)
+            admin._process_acl_operations = lambda d: d  # instance override of the decoder
+            return admin.describe_groups([group_id])[group_id]
+    finally:
+        admin.close()
+
+
+def committed_offsets(settings: KafkaSettings | Mapping[str, Any], group_id: str) -> dict[TopicPartition, int]:
+    """A group's committed offsets, read through the admin API (metadata is dropped)."""
+    admin = _admin(settings)
+    try:
+        got = admin.list_group_offsets({group_id: None}).get(group_id, {})
+        return {tp: om.offset for tp, om in got.items() if om is not None and om.offset >= 0}
+    finally:
+        admin.close()
+
+
+# --------------------------------------------------------------------------- source
+Hook = Callable[[set[TopicPartition]], None]
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, source: "Source") -> None:
+        self.source = source
+
+    def on_partitions_revoked(self, revoked):
+        self.source._run_hook("revoke", set(revoked))
+
+    def on_partitions_assigned(self, assigned):
+        self.source._run_hook("assign", set(assigned))
+
+    def on_partitions_lost(self, lost):
+        self.source._run_hook("lost", set(lost))
+
+
+class Source:
+    """A consumer-group source with manual commits.
+
+    * ``enable_auto_commit=False``: nothing is committed unless :meth:`commit` is
+      called (or, with ``commit_on_revoke=True``, when partitions are revoked: the
+      positions of records already returned by :meth:`poll` are committed, as Kafka's
+      own consumer does, before another member takes over).
+    * ``on_assign(partitions)`` / ``on_revoke(partitions)`` / ``on_lost(partitions)``
+      hooks get sets of :class:`TopicPartition`. They run on kafka-python's IO thread
+      during :meth:`poll`: keep them short; :meth:`commit` called from a hook is sent
+      with ``commit_async`` (a blocking commit there raises ``RuntimeError``).
+    * :meth:`poll` returns a list of ``ConsumerRecord`` (``topic``, ``partition``,
+      ``offset``, ``timestamp``, ``key``, ``value`` bytes, ``headers`` list of
+      ``(str, bytes)``).
+
+    Defaults suit Tansu (a rebalance there takes ~5 s; lower ``session_timeout_ms``
+    and ``heartbeat_interval_ms`` make it faster).
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topics: str | Sequence[str],
+        group_id: str,
+        *,
+        on_assign: Hook | None = None,
+        on_revoke: Hook | None = None,
+        on_lost: Hook | None = None,
+        commit_on_revoke: bool = True,
+        auto_offset_reset: str = "earliest",
+        max_poll_records: int = 500,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 1_000,
+        max_poll_interval_ms: int = 300_000,
+        fetch_max_wait_ms: int = 200,
+        rebalance_wait_s: float = 30.0,
+        consumer_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = [topics] if isinstance(topics, str) else list(topics)
+        self.group_id = group_id
+        self.on_assign, self.on_revoke, self.on_lost = on_assign, on_revoke, on_lost
+        self.commit_on_revoke = commit_on_revoke
+        self.rebalance_wait_s = float(rebalance_wait_s)
+        self._config = dict(
+            settings.to_kafka_python(),
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=auto_offset_reset,
+            max_poll_records=max_poll_records,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=heartbeat_interval_ms,
+            max_poll_interval_ms=max_poll_interval_ms,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+        )
+        self._config.update(consumer_options or {})
+        self._consumer: KafkaConsumer | None = None
+        self._consumed: dict[TopicPartition, int] = {}  # next offset after records handed out
+        self._pending: list = []  # records polled while waiting for an assignment
+        self._hook_thread: int | None = None
+        self.hook_errors: list[BaseException] = []
+        self.rebalances = 0
+
+    # ------------------------------------------------------------ lifecycle
+    @property
+    def consumer(self) -> KafkaConsumer:
+        if self._consumer is None:
+            raise KafkaPlumbingError("source is not open: call open() or use it as a context manager")
+        return self._consumer
+
+    def open(self) -> "Source":
+        if self._consumer is None:
+            self._consumer = KafkaConsumer(**self._config)
+            self._consumer.subscribe(self.topics, listener=_Listener(self))
+        return self
+
+    def close(self, *, commit: bool = False) -> None:
+        """Leave the group. ``commit=True`` commits the consumed positions first."""
+        if self._consumer is None:
+            return
+        try:
+            if commit:
+                self.commit()
+        finally:
+            c, self._consumer = self._consumer, None
+            c.close(autocommit=False)
+
+    def __enter__(self) -> "Source":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ hooks
+    def _in_hook(self) -> bool:
+        return self._hook_thread == threading.get_ident()
+
+    def _run_hook(self, kind: str, partitions: set[TopicPartition]) -> None:
+        self._hook_thread = threading.get_ident()
+        try:
+            if kind == "revoke" and partitions and self.commit_on_revoke and self._consumer is not None:
+                mine = {tp: off for tp, off in self._consumed.items() if tp in partitions}
+                if mine:
+                    self._commit_async(mine)
+            hook = {"assign": self.on_assign, "revoke": self.on_revoke, "lost": self.on_lost or self.on_revoke}[kind]
+            if kind == "assign":
+                self.rebalances += 1
+            if hook is not None and (partitions or kind == "assign"):
+                hook(partitions)
+        except Exception as exc:  # a failing hook must not kill the IO thread silently
+            log.exception("rebalance hook %s failed", kind)
+            self.hook_errors.append(exc)
+        finally:
+            if kind in ("revoke", "lost"):
+                for tp in partitions:
+                    self._consumed.pop(tp, None)
+            self._hook_thread = None
+
+    # ------------------------------------------------------------ consuming
+    def _settle_group(self) -> None:
+        """Finish a pending group join in one go.
+
+        kafka-python 3.0.12 drops a JoinGroup/SyncGroup that completes after a short
+        ``poll`` timed out (``join_group_async`` starts a new join when the previous
+        task ``is_done``); on Tansu, where a join takes ~3 s, two members can then
+        bounce for tens of seconds. Driving the coordinator with a timeout as long as
+        a rebalance may take avoids it.
+        """
+        coord = getattr(self.consumer, "_coordinator", None)
+        if coord is None or not hasattr(coord, "need_rejoin"):
+            return
+        if coord.need_rejoin():
+            coord.poll(timeout_ms=int(self.rebalance_wait_s * 1000))
+
+    def poll(self, timeout_s: float = 1.0, max_records: int | None = None) -> list:
+        """Records fetched within ``timeout_s`` (may be empty), in partition order.
+
+        During a rebalance it blocks until the group is joined (a few seconds on Tansu).
+        """
+        if self._pending:
+            out, self._pending = self._pending, []
+            return out
+        self._settle_group()
+        got = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        out = []
+        for tp, recs in got.items():
+            if recs:
+                out.extend(recs)
+                self._consumed[tp] = recs[-1].offset + 1
+        if self.hook_errors:
+            err = self.hook_errors.pop(0)
+            raise KafkaPlumbingError(f"rebalance hook failed: {err!r}") from err
+        return out
+
+    def wait_for_assignment(self, timeout_s: float = 30.0) -> set[TopicPartition]:
+        """Poll until the group gives this member partitions; records polled meanwhile are kept."""
+        deadline = time.monotonic() + timeout_s
+        while not self.consumer.assignment():
+            if time.monotonic() > deadline:
+                raise KafkaPlumbingError(f"no partitions assigned to group {self.group_id} within {timeout_s:g}s")
+            self._pending.extend(self.poll(0.2) if not self._pending else [])
+            if self._pending:
+                break
+        return set(self.consumer.assignment())
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.consumer.assignment())
+
+    # ------------------------------------------------------------ offsets
+    def _commit_async(self, offsets: Mapping[TopicPartition, int]) -> None:
+        payload = {tp: OffsetAndMetadata(int(off), "", -1) for tp, off in offsets.items()}
+
+        def done(_offsets, response):
+            if isinstance(response, Exception):
+                log.warning("async commit of %s failed: %s", dict(offsets), response)
+
+        self.consumer.commit_async(payload, callback=done)
+
+    def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> dict[TopicPartition, int]:
+        """Commit ``{tp: next offset to read}``; default: the positions of records :meth:`poll` returned.
+
+        Blocking outside the rebalance hooks; inside a hook (kafka-python's IO thread)
+        it is sent with ``commit_async`` instead. Returns what was committed.
+        """
+        if offsets is None:
+            assigned = self.consumer.assignment()
+            offsets = {tp: off for tp, off in self._consumed.items() if tp in assigned}
+        offsets = {tp: int(off) for tp, off in offsets.items()}
+        if not offsets:
+            return {}
+        if self._in_hook():
+            self._commit_async(offsets)
+        else:
+            self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
+        return offsets
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        return self.consumer.committed(tp)
+
+    def position(self, tp: TopicPartition) -> int:
+        return self.consumer.position(tp)
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        """High watermark from the last fetch of ``tp`` (``None`` before the first fetch)."""
+        return self.consumer.highwater(tp)
+
+    def end_offsets(self, partitions: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
+        """True partition ends (see :func:`partition_ends`); default: the assigned partitions."""
+        tps = list(partitions) if partitions is not None else sorted(self.assignment())
+        return partition_ends(self._config, tps)
+
+    def lag(self, *, refresh: bool = False) -> dict[TopicPartition, int]:
+        """Records behind the end, per assigned partition.
+
+        ``refresh=False`` uses the high watermark of the last fetch (cheap, may be a
+        poll old); partitions not fetched yet, or ``refresh=True``, ask the broker.
+        """
+        tps = sorted(self.assignment())
+        ends: dict[TopicPartition, int] = {}
+        if not refresh:
+            for tp in tps:
+                hw = self.consumer.highwater(tp)
+                if hw is not None:
+                    ends[tp] = hw
+        missing = [tp for tp in tps if tp not in ends]
+        if missing:
+            ends.update(partition_ends(self._config, missing))
+        return {tp: max(0, ends[tp] - self.consumer.position(tp)) for tp in tps}
+
+    def seek(self, tp: TopicPartition, offset: int, *, check: bool = True) -> None:
+        """Move ``tp`` to ``offset``. With ``check`` (default) an offset outside
+        ``[beginning, end]`` raises :class:`SeekOutOfRangeError` (Tansu and Kafka would
+        otherwise fetch nothing / reset silently)."""
+        if check:
+            begin = self.consumer.beginning_offsets([tp])[tp]
+            end = partition_ends(self._config, [tp])[tp]
+            if not begin <= offset <= end:
+                raise SeekOutOfRangeError(f"offset {offset} is outside {tp.topic}[{tp.partition}] range [{begin}, {end}]")
+        self._pending = [r for r in self._pending if TopicPartition(r.topic, r.partition) != tp]
+        self.consumer.seek(tp, offset)
+        self._consumed.pop(tp, None)
+
+    def seek_to_beginning(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        tps = list(partitions) if partitions is not None else sorted(self.assignment())
+        for tp, off in self.consumer.beginning_offsets(tps).items():
+            self.seek(tp, off, check=False)
+
+    def seek_to_end(self, partitions: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
+        """Seek to the true end (not kafka-python's ``seek_to_end``, wrong on Tansu)."""
+        tps = list(partitions) if partitions is not None else sorted(self.assignment())
+        ends = partition_ends(self._config, tps)
+        for tp, off in ends.items():
+            self.seek(tp, off, check=False)
+        return ends
+
+    def seek_to_time(
+        self, timestamp_ms: int, partitions: Iterable[TopicPartition] | None = None
+    ) -> dict[TopicPartition, int]:
+        """Seek each partition to its first record with timestamp ``>= timestamp_ms``
+        (the end when there is none). Returns the offsets sought to."""
+        tps = list(partitions) if partitions is not None else sorted(self.assignment())
+        found = offsets_for_times(self._config, {tp: int(timestamp_ms) for tp in tps})
+        ends = partition_ends(self._config, [tp for tp, off in found.items() if off is None])
+        out = {tp: (off if off is not None else ends[tp]) for tp, off in found.items()}
+        for tp, off in out.items():
+            self.seek(tp, off, check=False)
+        return out
+
+
+# --------------------------------------------------------------------------- sink
+def _to_bytes(v: Any) -> bytes | None:
+    if v is None or isinstance(v, bytes):
+        return v
+    if isinstance(v, (bytearray, memoryview)):
+        return bytes(v)
+    if isinstance(v, str):
+        return v.encode("utf-8")
+    return json.dumps(v, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def _headers(headers: Mapping[str, Any] | Sequence[tuple[str, Any]] | None) -> list[tuple[str, bytes]] | None:
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return [(str(k), _to_bytes(v) if v is not None else b"") for k, v in items]
+
+
+class Sink:
+    """A keyed producer with headers. ``acks="all"`` by default.
+
+    Keys and values may be ``bytes``, ``str`` (UTF-8) or JSON-able objects; ``None`` as
+    value is a tombstone. Headers are a mapping or a list of ``(name, value)`` pairs.
+    Failed deliveries are counted; :meth:`flush` raises :class:`DeliveryError` if any
+    record since the previous flush failed, so callers commit their input only after a
+    clean flush.
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        acks: int | str = "all",
+        linger_ms: int = 5,
+        batch_size: int | None = None,
+        compression_type: str | None = None,
+        producer_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        cfg = dict(settings.to_kafka_python(), acks=acks, linger_ms=linger_ms)
+        if batch_size is not None:
+            cfg["batch_size"] = batch_size
+        if compression_type is not None:
+            cfg["compression_type"] = compression_type
+        cfg.update(producer_options or {})
+        self._config = cfg
+        self._producer: KafkaProducer | None = KafkaProducer(**cfg)
+        self._lock = threading.Lock()
+        self._failed = 0
+        self._last_error: BaseException | None = None
+        self.sent = 0
+
+    @property
+    def producer(self) -> KafkaProducer:
+        if self._producer is None:
+            raise KafkaPlumbingError("sink is closed")
+        return self._producer
+
+    def _on_error(self, exc: BaseException) -> None:
+        with self._lock:
+            self._failed += 1
+            self._last_error = exc
+        log.warning("delivery failed: %s", exc)
+
+    def send(
+        self,
+        topic: str,
+        value: Any,
+        *,
+        key: Any = None,
+        headers: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
+        timestamp_ms: int | None = None,
+        partition: int | None = None,
+    ):
+        """Queue one record; returns kafka-python's future (``.get(timeout)`` -> metadata)."""
+        fut = self.producer.send(
+            topic,
+            value=_to_bytes(value),
+            key=_to_bytes(key),
+            headers=_headers(headers),
+            timestamp_ms=timestamp_ms,
+            partition=partition,
+        )
+        fut.add_errback(self._on_error)
+        self.sent += 1
+        return fut
+
+    def flush(self, timeout_s: float | None = None) -> None:
+        """Wait for every queued record; raise :class:`DeliveryError` if any failed."""
+        self.producer.flush(timeout=timeout_s)
+        with self._lock:
+            failed, err = self._failed, self._last_error
+            self._failed, self._last_error = 0, None
+        if failed:
+            raise DeliveryError(f"{failed} record(s) not delivered; last error: {err!r}")
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        if self._producer is not None:
+            p, self._producer = self._producer, None
+            p.close(timeout=timeout_s)
+
+    def __enter__(self) -> "Sink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.flush()
+        self.close()

@@ -1,0 +1,239 @@
+"""Kafka source and sink against the real embedded broker (never a mock)."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+
+import pytest
+
+from streams.kafka import (
+    DeliveryError,
+    KafkaSettings,
+    SeekOutOfRangeError,
+    Sink,
+    Source,
+    TopicPartition,
+    committed_offsets,
+    create_topics,
+    describe_group,
+    partition_ends,
+    topic_partitions,
+)
+
+pytestmark = pytest.mark.broker
+
+#: Group settings that keep Tansu's rebalances short.
+FAST_GROUP = dict(session_timeout_ms=6000, heartbeat_interval_ms=300, max_poll_interval_ms=20000)
+
+
+@pytest.fixture
+def settings(broker):
+    return KafkaSettings(bootstrap_servers=broker.bootstrap, client_id="anomon-test")
+
+
+def drain(source: Source, n: int, timeout_s: float = 30.0) -> list:
+    """Poll until ``n`` records arrived (fails with what was seen on timeout)."""
+    out: list = []
+    deadline = time.monotonic() + timeout_s
+    while len(out) < n and time.monotonic() < deadline:
+        out.extend(source.poll(0.3))
+    assert len(out) >= n, f"got {len(out)} of {n} records"
+    return out
+
+
+def test_create_topics_is_idempotent(settings, topic_factory):
+    a, b, c = topic_factory("a"), topic_factory("b"), topic_factory("c")
+    assert create_topics(settings, {a: 4, b: 1}) == {a: "created", b: "created"}
+    assert create_topics(settings, {a: 4, b: 1}) == {a: "exists", b: "exists"}
+    assert len(topic_partitions(settings, a)) == 4
+    assert create_topics(settings, [c], compacted=True) == {c: "created"}
+    assert topic_partitions(settings, "does-not-exist-" + a) == []
+
+
+def test_sink_source_round_trip_keys_headers_timestamps(settings, fresh_topic):
+    create_topics(settings, {fresh_topic: 3})
+    ts0 = 1_700_000_000_000
+    with Sink(settings, linger_ms=20) as sink:
+        for i in range(60):
+            sink.send(
+                fresh_topic,
+                {"i": i} if i % 3 == 0 else (f"v{i}" if i % 3 == 1 else f"v{i}".encode()),
+                key=f"sensor-{i % 7}",
+                headers={"seq": str(i), "src": b"test"},
+                timestamp_ms=ts0 + i,
+            )
+        sink.flush()
+    assert sink.sent == 60
+    with Source(settings, fresh_topic, "g-" + fresh_topic, **FAST_GROUP) as src:
+        recs = drain(src, 60)
+    assert len(recs) == 60
+    parts_by_key = defaultdict(set)
+    for r in recs:
+        parts_by_key[r.key].add(r.partition)
+        h = dict(r.headers)
+        i = int(h["seq"])
+        assert h["src"] == b"test" and r.timestamp == ts0 + i and r.key == f"sensor-{i % 7}".encode()
+        assert r.value == (b'{"i":%d}' % i if i % 3 == 0 else f"v{i}".encode())
+    assert all(len(p) == 1 for p in parts_by_key.values()), parts_by_key
+    assert sorted(int(dict(r.headers)["seq"]) for r in recs) == list(range(60))
+
+
+def test_manual_commit_and_resume_after_restart(settings, fresh_topic):
+    create_topics(settings, {fresh_topic: 2})
+    with Sink(settings) as sink:
+        for i in range(40):
+            sink.send(fresh_topic, str(i), key=str(i % 4))
+    group = "g-" + fresh_topic
+    src = Source(settings, fresh_topic, group, **FAST_GROUP).open()
+    first = drain(src, 40)
+    # process (and commit) only the first 5 records of each partition
+    done = defaultdict(list)
+    for r in first:
+        if len(done[r.partition]) < 5:
+            done[r.partition].append(r)
+    committed = src.commit({TopicPartition(fresh_topic, p): rs[-1].offset + 1 for p, rs in done.items()})
+    assert committed_offsets(settings, group) == committed
+    src.close()  # no commit on close: the rest must come again
+    src2 = Source(settings, fresh_topic, group, **FAST_GROUP).open()
+    try:
+        again = drain(src2, 40 - 5 * len(done))
+        seen = {(r.partition, r.offset) for r in again}
+        expected = {(r.partition, r.offset) for r in first} - {(r.partition, r.offset) for rs in done.values() for r in rs}
+        assert seen == expected
+        src2.commit()  # default: positions of everything polled
+        for tp in src2.assignment():
+            assert src2.committed(tp) == partition_ends(settings, [tp])[tp]
+        assert all(v == 0 for v in src2.lag().values())
+    finally:
+        src2.close()
+
+
+class Poller(threading.Thread):
+    """Drives one Source in its own thread, as one process per member would."""
+
+    def __init__(self, source: Source) -> None:
+        super().__init__(daemon=True)
+        self.source, self.records, self.stop = source, [], threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.records.extend(self.source.poll(0.2))
+
+    def halt(self) -> None:
+        self.stop.set()
+        self.join(timeout=30)
+
+
+def test_rebalance_hooks_two_consumers(settings, fresh_topic):
+    create_topics(settings, {fresh_topic: 4})
+    with Sink(settings) as sink:
+        for i in range(20):
+            sink.send(fresh_topic, str(i), partition=i % 4)
+    group = "g-" + fresh_topic
+    events: list[tuple[str, str, frozenset]] = []
+    sources: dict[str, Source] = {}
+
+    def hooks(name):
+        def on_assign(tps):
+            events.append((name, "assign", frozenset(tp.partition for tp in tps)))
+
+        def on_revoke(tps):
+            events.append((name, "revoke", frozenset(tp.partition for tp in tps)))
+            sources[name].commit()  # a blocking commit here raises RuntimeError: Source sends it async
+
+        return dict(on_assign=on_assign, on_revoke=on_revoke)
+
+    a = sources["a"] = Source(settings, fresh_topic, group, **hooks("a"), **FAST_GROUP).open()
+    pollers: list[Poller] = []
+    try:
+        assert a.wait_for_assignment() == {TopicPartition(fresh_topic, p) for p in range(4)}
+        assert len(drain(a, 20)) == 20  # a consumed everything; nothing committed explicitly
+        pollers.append(Poller(a))
+        b = sources["b"] = Source(settings, fresh_topic, group, **hooks("b"), **FAST_GROUP).open()
+        pollers.append(Poller(b))
+        for p in pollers:
+            p.start()
+
+        def split():
+            pa, pb = set(a.consumer.assignment()), set(b.consumer.assignment())
+            return pa and pb and not (pa & pb) and len(pa | pb) == 4
+
+        deadline = time.monotonic() + 60
+        while not split() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # let b's first fetch happen
+        for p in pollers:
+            p.halt()
+        pa, pb = a.assignment(), b.assignment()
+        assert split(), (pa, pb, events)
+        assert events[:2] == [("a", "assign", frozenset(range(4))), ("a", "revoke", frozenset(range(4)))]
+        assert ("a", "assign", frozenset(tp.partition for tp in pa)) in events
+        assert ("b", "assign", frozenset(tp.partition for tp in pb)) in events
+        assert not a.hook_errors and not b.hook_errors
+        # a's consumed positions were committed when its partitions were revoked: b re-reads nothing
+        assert pollers[1].records == []
+        assert {tp: b.position(tp) for tp in pb} == partition_ends(settings, pb)
+        assert committed_offsets(settings, group) == partition_ends(settings, pa | pb)
+    finally:
+        for p in pollers:
+            p.stop.set()
+        for s in sources.values():
+            s.close()
+
+
+def test_lag_end_offsets_seek_and_seek_to_time(settings, fresh_topic):
+    create_topics(settings, {fresh_topic: 1})
+    tp = TopicPartition(fresh_topic, 0)
+    ts0 = 1_700_000_000_000
+    with Sink(settings, linger_ms=50) as sink:
+        for batch in range(4):  # several batches: Tansu's end_offsets would say 31, not 40
+            for i in range(10):
+                n = batch * 10 + i
+                sink.send(fresh_topic, str(n), key="k", timestamp_ms=ts0 + 1000 * n)
+            sink.flush()
+    with Source(settings, fresh_topic, "g-" + fresh_topic, **FAST_GROUP) as src:
+        src.wait_for_assignment()
+        assert src.end_offsets() == {tp: 40}
+        assert src.lag(refresh=True) == {tp: 40 - src.position(tp)}
+        got = drain(src, 40)
+        assert [r.offset for r in got] == list(range(40))
+        assert src.lag() == {tp: 0} and src.highwater(tp) == 40
+        assert src.seek_to_time(ts0 + 17_000) == {tp: 17}
+        assert src.poll(5.0)[0].offset == 17
+        assert src.seek_to_time(ts0 + 17_500) == {tp: 18}
+        assert src.seek_to_time(0) == {tp: 0}
+        assert src.seek_to_time(ts0 + 10**9) == {tp: 40}  # after the last record: the end
+        with pytest.raises(SeekOutOfRangeError, match=r"range \[0, 40\]"):
+            src.seek(tp, 41)
+        src.seek(tp, 40)
+        assert src.seek_to_end() == {tp: 40}
+
+
+def test_describe_group_and_committed(settings, fresh_topic):
+    create_topics(settings, {fresh_topic: 2})
+    with Sink(settings) as sink:
+        sink.send(fresh_topic, "x", key="k")
+    group = "g-" + fresh_topic
+    with Source(settings, fresh_topic, group, **FAST_GROUP) as src:
+        drain(src, 1)
+        committed = src.commit()
+        d = describe_group(settings, group)
+        assert d["group_state"] == "Stable" and len(d["members"]) == 1
+    assert committed_offsets(settings, group) == committed
+
+
+def test_sink_flush_reports_failed_delivery(own_broker, fresh_topic):
+    b = own_broker()
+    s = KafkaSettings(bootstrap_servers=b.bootstrap)
+    create_topics(s, {fresh_topic: 1})
+    sink = Sink(s, producer_options=dict(delivery_timeout_ms=1500, request_timeout_ms=1000, max_block_ms=1500, retries=0))
+    try:
+        sink.send(fresh_topic, "ok")
+        sink.flush()
+        b.stop(timeout=0.5)
+        sink.send(fresh_topic, "lost")
+        with pytest.raises(DeliveryError, match="1 record"):
+            sink.flush(timeout_s=10)
+    finally:
+        sink.close(timeout_s=1)
