@@ -90,6 +90,8 @@ def connect(url: str, token: str, timeout: float = 10.0, verify: bool = True) ->
     u = urlparse(url)
     if u.scheme not in ("http", "https") or not u.hostname:
         raise ValueError(f"not an http(s) URL: {url!r}")
+    if u.scheme == "http" and u.hostname not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("sending the Grafana token over plain http to %s; use https", u.hostname)
     prefix = u.path.strip("/")
     return GrafanaApi(
         auth=TokenAuth(token),
