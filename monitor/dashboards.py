@@ -1116,8 +1116,13 @@ def _draw_panel(ax: Any, panel: Panel, ctx: _RenderCtx) -> None:
                 ax.axvline(_dt.datetime.fromtimestamp(t_ev), color="purple", ls="--", lw=0.8)
                 ax.annotate(label[:30], (_dt.datetime.fromtimestamp(t_ev), 1.0), xycoords=("data", "axes fraction"),
                             fontsize=5, color="purple", rotation=90, va="top", ha="right")
-            if panel.log_scale:
-                ax.set_yscale("symlog", linthresh=1e-3)
+            if panel.log_scale and n:
+                lows = [y for line in ax.get_lines() for y in line.get_ydata() if np.isfinite(y)]
+                if lows and min(lows) > 0:
+                    ax.set_yscale("log")
+                else:
+                    ax.set_yscale("symlog", linthresh=1e-3)
+                    ax.set_ylim(bottom=0)
             if n:
                 ax.legend(fontsize=6, loc="upper left")
             else:

@@ -62,3 +62,9 @@ def test_grafana_managed_rules_match_prometheus_rules():
         assert p["expr"] == f"({a['model']['expr']}) {op} {ev['params'][0]:g}"
         assert p["for"] == rule["for"]
         assert p["labels"] == rule["labels"] and p["annotations"] == rule["annotations"]
+
+
+def test_every_alert_is_documented_in_deploy_readme():
+    doc = (REPO / "deploy" / "README.md").read_text()
+    for r in dash.ALERT_RULES:
+        assert f"`{r.name}`" in doc, r.name

@@ -151,3 +151,16 @@ def test_assignment_removes_stale_lag_and_alert_end():
     assert reg.get_sample_value("anomon_alerts_active", {"model": "vrae"}) == 0
     with pytest.raises(ValueError):
         m.alert("vrae", "middle")
+
+
+def test_every_metric_is_documented_in_deploy_readme():
+    from pathlib import Path
+
+    from prometheus_client.metrics import MetricWrapperBase
+
+    doc = (Path(__file__).resolve().parents[1] / "deploy" / "README.md").read_text()
+    m = AnomonMetrics(CollectorRegistry(), process_collector=False)
+    for c in vars(m).values():
+        if isinstance(c, MetricWrapperBase):
+            name = c._name + {"counter": "_total", "info": "_info"}.get(c._type, "")
+            assert f"`{name}`" in doc, name
