@@ -101,22 +101,24 @@ def live(broker, daemon_bundle, tmp_path_factory):
                             output__dlq_topic=f"{topic}.dlq2", **common)
     # the allow-list is a user setting; give one so the allow-listed panel has data
     metrics = AnomonMetrics(CollectorRegistry(), top_k=5, series_allowlist=ALLOW, dlq_reasons=REASONS)
-    running = start_daemon(cfg, metrics=metrics)
-    proc = DaemonProcess(write_config(tmp / "anomon.toml", sub_cfg), tmp / "anomon-run.log")
-    replay = Replayer(broker.bootstrap, topic)
-    replay.start()
-    prom = PrometheusServer([f"127.0.0.1:{port}", f"127.0.0.1:{sub_port}"], rule_files=[RULES])
-    prom.subprocess_target = f"127.0.0.1:{sub_port}"
-    prom.daemon_log = proc.log
+    cleanup = []
     try:
+        running = start_daemon(cfg, metrics=metrics)
+        cleanup.append(lambda: running.stop(timeout=30))
+        proc = DaemonProcess(write_config(tmp / "anomon.toml", sub_cfg), tmp / "anomon-run.log")
+        cleanup.append(lambda: proc.terminate(timeout_s=30))
+        replay = Replayer(broker.bootstrap, topic)
+        replay.start()
+        cleanup.append(replay.stop)
+        prom = PrometheusServer([f"127.0.0.1:{port}", f"127.0.0.1:{sub_port}"], rule_files=[RULES])
+        cleanup.append(prom.stop)
+        prom.subprocess_target = f"127.0.0.1:{sub_port}"
+        prom.daemon_log = proc.log
         prom.start()
         yield running, replay, prom
     finally:
-        prom.stop()
-        replay.stop()
-        if proc.alive():
-            proc.terminate(timeout_s=30)
-        running.stop(timeout=30)
+        for fn in reversed(cleanup):
+            fn()
 
 
 def test_every_dashboard_and_rule_query_returns_data(live):
