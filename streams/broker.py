@@ -215,6 +215,9 @@ class EmbeddedBroker:
         Seconds between SIGTERM and SIGKILL.
     extra_args
         More ``tansu broker`` arguments (e.g. ``["--cert", c, "--key", k]``).
+    keep_log
+        Keep the temporary log file after a clean stop (a ``log_path`` you give is
+        always kept; so is the log of a broker that failed to start).
     """
 
     def __init__(
@@ -228,6 +231,7 @@ class EmbeddedBroker:
         start_timeout: float = 30.0,
         stop_timeout: float = 5.0,
         extra_args: list[str] | tuple[str, ...] = (),
+        keep_log: bool = False,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -239,6 +243,7 @@ class EmbeddedBroker:
         self.start_timeout = float(start_timeout)
         self.stop_timeout = float(stop_timeout)
         self.extra_args = list(extra_args)
+        self.keep_log = keep_log
         self._proc: subprocess.Popen | None = None
         self._lock = threading.RLock()
         self._owned_log = False
@@ -441,6 +446,10 @@ class EmbeddedBroker:
             self.last_stop_seconds = time.monotonic() - t0
             self.last_stop_killed = killed
             self._proc = None
+            if self._owned_log and not self.keep_log and self._log_path is not None:
+                with contextlib.suppress(OSError):
+                    self._log_path.unlink()
+                self._log_path, self._owned_log = None, False
             _LIVE.discard(self)
             log.info("tansu broker on %s stopped (%s)", self.bootstrap, "killed" if killed else "exited on SIGTERM")
 
