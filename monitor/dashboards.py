@@ -869,13 +869,22 @@ class LocalPrometheus:
     """A throw-away Prometheus (the system's ``prometheus`` binary) on a free loopback port.
 
     For the demo and tests: scrapes ``targets`` (``host:port``) as job ``job`` every
-    ``scrape_interval``, evaluates ``rule_files``, keeps its TSDB in a temp dir removed at
-    :meth:`stop`. A context manager. :meth:`find_binary` returns None when Prometheus is not
-    installed (Debian: ``apt-get install prometheus``).
+    ``scrape_interval``, evaluates ``rule_files`` (``anomon_rules=True``: also anomon's own alert
+    rules, generated into the temp dir -- no deploy/ checkout needed), keeps its TSDB in a temp
+    dir removed at :meth:`stop`. A context manager. :meth:`find_binary` returns None when
+    Prometheus is not installed (Debian: ``apt-get install prometheus``).
+
+    For a demo report::
+
+        if LocalPrometheus.find_binary():
+            with LocalPrometheus([f"127.0.0.1:{http_port}"], anomon_rules=True) as prom:
+                ...  # run the daemon and the replay
+                add_to_report(report, prom.url, out_dir / "dashboards", minutes=5, rate_interval="10s")
     """
 
     def __init__(self, targets: Sequence[str], rule_files: Sequence[str | Path] = (), job: str = "anomon",
-                 scrape_interval: str = "1s", evaluation_interval: str = "1s", binary: str | None = None) -> None:
+                 scrape_interval: str = "1s", evaluation_interval: str = "1s", binary: str | None = None,
+                 anomon_rules: bool = False) -> None:
         import socket
         import tempfile
 
@@ -887,10 +896,14 @@ class LocalPrometheus:
             sk.bind(("127.0.0.1", 0))
             self.port = sk.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        rules = [str(Path(r).resolve()) for r in rule_files]
+        if anomon_rules:
+            (self.dir / "anomon-rules.yml").write_text(_yaml(prometheus_rules()))
+            rules.append(str(self.dir / "anomon-rules.yml"))
         cfg = {
             "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval,
                        "scrape_timeout": scrape_interval},
-            "rule_files": [str(Path(r).resolve()) for r in rule_files],
+            "rule_files": rules,
             "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}]}],
         }
         self.config = self.dir / "prometheus.yml"

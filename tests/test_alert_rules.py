@@ -68,3 +68,15 @@ def test_every_alert_is_documented_in_deploy_readme():
     doc = (REPO / "deploy" / "README.md").read_text()
     for r in dash.ALERT_RULES:
         assert f"`{r.name}`" in doc, r.name
+
+
+def test_local_prometheus_loads_the_generated_rules():
+    """LocalPrometheus(anomon_rules=True) (used by demos, no deploy/ checkout needed) loads every rule."""
+    import requests
+
+    from tests.fixtures.prometheus import need_binary
+
+    binary = need_binary("prometheus")
+    with dash.LocalPrometheus(["127.0.0.1:1"], anomon_rules=True, binary=binary) as p:
+        groups = requests.get(p.url + "/api/v1/rules", timeout=10).json()["data"]["groups"]
+    assert {r["name"] for g in groups for r in g["rules"]} == {r.name for r in dash.ALERT_RULES}
