@@ -22,7 +22,6 @@ server has; only differences are written, and a run with nothing to change says 
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -51,10 +50,6 @@ class Change:
 
 def _is_404(exc: Exception) -> bool:
     return getattr(exc, "status_code", None) == 404
-
-
-def _canon(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
 def _contains(want: Any, have: Any) -> bool:
