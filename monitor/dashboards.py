@@ -612,6 +612,12 @@ class AlertRule:
             "annotations": {"summary": self.summary, "description": self.description},
         }
 
+    def grafana_annotations(self) -> dict[str, str]:
+        """Annotations for Grafana-managed rules: Grafana's ``$value`` is a string of every query's
+        labels and values, so the number is ``$values.B.Value`` (B = the reduced query)."""
+        return {k: re.sub(r"\$value\b", "$values.B.Value", v)
+                for k, v in {"summary": self.summary, "description": self.description}.items()}
+
     def grafana(self, datasource_uid: str, folder_uid: str = FOLDER_UID, group: str = RULE_GROUP,
                 org_id: int = 1) -> dict[str, Any]:
         """The rule in the provisioning HTTP API's ``ProvisionedAlertRule`` JSON form."""
@@ -626,7 +632,7 @@ class AlertRule:
             "noDataState": "OK",
             "execErrState": "Error",
             "for": self.for_,
-            "annotations": {"summary": self.summary, "description": self.description},
+            "annotations": self.grafana_annotations(),
             "labels": {"severity": self.severity, "service": "anomon"},
             "isPaused": False,
         }
@@ -670,7 +676,7 @@ class AlertRule:
             "noDataState": "OK",
             "execErrState": "Error",
             "for": self.for_,
-            "annotations": {"summary": self.summary, "description": self.description},
+            "annotations": self.grafana_annotations(),
             "labels": {"severity": self.severity, "service": "anomon"},
             "isPaused": False,
         }
