@@ -140,6 +140,7 @@ class AnomonMetrics:
         self._lock = threading.Lock()
         self._dlq_reasons: set[str] = set()
         self._top: dict[str, dict[str, tuple[float, float]]] = {}  # model -> series -> (score, t)
+        self._shown: dict[str, set[str]] = {}  # model -> series currently exported
         self._lag_keys: set[tuple[str, str]] = set()
         r = registry
         ns = NAMESPACE
@@ -434,7 +435,7 @@ class AnomonMetrics:
             self._publish_top(model, top)
 
     def _publish_top(self, model: str, top: dict[str, tuple[float, float]]) -> None:
-        shown = getattr(self, "_shown", {}).get(model, set())
+        shown = self._shown.get(model, set())
         for s in shown - top.keys():
             try:
                 self.top_series_score.remove(model, s)
@@ -442,13 +443,13 @@ class AnomonMetrics:
                 pass
         for s, (v, _) in top.items():
             self.top_series_score.labels(model=model, series=s).set(v)
-        self.__dict__.setdefault("_shown", {})[model] = set(top)
+        self._shown[model] = set(top)
 
     def top_series(self, model: str) -> list[tuple[str, float]]:
         """The series currently published in ``anomon_top_series_score`` for ``model``, best first."""
         with self._lock:
             cand = self._top.get(model, {})
-            shown = self.__dict__.get("_shown", {}).get(model, set())
+            shown = self._shown.get(model, set())
             return sorted(((s, cand[s][0]) for s in shown if s in cand), key=lambda kv: -kv[1])
 
     def set_series_state(self, tracked: int, pending_windows: int | None = None) -> None:
