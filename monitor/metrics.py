@@ -141,6 +141,7 @@ class AnomonMetrics:
         self._dlq_reasons: set[str] = set()
         self._top: dict[str, dict[str, tuple[float, float]]] = {}  # model -> series -> (score, t)
         self._shown: dict[str, set[str]] = {}  # model -> series currently exported
+        self._serving: set[str] = set()  # model names with anomon_model_loaded == 1
         self._lag_keys: set[tuple[str, str]] = set()
         r = registry
         ns = NAMESPACE
@@ -478,7 +479,8 @@ class AnomonMetrics:
         Sets ``anomon_model_info{model,version,detector,loaded_at}``,
         ``anomon_model_loaded{model}=1`` and ``anomon_model_load_timestamp_seconds{model}``
         (dashboards draw version changes as annotations from it); ``reload=True`` also counts a
-        successful hot reload. The model's labelled counters (and, per score ``components``,
+        successful hot reload; a reload under another name marks the previous model(s) not
+        loaded (``anomon_model_loaded=0``). The model's labelled counters (and, per score ``components``,
         drift counters) are created at 0 so that rates exist before the first event.
         """
         t = time.time() if loaded_at is None else float(loaded_at)
@@ -496,6 +498,11 @@ class AnomonMetrics:
                 "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)),
             }
         )
+        if reload:
+            for old in self._serving - {model}:
+                self.model_loaded.labels(model=old).set(0)
+            self._serving.clear()
+        self._serving.add(model)
         self.model_loaded.labels(model=model).set(1)
         self.model_load_time.labels(model=model).set(t)
         if reload:
@@ -505,10 +512,11 @@ class AnomonMetrics:
         """Count a failed (re)load. ``still_serving=False``: no model serves any more (loaded=0)."""
         self.model_reload_failures.labels(model=model).inc()
         if not still_serving:
-            self.model_loaded.labels(model=model).set(0)
+            self.model_unloaded(model)
 
     def model_unloaded(self, model: str) -> None:
         """Mark ``model`` as not serving (``anomon_model_loaded{model}=0``)."""
+        self._serving.discard(model)
         self.model_loaded.labels(model=model).set(0)
 
     # ------------------------------------------------------------------------------ health

@@ -164,3 +164,21 @@ def test_every_metric_is_documented_in_deploy_readme():
         if isinstance(c, MetricWrapperBase):
             name = c._name + {"counter": "_total", "info": "_info"}.get(c._type, "")
             assert f"`{name}`" in doc, name
+
+
+def test_model_reload_under_a_new_name_unloads_the_old_one():
+    reg = CollectorRegistry()
+    m = AnomonMetrics(reg, process_collector=False)
+    m.model_load("a", "v1", components=["total", "kl"])
+    assert reg.get_sample_value("anomon_drift_events_total", {"model": "a", "component": "kl"}) == 0
+    assert reg.get_sample_value("anomon_alerts_total", {"model": "a", "event": "end"}) == 0
+    m.model_load("a", "v2", reload=True, loaded_at=1000.0)
+    assert reg.get_sample_value("anomon_model_reloads_total", {"model": "a"}) == 1
+    assert reg.get_sample_value("anomon_model_load_timestamp_seconds", {"model": "a"}) == 1000.0
+    info = [s for s in families(reg)["anomon_model_info"].samples]
+    assert [s.labels["version"] for s in info] == ["v2"]
+    m.model_load("b", "v1", reload=True)
+    assert reg.get_sample_value("anomon_model_loaded", {"model": "a"}) == 0
+    assert reg.get_sample_value("anomon_model_loaded", {"model": "b"}) == 1
+    m.model_load_failed("b", still_serving=False)
+    assert reg.get_sample_value("anomon_model_loaded", {"model": "b"}) == 0
