@@ -501,6 +501,10 @@ class AnomonMetrics:
         if reload:
             for old in self._serving - {model}:
                 self.model_loaded.labels(model=old).set(0)
+                try:
+                    self.model_info.remove(old)
+                except KeyError:
+                    pass
             self._serving.clear()
         self._serving.add(model)
         self.model_loaded.labels(model=model).set(1)

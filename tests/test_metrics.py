@@ -180,5 +180,6 @@ def test_model_reload_under_a_new_name_unloads_the_old_one():
     m.model_load("b", "v1", reload=True)
     assert reg.get_sample_value("anomon_model_loaded", {"model": "a"}) == 0
     assert reg.get_sample_value("anomon_model_loaded", {"model": "b"}) == 1
+    assert {s.labels["model"] for s in families(reg)["anomon_model_info"].samples} == {"b"}
     m.model_load_failed("b", still_serving=False)
     assert reg.get_sample_value("anomon_model_loaded", {"model": "b"}) == 0
