@@ -118,7 +118,7 @@ def deploy(
         changes.append(c)
         if c.action != "unchanged":
             echo(("would " if dry_run else "") + str(c).strip())
-        log.info("grafana %s %s %s", c.action, c.kind, c.uid, extra={"dry_run": dry_run})
+        log.debug("grafana %s %s %s", c.action, c.kind, c.uid, extra={"dry_run": dry_run})
 
     # ---- folder -----------------------------------------------------------------------------
     folders = api.folder.get_all_folders()
