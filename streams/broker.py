@@ -9,9 +9,10 @@ It never leaves an orphan behind:
 * the broker runs in its own process group (``start_new_session``), and stopping it
   signals the whole group;
 * on Linux the child asks the kernel for ``PR_SET_PDEATHSIG = SIGKILL``, so it dies
-  with its parent even when the parent is killed with SIGKILL (note: the kernel ties
-  this to the *thread* that started the broker; start it from the main thread or a
-  thread that lives as long as the broker);
+  with its parent even when the parent is killed with SIGKILL. The kernel ties this
+  to the *thread* that forked the child, so every broker is forked from one spawner
+  thread that lives as long as the interpreter: starting or restarting a broker from a
+  short-lived thread is safe;
 * an ``atexit`` hook stops every broker still running when the interpreter exits.
 
 The build in the wheel keeps data in memory only (``memory://tansu/``): a restart
@@ -182,6 +183,21 @@ def _metadata_probe(bootstrap: str, timeout_s: float) -> None:
         admin.close()
 
 
+_SPAWNER = None
+_SPAWNER_LOCK = threading.Lock()
+
+
+def _spawn_from_keeper(fn, *args, **kwargs):
+    """Run ``fn`` (a Popen) on one long-lived thread, so PDEATHSIG fires only when the process dies."""
+    global _SPAWNER
+    import concurrent.futures
+
+    with _SPAWNER_LOCK:
+        if _SPAWNER is None:
+            _SPAWNER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="anomon-broker-spawner")
+    return _SPAWNER.submit(fn, *args, **kwargs).result()
+
+
 # Brokers still running, stopped by the atexit hook.
 _LIVE: "weakref.WeakSet[EmbeddedBroker]" = weakref.WeakSet()
 
@@ -345,7 +361,8 @@ class EmbeddedBroker:
             logf.write(f"--- anomon: starting {' '.join(cmd)}\n".encode())
             logf.flush()
             try:
-                self._proc = subprocess.Popen(
+                self._proc = _spawn_from_keeper(
+                    subprocess.Popen,
                     cmd,
                     stdin=subprocess.DEVNULL,
                     stdout=logf,

@@ -355,6 +355,7 @@ def _probe_consumer(config: Mapping[str, Any]) -> KafkaConsumer:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=100,
+        max_partition_fetch_bytes=64 * 1024,  # probes read one batch, not a megabyte
         client_id=f"{cfg.get('client_id') or 'anomon'}-probe",
     )
     return KafkaConsumer(**cfg)

@@ -180,3 +180,19 @@ def test_no_orphan_when_parent_dies(tmp_path, how):
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_started_from_a_short_lived_thread_survives_the_thread():
+    """PDEATHSIG is per thread: brokers are forked from a long-lived spawner thread."""
+    import threading
+
+    holder = {}
+    t = threading.Thread(target=lambda: holder.setdefault("b", EmbeddedBroker(stop_timeout=1.0).start()))
+    t.start()
+    t.join()
+    b = holder["b"]
+    try:
+        time.sleep(0.3)
+        assert b.running and _metadata_ok(b.bootstrap)
+    finally:
+        b.stop()
