@@ -216,8 +216,7 @@ class Daemon:
         from streams.kafka import topic_partitions
 
         self._progress_parts = max(1, len(topic_partitions(self.settings, cfg.progress_topic)))
-        self.sink = Sink(self.settings, linger_ms=cfg.output.linger_ms,
-                         producer_options={"retries": 2**31 - 1, "max_in_flight_requests_per_connection": 5})
+        self.sink = self._make_sink()
         self.source = Source(self.settings, cfg.input.topics, cfg.input.group_id,
                              on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost,
                              commit_on_revoke=False, max_poll_records=cfg.input.max_poll_records,
@@ -225,6 +224,30 @@ class Daemon:
                              heartbeat_interval_ms=cfg.input.heartbeat_interval_ms,
                              consumer_options={"client_id": self.name})
         self.source.open()
+
+    def _make_sink(self) -> Any:
+        from streams.kafka import Sink
+
+        return Sink(self.settings, linger_ms=self.cfg.output.linger_ms,
+                    producer_options={"retries": 2**31 - 1, "max_in_flight_requests_per_connection": 5})
+
+    def _renew_sink(self) -> None:
+        """Replace the producer after a failed flush (called once the broker answers again).
+
+        An idempotent producer whose broker lost its state (a restarted in-memory broker) keeps
+        failing with UnknownProducerId / InitProducerId errors; a new producer starts clean.
+        """
+        try:
+            new = self._make_sink()
+        except Exception as exc:  # noqa: BLE001 - try again at the next loop turn
+            log.warning("cannot create a new producer yet (%s)", exc)
+            return
+        old, self.sink, self._sink_stale = self.sink, new, False
+        try:
+            old.close(timeout_s=0)
+        except Exception:  # noqa: BLE001
+            pass
+        log.info("producer recreated after a failed flush")
 
     # ------------------------------------------------------------------ rebalance hooks (IO thread)
     def _on_assign(self, tps: set) -> None:
@@ -260,6 +283,7 @@ class Daemon:
                 self._drop(tp)
 
     _broken = False
+    _sink_stale = False
     _to_drop: set = set()
 
     def _drop(self, tp: Any) -> None:
@@ -578,6 +602,7 @@ class Daemon:
     def _rewind(self) -> None:
         """Outputs since the last commit may be lost: rebuild state from the last commit and seek back."""
         self.stats["rewinds"] += 1
+        self._sink_stale = True
         self._pending.clear()
         self._pending_n = 0
         for tp in list(self._owned):
@@ -618,6 +643,8 @@ class Daemon:
                     recs = self.source.poll(timeout)
                     self.connected = self._coordinator_known()
                     backoff = 0.0
+                    if self._sink_stale and self.connected:
+                        self._renew_sink()
                 except Exception as exc:  # noqa: BLE001 - broker trouble: back off and retry
                     self.connected = False
                     backoff = min(10.0, max(0.2, backoff * 2))
