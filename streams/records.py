@@ -122,12 +122,43 @@ def _parse_ts(raw: Any, fmt: RecordFormat, field: str) -> float:
     else:
         if isinstance(raw, bool) or not isinstance(raw, (int, float)):
             raise RecordError("bad_field", f"field {field!r}: expected a number (epoch {fmt.ts_unit}), got {type(raw).__name__}")
-        us = float(raw) * _TS_SCALE[fmt.ts_unit]
+        try:
+            us = float(raw) * _TS_SCALE[fmt.ts_unit]
+        except OverflowError:  # an integer beyond float range
+            raise RecordError("bad_field", f"field {field!r}: timestamp is outside 1970..2200 (unit {fmt.ts_unit})") from None
     if not math.isfinite(us):
         raise RecordError("nan_or_inf", f"field {field!r}: NaN or inf")
     if not 0 <= us <= _TS_MAX_US:
         raise RecordError("bad_field", f"field {field!r}: timestamp {raw!r} is outside 1970..2200 (unit {fmt.ts_unit})")
     return us
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list) -> dict:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return d
+
+
+# One decoder, built once: strict UTF-8 in, objects with a repeated key rejected (which of the
+# two values would count is parser-dependent), at the cost of json.loads.
+_JSON = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys)
+
+
+def _has_bool(raw: Any) -> bool:
+    stack = [raw]
+    while stack:
+        x = stack.pop()
+        if x is True or x is False:
+            return True
+        if isinstance(x, list):
+            stack.extend(x)
+    return False
 
 
 def _as_float_array(raw: Any, field: str) -> np.ndarray:
@@ -184,7 +215,9 @@ def decode_record(value: bytes | str | None, key: bytes | str | None, fmt: Recor
     if len(value) > fmt.max_message_bytes:
         raise RecordError("too_large", f"record value is {len(value)} bytes, over max_message_bytes={fmt.max_message_bytes}")
     try:
-        obj = json.loads(value)
+        obj = _JSON.decode(value if isinstance(value, str) else value.decode("utf-8"))
+    except _DuplicateKey as exc:
+        raise RecordError("bad_field", f"field {str(exc)[:60]!r} given more than once") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise RecordError("undecodable", f"value is not JSON: {str(exc)[:80]}") from None
     except RecursionError:
@@ -208,10 +241,14 @@ def decode_record(value: bytes | str | None, key: bytes | str | None, fmt: Recor
             raise RecordError("too_large", f"field {field!r}: {len(raw)} entries, over the bound")
         chunk = fmt.period_field in obj
         arr = _as_float_array(raw, field)
+        if (b"true" in value or b"false" in value) if isinstance(value, bytes) else ("true" in value or "false" in value):
+            if _has_bool(raw):  # numpy turns [true, 2] into [1, 2]: a bool is not a reading
+                raise RecordError("bad_field", f"field {field!r}: holds true/false, expected numbers")
         if chunk:
             period = obj[fmt.period_field]
-            if isinstance(period, bool) or not isinstance(period, (int, float)) or not math.isfinite(period) or period <= 0:
-                raise RecordError("bad_field", f"field {fmt.period_field!r}: expected a positive number of milliseconds")
+            if isinstance(period, bool) or not isinstance(period, (int, float)) or not 0.001 <= period <= 1e300:
+                raise RecordError("bad_field", f"field {fmt.period_field!r}: expected a positive number of milliseconds "
+                                  "(at least 0.001)")
             if arr.ndim == 1:
                 arr = arr[:, None]
             elif arr.ndim != 2:
@@ -220,9 +257,9 @@ def decode_record(value: bytes | str | None, key: bytes | str | None, fmt: Recor
             if n > fmt.max_samples:
                 raise RecordError("too_large", f"field {field!r}: {n} samples, over max_samples={fmt.max_samples}")
             step = float(period) * 1000.0
-            ts = np.rint(t0 + step * np.arange(n)).astype(np.int64)
-            if ts[-1] > _TS_MAX_US:
+            if t0 + step * (n - 1) > _TS_MAX_US:  # checked before the int64 cast, which would wrap
                 raise RecordError("bad_field", f"field {fmt.period_field!r}: chunk runs past year 2200")
+            ts = np.rint(t0 + step * np.arange(n)).astype(np.int64)
         else:
             if arr.ndim != 1:
                 raise RecordError("bad_field", f"field {field!r}: a multivariate reading is a flat list of numbers "
