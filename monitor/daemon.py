@@ -425,6 +425,12 @@ class Daemon:
                 self.windower.add_consumed(tp, rec.offset)
                 self._dlq(rec, exc.reason, str(exc))
                 continue
+            except Exception as exc:  # noqa: BLE001 - a decoder bug must not make one record a poison pill
+                log.error("unexpected %s decoding %s:%d:%d; sent to the DLQ", type(exc).__name__, rec.topic,
+                          rec.partition, rec.offset)
+                self.windower.add_consumed(tp, rec.offset)
+                self._dlq(rec, "undecodable", f"decoder error {type(exc).__name__}: {exc}")
+                continue
             batches, rejected = self.windower.add(tp, rec.offset, r)
             if rejected:
                 rj = rejected[0]
