@@ -392,6 +392,7 @@ class EmbeddedBroker:
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout
         last_error: Exception | None = None
+        probes = 0
         while True:
             if _PORT_TAKEN.search(self._new_log()):
                 raise self._fail(BrokerPortInUseError, f"port {self.bootstrap} is already in use (tansu could not bind it)")
@@ -413,7 +414,9 @@ class EmbeddedBroker:
                 time.sleep(0.05)
                 continue
             try:
-                _metadata_probe(self.bootstrap, min(5.0, max(0.5, remaining)))
+                probe_s = min(0.5 * 2**probes, 5.0, max(0.5, remaining))
+                probes += 1
+                _metadata_probe(self.bootstrap, probe_s)
                 # A panic right after bind (e.g. port race) shows up in the log: look once more.
                 if _PORT_TAKEN.search(self._new_log()):
                     raise self._fail(BrokerPortInUseError, f"port {self.bootstrap} is already in use")
