@@ -53,7 +53,8 @@ class ModelBundleError(UserError):
 
 
 def normalize_windows(X: np.ndarray, mode: str, mean: np.ndarray | None = None, std: np.ndarray | None = None) -> np.ndarray:
-    """Normalise windows (n, T, C): "none", "window" (z-score each window and channel) or "global".
+    """Normalise windows (n, T, C): "none", "window" (z-score each window and channel), "global"
+    (training mean and std) or "center" (subtract each window's mean, divide by the training std).
 
     >>> normalize_windows(np.array([[[1.0], [3.0]]]), "window").ravel().tolist()
     [-1.0, 1.0]
@@ -66,6 +67,8 @@ def normalize_windows(X: np.ndarray, mode: str, mean: np.ndarray | None = None, 
         return ((X - m) / np.maximum(s, 1e-6)).astype(np.float32, copy=False)
     if mode == "global":
         return ((X - mean) / np.maximum(std, 1e-6)).astype(np.float32, copy=False)
+    if mode == "center":
+        return ((X - X.mean(axis=1, keepdims=True)) / np.maximum(std, 1e-6)).astype(np.float32, copy=False)
     raise ModelBundleError(f"unknown normalisation {mode!r} (none, window, global)")
 
 
@@ -81,6 +84,7 @@ class Bundle:
         w = meta["window"]
         self.length, self.stride, self.channels = int(w["length"]), int(w["stride"]), int(w["channels"])
         self.normalize: str = meta.get("normalize", "none")
+        self.decimate: int = int(meta.get("decimate", 1))
         self._mean = np.asarray(meta["mean"], dtype=np.float32) if "mean" in meta else None
         self._std = np.asarray(meta["std"], dtype=np.float32) if "std" in meta else None
         self.components: list[str] = [c.name for c in detector.components]
@@ -92,6 +96,8 @@ class Bundle:
 
     def score_windows(self, X: np.ndarray) -> Any:
         """Score windows (n, T, C) float32: normalised, flattened for tabular detectors. One model call."""
+        if self.decimate > 1:
+            X = X[:, self.decimate - 1::self.decimate]
         X = normalize_windows(X, self.normalize, self._mean, self._std)
         if self.detector.input_kind == "tabular":
             X = X.reshape(len(X), -1)
@@ -101,11 +107,27 @@ class Bundle:
         return f"Bundle({self.name} v{self.version}, {self.detector.name}, T={self.length}, S={self.stride}, C={self.channels})"
 
 
+def prepare_windows(X: np.ndarray, normalize: str = "none", decimate: int = 1) -> tuple[np.ndarray, dict]:
+    """Windows (n, T, C) as the model sees them, and the normalisation statistics to store."""
+    X = np.asarray(X, dtype=np.float32)
+    if decimate > 1:
+        X = X[:, decimate - 1::decimate]
+    stats: dict = {}
+    if normalize in ("global", "center"):
+        c = X - X.mean(axis=1, keepdims=True) if normalize == "center" else X
+        stats = {"mean": c.mean(axis=(0, 1)), "std": c.std(axis=(0, 1))}
+    return normalize_windows(X, normalize, stats.get("mean"), stats.get("std")), stats
+
+
 def save_bundle(detector: Any, path: str | os.PathLike[str], *, window_length: int, stride: int, channels: int,
                 calibration: np.ndarray, fpr: float = 0.01, name: str | None = None, version: str | None = None,
-                normalize: str = "none", alert_components: list[str] | None = None,
+                normalize: str = "none", alert_components: list[str] | None = None, decimate: int = 1,
                 extra: dict[str, Any] | None = None) -> Path:
-    """Save ``detector`` and its serving metadata. ``calibration``: normal windows (n, T, C) to calibrate thresholds on."""
+    """Save ``detector`` and its serving metadata. ``calibration``: normal windows (n, T, C) to calibrate thresholds on.
+
+    The detector must have been fitted on windows prepared like :meth:`Bundle.score_windows` does
+    (every ``decimate``-th step, then ``normalize``); :func:`prepare_windows` does it.
+    """
     from models.thresholds import infer_threshold
 
     path = Path(path)
@@ -116,12 +138,12 @@ def save_bundle(detector: Any, path: str | os.PathLike[str], *, window_length: i
         "detector": detector.name,
         "window": {"length": int(window_length), "stride": int(stride), "channels": int(channels)},
         "normalize": normalize,
+        "decimate": int(decimate),
         "fpr": float(fpr),
     }
-    if normalize == "global":
-        c = np.asarray(calibration, dtype=np.float32)
-        meta["mean"] = c.mean(axis=(0, 1)).tolist()
-        meta["std"] = c.std(axis=(0, 1)).tolist()
+    _, stats = prepare_windows(calibration, normalize, decimate)
+    for k, v in stats.items():
+        meta[k] = np.asarray(v).tolist()
     b = Bundle(path, detector, dict(meta, thresholds={}))
     scores = b.score_windows(np.asarray(calibration, dtype=np.float32))
     meta["thresholds"] = {k: infer_threshold(v, fpr) for k, v in scores.items()}
