@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from models.base import Component, register
-from models.vrae import _SeqAEBase
+from models.vrae import _patchify, _SeqAEBase, n_steps
 
 
 def _build_lstm_ae_net(meta: dict[str, Any]):
@@ -32,28 +32,29 @@ def _build_lstm_ae_net(meta: dict[str, Any]):
     from torch import nn
 
     class LSTMAENet(nn.Module):
-        def __init__(self, n_channels: int, hidden: int, latent: int, layers: int):
+        def __init__(self, n_channels: int, hidden: int, latent: int, layers: int, patch: int):
             super().__init__()
-            self.H, self.Z, self.layers = hidden, latent, layers
-            self.encoder = nn.LSTM(n_channels, hidden, num_layers=layers, batch_first=True, bidirectional=True)
+            self.C, self.H, self.Z, self.layers, self.P = n_channels, hidden, latent, layers, patch
+            self.encoder = nn.LSTM(n_channels * patch, hidden, num_layers=layers, batch_first=True, bidirectional=True)
             self.to_code = nn.Linear(2 * hidden, latent)
             self.code_to_state = nn.Linear(latent, 2 * layers * hidden)
             self.decoder = nn.LSTM(latent, hidden, num_layers=layers, batch_first=True)
-            self.out = nn.Linear(hidden, n_channels)
+            self.out = nn.Linear(hidden, n_channels * patch)
 
         def encode(self, x):
-            _, (hn, _) = self.encoder(x)
+            _, (hn, _) = self.encoder(_patchify(x, self.P))
             return self.to_code(torch.cat([hn[-2], hn[-1]], dim=-1))
 
         def forward(self, x):
             B, T, _ = x.shape
+            S = n_steps(T, self.P)
             h = self.encode(x)
             s = torch.tanh(self.code_to_state(h)).view(B, 2, self.layers, self.H).permute(1, 2, 0, 3)
-            o, _ = self.decoder(h[:, None, :].expand(B, T, self.Z), (s[0].contiguous(), s[1].contiguous()))
-            return self.out(o)
+            o, _ = self.decoder(h[:, None, :].expand(B, S, self.Z), (s[0].contiguous(), s[1].contiguous()))
+            return self.out(o).view(B, S * self.P, self.C)[:, :T]
 
     return LSTMAENet(int(meta["n_channels"]), int(meta["hidden_size"]), int(meta["latent_dim"]),
-                     int(meta.get("num_layers", 1)))
+                     int(meta.get("num_layers", 1)), int(meta.get("patch_len", 1)))
 
 
 @register
@@ -72,6 +73,7 @@ class LSTMAutoencoder(_SeqAEBase):
         hidden_size: int = 64,
         latent_dim: int = 8,
         num_layers: int = 1,
+        patch_len: int = 1,
         epochs: int = 60,
         batch_size: int = 64,
         learning_rate: float = 2e-3,
@@ -88,6 +90,7 @@ class LSTMAutoencoder(_SeqAEBase):
         self.hidden_size = hidden_size
         self.latent_dim = latent_dim
         self.num_layers = num_layers
+        self.patch_len = patch_len
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -106,7 +109,7 @@ class LSTMAutoencoder(_SeqAEBase):
 
     def _meta(self, C: int) -> dict[str, Any]:
         return {"n_channels": int(C), "hidden_size": int(self.hidden_size), "latent_dim": int(self.latent_dim),
-                "num_layers": int(self.num_layers)}
+                "num_layers": int(self.num_layers), "patch_len": int(self.patch_len)}
 
     def _new_module(self, n_channels: int):
         return _build_lstm_ae_net(self._meta(n_channels))

@@ -87,11 +87,12 @@ def _build_vrae_net(meta: dict[str, Any]):
     from torch import nn
 
     class VRAENet(nn.Module):
-        def __init__(self, n_channels: int, hidden: int, latent: int, context: int, attention: bool, layers: int):
+        def __init__(self, n_channels: int, hidden: int, latent: int, context: int, attention: bool, layers: int,
+                     patch: int):
             super().__init__()
-            self.C, self.H, self.Z, self.Dc, self.attention, self.layers = (
-                n_channels, hidden, latent, context, attention, layers)
-            self.encoder = nn.LSTM(n_channels, hidden, num_layers=layers, batch_first=True, bidirectional=True)
+            self.C, self.H, self.Z, self.Dc, self.attention, self.layers, self.P = (
+                n_channels, hidden, latent, context, attention, layers, patch)
+            self.encoder = nn.LSTM(n_channels * patch, hidden, num_layers=layers, batch_first=True, bidirectional=True)
             self.to_z = nn.Linear(2 * hidden, 2 * latent)
             dec_in = latent
             if attention:
@@ -101,11 +102,11 @@ def _build_vrae_net(meta: dict[str, Any]):
                 dec_in += context
             self.z_to_state = nn.Linear(latent, 2 * layers * hidden)
             self.decoder = nn.LSTM(dec_in, hidden, num_layers=layers, batch_first=True)
-            self.out = nn.Linear(hidden, 2 * n_channels)
+            self.out = nn.Linear(hidden, 2 * n_channels * patch)
 
         def encode(self, x):
             """Posterior parameters: (mu_z, logvar_z, mu_c, logvar_c); the c ones are None without attention."""
-            h, (hn, _) = self.encoder(x)
+            h, (hn, _) = self.encoder(_patchify(x, self.P))
             summary = torch.cat([hn[-2], hn[-1]], dim=-1)
             mu_z, logvar_z = self.to_z(summary).chunk(2, dim=-1)
             logvar_z = _soft_clamp(logvar_z, -10.0, 6.0)
@@ -119,17 +120,38 @@ def _build_vrae_net(meta: dict[str, Any]):
             return mu_z, logvar_z, mu_c, logvar_c
 
         def decode(self, z, c, T: int):
-            B = z.shape[0]
-            inp = z[:, None, :].expand(B, T, self.Z)
+            B, S = z.shape[0], n_steps(T, self.P)
+            inp = z[:, None, :].expand(B, S, self.Z)
             if c is not None:
                 inp = torch.cat([inp, c], dim=-1)
             s = torch.tanh(self.z_to_state(z)).view(B, 2, self.layers, self.H).permute(1, 2, 0, 3)
             o, _ = self.decoder(inp, (s[0].contiguous(), s[1].contiguous()))
-            mu_x, logvar_x = self.out(o).chunk(2, dim=-1)
+            y = self.out(o).view(B, S, 2, self.P, self.C).transpose(2, 3).reshape(B, S * self.P, 2 * self.C)[:, :T]
+            mu_x, logvar_x = y.chunk(2, dim=-1)
             return mu_x, _soft_clamp(logvar_x, LOGVAR_MIN, LOGVAR_MAX)
 
     return VRAENet(int(meta["n_channels"]), int(meta["hidden_size"]), int(meta["latent_dim"]),
-                   int(meta["context_dim"]), bool(meta["attention"]), int(meta.get("num_layers", 1)))
+                   int(meta["context_dim"]), bool(meta["attention"]), int(meta.get("num_layers", 1)),
+                   int(meta.get("patch_len", 1)))
+
+
+def n_steps(T: int, patch: int) -> int:
+    """Recurrent steps for a window of T samples read ``patch`` samples at a time."""
+    return -(-T // patch)
+
+
+def _patchify(x, patch: int):
+    """(B, T, C) -> (B, ceil(T/patch), patch*C): consecutive samples side by side; the last
+    patch is padded by repeating the last sample."""
+    import torch
+
+    if patch == 1:
+        return x
+    B, T, C = x.shape
+    pad = n_steps(T, patch) * patch - T
+    if pad:
+        x = torch.cat([x, x[:, -1:].expand(B, pad, C)], dim=1)
+    return x.reshape(B, -1, patch * C)
 
 
 def _gauss_nll(x, mu, logvar):
@@ -230,6 +252,9 @@ class _SeqAEBase(TorchDetector):
                     crit = rec["train_loss"]
                 history.append(rec)
                 bar.set_postfix(loss=f"{rec['train_loss']:.3f}", val=f"{rec.get('val_loss', float('nan')):.3f}")
+                cb = getattr(self, "_epoch_callback", None)
+                if cb is not None:  # benchmarks: evaluate the model as it trains
+                    cb(epoch + 1, net, Xs)
                 annealing = bool(anneal_steps) and step < anneal_steps
                 if crit < best:
                     best, best_state, bad = crit, copy.deepcopy(net.state_dict()), 0
@@ -278,6 +303,10 @@ class VRAE(_SeqAEBase):
         Use the variational self-attention (else the decoder reads only z).
     num_layers
         LSTM layers in encoder and decoder.
+    patch_len
+        Samples read (and emitted) per recurrent step: the window is cut into ``ceil(T/patch_len)``
+        frames of ``patch_len * C`` values. 1 = one sample per step; larger is much faster on
+        long windows (e.g. 4-8 for 360 Hz ECG).
     epochs, batch_size, learning_rate, weight_decay, grad_clip
         Optimisation (Adam).
     kl_weight, kl_context_weight
@@ -325,6 +354,7 @@ class VRAE(_SeqAEBase):
         context_dim: int = 4,
         attention: bool = True,
         num_layers: int = 1,
+        patch_len: int = 1,
         epochs: int = 60,
         batch_size: int = 64,
         learning_rate: float = 2e-3,
@@ -350,6 +380,7 @@ class VRAE(_SeqAEBase):
         self.context_dim = context_dim
         self.attention = attention
         self.num_layers = num_layers
+        self.patch_len = patch_len
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -374,7 +405,7 @@ class VRAE(_SeqAEBase):
     def _meta(self, C: int) -> dict[str, Any]:
         return {"n_channels": int(C), "hidden_size": int(self.hidden_size), "latent_dim": int(self.latent_dim),
                 "context_dim": int(self.context_dim), "attention": bool(self.attention),
-                "num_layers": int(self.num_layers)}
+                "num_layers": int(self.num_layers), "patch_len": int(self.patch_len)}
 
     def _new_module(self, n_channels: int):
         return _build_vrae_net(self._meta(n_channels))
@@ -411,7 +442,7 @@ class VRAE(_SeqAEBase):
 
             g = seeded_generator(self.seed + 12345)
             ez = torch.randn((self.n_samples, self.latent_dim), generator=g)
-            ec = torch.randn((self.n_samples, T, self.context_dim), generator=g)
+            ec = torch.randn((self.n_samples, n_steps(T, self.patch_len), self.context_dim), generator=g)
             dev = self._device()
             self._eps_cache = (key, ez.to(dev), ec.to(dev))
             cache = self._eps_cache
@@ -466,7 +497,7 @@ class VRAE(_SeqAEBase):
             z = (mu_z[None] + sd_z[None] * ez[:, None, :]).reshape(L * B, -1)
             c = None
             if mu_c is not None:
-                c = (mu_c[None] + (0.5 * lv_c).exp()[None] * ec[:, None]).reshape(L * B, T, -1)
+                c = (mu_c[None] + (0.5 * lv_c).exp()[None] * ec[:, None]).reshape(L * B, ec.shape[1], -1)
             mu_x, lv_x = net.decode(z, c, T)
             xr = x[None].expand(L, B, T, C).reshape(L * B, T, C)
             nll = _gauss_nll(xr, mu_x, lv_x).view(L, B).mean(0)
