@@ -23,6 +23,9 @@ per difference):
   silenced.
 * committed offsets come back without their metadata string: nothing here relies on
   commit metadata.
+* (kafka-python 3.0.12) a group join that completes between two short polls is dropped
+  and started over; with Tansu's ~3 s joins a second member could wait 30-75 s:
+  :meth:`Source.poll` finishes a pending join in one call.
 
 Examples
 --------
@@ -638,8 +641,13 @@ class Source:
       ``offset``, ``timestamp``, ``key``, ``value`` bytes, ``headers`` list of
       ``(str, bytes)``).
 
-    Defaults suit Tansu (a rebalance there takes ~5 s; lower ``session_timeout_ms``
-    and ``heartbeat_interval_ms`` make it faster).
+    Defaults suit Tansu (a join takes ~3 s there, a rebalance ~4 s).
+
+    During a rebalance :meth:`poll` blocks until the join completes (at most
+    ``rebalance_wait_s``; not while the coordinator is unreachable): kafka-python
+    3.0.12 otherwise drops a join that completes between two short polls and starts
+    over, which on Tansu kept a second member waiting 30-75 s. Drive each Source from
+    its own thread or process; two Sources polled in turn from one thread still hit it.
     """
 
     def __init__(
@@ -658,7 +666,7 @@ class Source:
         heartbeat_interval_ms: int = 1_000,
         max_poll_interval_ms: int = 300_000,
         fetch_max_wait_ms: int = 200,
-        rebalance_wait_s: float = 30.0,
+        rebalance_wait_s: float = 10.0,
         consumer_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings
@@ -754,8 +762,13 @@ class Source:
         coord = getattr(self.consumer, "_coordinator", None)
         if coord is None or not hasattr(coord, "need_rejoin"):
             return
-        if coord.need_rejoin():
-            coord.poll(timeout_ms=int(self.rebalance_wait_s * 1000))
+        if not coord.need_rejoin():
+            return
+        if coord.coordinator_unknown():
+            coord.ensure_coordinator_ready(timeout_ms=1000)
+            if coord.coordinator_unknown():  # broker unreachable: do not block here
+                return
+        coord.poll(timeout_ms=int(self.rebalance_wait_s * 1000))
 
     def poll(self, timeout_s: float = 1.0, max_records: int | None = None) -> list:
         """Records fetched within ``timeout_s`` (may be empty), in partition order.
