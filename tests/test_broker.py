@@ -82,7 +82,7 @@ def test_context_manager_and_configured_port():
     assert _gone(pid)
 
 
-def test_port_taken_is_detected_before_start():
+def test_port_taken_is_detected_before_start(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
@@ -91,7 +91,7 @@ def test_port_taken_is_detected_before_start():
             EmbeddedBroker(port=port).start()
 
 
-def test_port_taken_is_detected_from_the_log(monkeypatch):
+def test_port_taken_is_detected_from_the_log(monkeypatch, tmp_path):
     """When another process wins the race after our check, Tansu panics with AddrInUse."""
     monkeypatch.setattr(broker_mod, "port_in_use", lambda host, port: False)
     with socket.socket() as s:
@@ -99,7 +99,7 @@ def test_port_taken_is_detected_from_the_log(monkeypatch):
         s.listen()
         port = s.getsockname()[1]
         with pytest.raises(BrokerPortInUseError) as ei:
-            EmbeddedBroker(port=port).start()
+            EmbeddedBroker(port=port, log_path=tmp_path / "b.log").start()
     assert "AddrInUse" in str(ei.value)  # the log tail is in the message
 
 
@@ -122,9 +122,9 @@ def test_binary_env_override(tmp_path, monkeypatch):
         find_tansu_binary()
 
 
-def test_exited_at_start_shows_log_lines():
+def test_exited_at_start_shows_log_lines(tmp_path):
     with pytest.raises(BrokerStartError) as ei:
-        EmbeddedBroker(storage="bogus://nowhere/").start()
+        EmbeddedBroker(storage="bogus://nowhere/", log_path=tmp_path / "b.log").start()
     msg = str(ei.value)
     assert "exited at start" in msg and "UnsupportedStorageUrl" in msg
 
@@ -134,7 +134,7 @@ def test_exited_at_start_fake_binary(tmp_path):
     fake.write_text("#!/bin/sh\necho 'fatal: something broke' >&2\nexit 3\n")
     fake.chmod(0o755)
     with pytest.raises(BrokerStartError, match=r"(?s)code 3.*fatal: something broke"):
-        EmbeddedBroker(binary=fake).start()
+        EmbeddedBroker(binary=fake, log_path=tmp_path / "b.log").start()
     assert issubclass(BrokerStartError, BrokerError)
 
 
@@ -142,7 +142,7 @@ def test_never_ready_times_out(tmp_path):
     fake = tmp_path / "tansu"
     fake.write_text("#!/bin/sh\necho 'hanging'\nexec sleep 60\n")
     fake.chmod(0o755)
-    b = EmbeddedBroker(binary=fake, start_timeout=1.0)
+    b = EmbeddedBroker(binary=fake, start_timeout=1.0, log_path=tmp_path / "b.log")
     with pytest.raises(BrokerStartError, match="did not answer a metadata request"):
         b.start()
     assert not b.running
@@ -153,7 +153,7 @@ _CHILD = textwrap.dedent(
     import sys, time
     sys.path.insert(0, {repo!r})
     from streams.broker import EmbeddedBroker
-    b = EmbeddedBroker().start()
+    b = EmbeddedBroker(log_path=sys.argv[2]).start()
     print(b.pid, flush=True)
     if sys.argv[1] == "exit":
         sys.exit(0)  # no stop(): the atexit hook must do it
@@ -166,7 +166,7 @@ _CHILD = textwrap.dedent(
 def test_no_orphan_when_parent_dies(tmp_path, how):
     script = tmp_path / "child.py"
     script.write_text(_CHILD.format(repo=str(REPO)))
-    child = subprocess.Popen([sys.executable, str(script), how], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, str(script), how, str(tmp_path / "tansu.log")], stdout=subprocess.PIPE, text=True)
     try:
         line = child.stdout.readline()
         assert line.strip().isdigit(), f"child printed {line!r}"
