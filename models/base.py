@@ -197,6 +197,7 @@ BUILTIN_MODULES: list[str] = [
     "models.wae",
     "models.sklearn_baselines",
     "models.graph_vae",
+    "models.image_ae",
 ]
 
 
