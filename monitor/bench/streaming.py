@@ -1,0 +1,300 @@
+"""``anomon bench streaming``: end-to-end throughput and latency of ``anomon run`` on the embedded broker.
+
+Each case (series x stride x message form, window 140) is measured in three ways in the same run:
+
+* **end to end**: readings pre-produced into a topic, then the daemon (in-process, the real
+  code path: consumer group, decode, windows, micro-batches, model, scores topic, commits)
+  drains the backlog; readings/s and windows/s from its first consumed record to its last scored window;
+* **model only**: the same bundle scoring random windows at the daemon's mean batch size;
+* **raw consume**: a bare kafka-python consumer reading the same records (no decoding).
+
+Then the daemon is fed live at half its measured maximum rate and the produce->score latency
+(p50, p99) is taken from the scored windows. Memory per idle series is measured on the windower
+with tracemalloc (10,000 series, each holding a nearly complete window).
+
+Two detectors: ``robust-zscore`` (cheap: Kafka and Python are the bottleneck) and a small
+``vrae`` (the model is the bottleneck).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("anomon.bench")
+
+T = 140
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("streaming", help="end-to-end throughput and latency of anomon run, against model-only "
+                       "and raw-consume rates measured in the same run", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", dest="json_file", help="write the results to this JSON file")
+    p.add_argument("--quick", action="store_true", help="a small subset of the cases (smoke test)")
+    p.add_argument("--budget", type=int, default=400_000, help="readings per case at most (default 400k)")
+    p.add_argument("--latency-seconds", type=float, default=8.0, help="seconds of live feed per latency measurement")
+    p.add_argument("--max-batch", type=int, default=256, help="scoring.max_batch of the daemon")
+    p.add_argument("--bootstrap-servers", default=None, help="use this Kafka instead of the embedded broker")
+    p.set_defaults(func=run)
+
+
+# --------------------------------------------------------------------------- helpers
+def make_bench_bundle(path: Path, detector: str) -> Path:
+    from models import get_detector
+    from monitor.modelstore import save_bundle
+
+    rng = np.random.default_rng(0)
+    t = np.arange(T)
+    X = np.sin(2 * np.pi * (t[None, :] + rng.integers(0, 50, (512, 1))) / 35.0)[:, :, None].astype(np.float32)
+    X += rng.normal(scale=0.05, size=X.shape).astype(np.float32)
+    if detector == "vrae":
+        det = get_detector("vrae")(hidden_size=32, latent_dim=8, context_dim=4, epochs=1, n_samples=4,
+                                   n_wasserstein=64, patch_len=1, device="cpu", n_threads=2)
+        det.fit(X)
+        comps = ["reconstruction_probability"]
+    else:
+        det = get_detector(detector)().fit(X.reshape(len(X), -1))
+        comps = None
+    return save_bundle(det, path, window_length=T, stride=10, channels=1, calibration=X, fpr=0.01,
+                       name=f"bench-{detector}", version="bench", alert_components=comps)
+
+
+def _produce(bootstrap: str, topic: str, n_series: int, per_series: int, form: str, t0_ms: float,
+             period_ms: float = 10.0, chunk: int = T) -> int:
+    from streams.kafka import KafkaSettings, Sink
+    from streams.records import encode_chunk, encode_reading
+
+    rng = np.random.default_rng(1)
+    sink = Sink(KafkaSettings(bootstrap_servers=bootstrap), linger_ms=20, batch_size=256 * 1024,
+                producer_options={"buffer_memory": 256 * 1024 * 1024})
+    n = 0
+    step = 1 if form == "single" else chunk
+    base = np.sin(2 * np.pi * np.arange(per_series + chunk) / 35.0)
+    keys = [f"s{i}".encode() for i in range(n_series)]
+    try:
+        for a in range(0, per_series, step):
+            b = min(per_series, a + step)
+            for i in range(n_series):
+                if form == "single":
+                    v = encode_reading(keys[i].decode(), t0_ms + a * period_ms, float(base[a] + 0.01 * (i % 7)))
+                else:
+                    v = encode_chunk(keys[i].decode(), t0_ms + a * period_ms, period_ms,
+                                     base[a:b] + rng.normal(scale=0.01, size=b - a))
+                sink.send(topic, v, key=keys[i])
+                n += 1
+        sink.flush()
+    finally:
+        sink.close()
+    return n
+
+
+def _raw_consume(bootstrap: str, topic: str, n_records: int) -> float:
+    from streams.kafka import KafkaConsumer, KafkaSettings, topic_partitions
+
+    s = KafkaSettings(bootstrap_servers=bootstrap)
+    tps = topic_partitions(s, topic)
+    c = KafkaConsumer(**s.to_kafka_python(), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
+                      max_poll_records=2000)
+    c.assign(tps)
+    c.seek_to_beginning(*tps)
+    got = 0
+    t0 = None
+    deadline = time.monotonic() + 300
+    try:
+        while got < n_records and time.monotonic() < deadline:
+            for recs in c.poll(timeout_ms=500).values():
+                if t0 is None:
+                    t0 = time.monotonic()
+                got += len(recs)
+        dt = time.monotonic() - (t0 or time.monotonic())
+    finally:
+        c.close()
+    return got / max(dt, 1e-9)
+
+
+def _model_only(bundle_path: Path, batch: int, seconds: float = 2.0) -> float:
+    from monitor.modelstore import load_bundle
+
+    b = load_bundle(bundle_path)
+    X = np.random.default_rng(2).normal(size=(max(1, batch), T, 1)).astype(np.float32)
+    b.score_windows(X)
+    n = 0
+    t = time.perf_counter()
+    while time.perf_counter() - t < seconds or n < 3 * batch:
+        b.score_windows(X)
+        n += len(X)
+    return n / (time.perf_counter() - t)
+
+
+def memory_per_idle_series(n: int = 10_000, strides: tuple[int, ...] = (1, 10, 140)) -> dict[str, float]:
+    """Bytes of windowing state per idle series (each holding T-1 readings), by tracemalloc."""
+    import tracemalloc
+
+    from streams.records import Readings
+    from streams.windowing import ManualClock, Windower, WindowSpec
+
+    out = {}
+    ts = np.arange(T - 1, dtype=np.int64) * 1000
+    vals = np.zeros((T - 1, 1))
+    for s in strides:
+        w = Windower(WindowSpec(length=T, stride=s), clock=ManualClock())
+        rs = [Readings(f"series-{i:06d}", ts, vals) for i in range(n)]
+        tracemalloc.start()
+        a = tracemalloc.take_snapshot()
+        for i, r in enumerate(rs):
+            w.add(0, i, r)
+        b = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        total = sum(x.size_diff for x in b.compare_to(a, "filename"))
+        out[f"stride_{s}"] = round(total / n, 1)
+    return out
+
+
+def run_case(bootstrap: str, bundle_path: Path, detector: str, n_series: int, stride: int, form: str, budget: int,
+             max_batch: int, latency_s: float) -> dict[str, Any]:
+    from monitor.config import load_config
+    from monitor.runner import start_daemon
+    from streams.kafka import KafkaSettings, create_topics
+
+    k = max(0, (budget // n_series - T) // stride)
+    per_series = T + k * stride
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    create_topics(KafkaSettings(bootstrap_servers=bootstrap), {topic: 4})
+    t0_ms = time.time() * 1000 - 3_600_000
+    tp = time.monotonic()
+    n_rec = _produce(bootstrap, topic, n_series, per_series, form, t0_ms)
+    produce_s = time.monotonic() - tp
+    readings = n_series * per_series
+    expected = n_series * (k + 1)
+    raw = _raw_consume(bootstrap, topic, n_rec)
+    cfg = load_config(None, env={}, overrides={
+        "kafka.bootstrap_servers": bootstrap, "input.topics": [topic], "input.group_id": f"g-{topic}",
+        "model.dir": str(bundle_path), "window.stride": stride, "http.enabled": False,
+        "scoring.max_batch": max_batch, "scoring.max_wait_ms": 50, "scoring.threshold": "calibrated",
+        "output.commit_interval_s": 2.0, "output.scores_topic": f"{topic}.scores",
+        "output.alerts_topic": f"{topic}.alerts", "output.dlq_topic": f"{topic}.dlq",
+        "input.max_poll_records": 2000, "scoring.drift": True})
+    r = start_daemon(cfg, metrics=None)
+    d = r.daemon
+    try:
+        deadline = time.monotonic() + 600
+        while d.stats["records"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        t_first = time.monotonic()
+        while d.stats["windows"] < expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        e2e_s = time.monotonic() - t_first
+        scored = d.stats["windows"]
+        mean_batch = scored / max(1, d.stats["batches"])
+        # latency at half the maximum load: live feed
+        rate = 0.5 * readings / max(e2e_s, 1e-9)
+        lat = _latency(bootstrap, topic, d, n_series, rate, latency_s, form, per_series)
+    finally:
+        r.stop()
+    model_rate = _model_only(bundle_path, int(round(mean_batch)))
+    e2e_w = scored / max(e2e_s, 1e-9)
+    rec_per_reading = n_rec / readings
+    return {
+        "detector": detector, "series": n_series, "stride": stride, "window": T, "form": form,
+        "readings": readings, "records": n_rec, "windows_expected": expected, "windows_scored": scored,
+        "produce_s": round(produce_s, 2), "e2e_s": round(e2e_s, 2),
+        "e2e_readings_per_s": round(readings / max(e2e_s, 1e-9), 1), "e2e_records_per_s": round(n_rec / max(e2e_s, 1e-9), 1),
+        "e2e_windows_per_s": round(e2e_w, 1), "mean_batch": round(mean_batch, 1),
+        "model_only_windows_per_s": round(model_rate, 1),
+        "raw_consume_records_per_s": round(raw, 1), "raw_consume_readings_per_s": round(raw / rec_per_reading, 1),
+        "ratio_vs_model": round(e2e_w / model_rate, 3),
+        "ratio_vs_raw_consume": round((n_rec / max(e2e_s, 1e-9)) / raw, 3),
+        **lat,
+    }
+
+
+def _latency(bootstrap: str, topic: str, d: Any, n_series: int, rate: float, seconds: float, form: str,
+             start: int) -> dict[str, Any]:
+    """Feed live readings at ``rate`` readings/s and take produce->score latencies of the new windows."""
+    from streams.kafka import KafkaSettings, Sink
+    from streams.replay import ReplaySeries, replay
+
+    n_per = int(rate * seconds / n_series) + T + 10
+    t = np.arange(n_per)
+    series = [ReplaySeries(f"s{i}", np.sin(2 * np.pi * t / 35.0), 10.0) for i in range(n_series)]
+    d.latencies.clear()
+    before = d.stats["windows"]
+    sink = Sink(KafkaSettings(bootstrap_servers=bootstrap), linger_ms=5)
+    t0 = time.time() * 1000  # event time after the backlog's
+    try:
+        replay(series, lambda tp, v, k, h: sink.send(tp, v, key=k, headers=h), topic, rate=rate, form=form,
+               chunk=10, t0_ms=t0, duration_s=seconds)
+        sink.flush()
+    finally:
+        sink.close()
+    time.sleep(1.0)
+    lat = np.asarray(d.latencies, dtype=float)
+    out: dict[str, Any] = {"latency_rate_readings_per_s": round(rate, 1), "latency_windows": int(d.stats["windows"] - before)}
+    if lat.size:
+        out["latency_p50_ms"] = round(float(np.percentile(lat, 50)) * 1000, 1)
+        out["latency_p99_ms"] = round(float(np.percentile(lat, 99)) * 1000, 1)
+    return out
+
+
+def cases(quick: bool) -> list[tuple[str, int, int, str]]:
+    if quick:
+        return [("robust-zscore", 1, 10, "chunk"), ("robust-zscore", 100, 10, "single"), ("vrae", 100, 10, "chunk")]
+    out = []
+    for n in (1, 100, 10_000):
+        for s in (1, 10, 140):
+            for f in ("single", "chunk"):
+                out.append(("robust-zscore", n, s, f))
+    out += [("vrae", 100, 10, "chunk"), ("vrae", 100, 1, "single")]
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    logging.getLogger("anomon.daemon").setLevel(logging.WARNING)
+    from streams.broker import EmbeddedBroker
+
+    broker = None
+    bs = args.bootstrap_servers
+    if not bs:
+        broker = EmbeddedBroker().start()
+        bs = broker.bootstrap
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                           "platform": platform.platform()},
+                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cases": []}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            bundles = {det: make_bench_bundle(Path(tmp) / det, det) for det in ("robust-zscore", "vrae")}
+            results["memory_per_idle_series_bytes"] = memory_per_idle_series()
+            print(f"memory per idle series (T=140): {results['memory_per_idle_series_bytes']}", flush=True)
+            for det, n, s, f in cases(args.quick):
+                budget = args.budget if det != "vrae" else min(args.budget, 60_000 if s == 1 else 200_000)
+                try:
+                    c = run_case(bs, bundles[det], det, n, s, f, budget, args.max_batch, args.latency_seconds)
+                except Exception as exc:  # noqa: BLE001 - report and go on
+                    log.exception("case failed")
+                    c = {"detector": det, "series": n, "stride": s, "form": f, "error": repr(exc)}
+                results["cases"].append(c)
+                print(json.dumps(c), flush=True)
+                if args.json_file:
+                    Path(args.json_file).parent.mkdir(parents=True, exist_ok=True)
+                    Path(args.json_file).write_text(json.dumps(results, indent=2))
+    finally:
+        if broker is not None:
+            broker.stop()
+    if args.json_file:
+        Path(args.json_file).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+__all__ = ["add_parser", "run", "memory_per_idle_series", "make_bench_bundle", "threading"]
