@@ -25,8 +25,15 @@ so scoring is deterministic and batch-invariant:
 * ``latent_wasserstein``: median over a bank of ``n_wasserstein`` training windows of the
   squared 2-Wasserstein distance between ``q(z|x)`` and ``q(z|x_ref)`` (closed form for
   diagonal Gaussians: ``||mu1 - mu2||^2 + ||sigma1 - sigma2||^2``);
-* ``latent_cluster``: distance of ``mu_z`` to the nearest of ``n_clusters`` k-means centres of
-  the training latent means, divided by the median of that distance over the training data.
+* ``latent_cluster``: the training posteriors are clustered with k-means in the W2 geometry
+  (k-means on ``[mu, sigma]``: the W2 barycentre of diagonal Gaussians averages mu and sigma);
+  score = W2 distance of ``q(z|x)`` to the nearest centre, divided by its training median;
+* ``latent_knn``: mean W2 distance of ``q(z|x)`` to its ``n_neighbors`` nearest training
+  posteriors, divided by the training median (leave-one-out).
+
+With ``latent_whiten`` (default) the latent distances are measured in standardised latent
+coordinates (each dimension divided by the spread of the training latent means), so nearly
+collapsed dimensions, which still move for anomalies, are not drowned by the active ones.
 
 Examples
 --------
@@ -36,7 +43,7 @@ Examples
 >>> X = np.sin(t[None, :, None] + np.random.default_rng(0).uniform(0, 6, (64, 1, 1))).astype(np.float32)
 >>> det = get_detector("vrae")(hidden_size=8, latent_dim=2, context_dim=2, epochs=1, device="cpu").fit(X)
 >>> sorted(det.score(X[:3]))
-['latent_cluster', 'latent_wasserstein', 'reconstruction_error', 'reconstruction_probability']
+['latent_cluster', 'latent_knn', 'latent_wasserstein', 'reconstruction_error', 'reconstruction_probability']
 >>> w2_diag_gaussians(np.zeros((1, 2)), np.ones((1, 2)), np.ones((1, 2)), np.ones((1, 2))).tolist()
 [[2.0]]
 """
@@ -324,7 +331,12 @@ class VRAE(_SeqAEBase):
     n_wasserstein
         N_W, number of training windows in the Wasserstein reference bank.
     n_clusters
-        k of the k-means on training latent means (``latent_cluster``).
+        k of the k-means of the training posteriors (``latent_cluster``; at most n/4).
+    n_neighbors, knn_bank_size
+        ``latent_knn``: neighbours averaged, and the most training posteriors kept in its bank.
+    latent_whiten
+        Measure latent distances in standardised coordinates: each latent dimension divided by
+        the spread of the training latent means (all latent components).
     seed
         Seeds training and the (common) random numbers used for scoring.
     device
@@ -340,7 +352,8 @@ class VRAE(_SeqAEBase):
         Component("reconstruction_error", "mean |x - mu_x| over L samples of (z, c)"),
         Component("reconstruction_probability", "-(1/L) sum_l log p(x | z_l, c_l)"),
         Component("latent_wasserstein", "median squared W2 distance of q(z|x) to a bank of training posteriors"),
-        Component("latent_cluster", "distance of mu_z to the nearest k-means centre of training latents (scaled)"),
+        Component("latent_cluster", "W2 distance of q(z|x) to the nearest k-means centre of training posteriors (scaled)"),
+        Component("latent_knn", "mean W2 distance of q(z|x) to its k nearest training posteriors (scaled)"),
     )
     _contract_params = {
         "hidden_size": 8, "latent_dim": 4, "context_dim": 2, "epochs": 2, "batch_size": 32,
@@ -369,7 +382,10 @@ class VRAE(_SeqAEBase):
         patience: int = 10,
         n_samples: int = 16,
         n_wasserstein: int = 256,
-        n_clusters: int = 8,
+        n_clusters: int = 256,
+        n_neighbors: int = 1,
+        knn_bank_size: int = 20000,
+        latent_whiten: bool = True,
         seed: int = 0,
         device: str = "auto",
         n_threads: int | None = None,
@@ -396,6 +412,9 @@ class VRAE(_SeqAEBase):
         self.n_samples = n_samples
         self.n_wasserstein = n_wasserstein
         self.n_clusters = n_clusters
+        self.n_neighbors = n_neighbors
+        self.knn_bank_size = knn_bank_size
+        self.latent_whiten = latent_whiten
         self.seed = seed
         self.device = device
         self.n_threads = n_threads
@@ -460,26 +479,50 @@ class VRAE(_SeqAEBase):
                 sds.append((0.5 * lv).exp().cpu().numpy())
         return np.concatenate(mus).astype(np.float64), np.concatenate(sds).astype(np.float64)
 
+    def _whiten(self, mu: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior in standardised latent coordinates (each dim divided by the training spread of mu_z)."""
+        s = np.asarray(self.latent_scale_, dtype=np.float64)
+        return mu / s, sd / s
+
     def _after_fit(self, Xs: np.ndarray) -> None:
-        mu, sd = self._encode_np(Xs)
-        rng = np.random.default_rng(self.seed + 7)
-        k = min(self.n_wasserstein, len(Xs))
-        idx = np.sort(rng.choice(len(Xs), size=k, replace=False))
-        self.ref_mu_ = mu[idx].astype(np.float32)
-        self.ref_sigma_ = sd[idx].astype(np.float32)
         from sklearn.cluster import KMeans
 
-        n_cl = max(1, min(self.n_clusters, len(mu)))
-        km = KMeans(n_clusters=n_cl, n_init=10, random_state=self.seed).fit(mu)
+        mu, sd = self._encode_np(Xs)
+        if self.latent_whiten:
+            spread = mu.std(axis=0)
+            self.latent_scale_ = np.maximum(spread, max(1e-3 * float(spread.max()), 1e-8)).astype(np.float32)
+        else:
+            self.latent_scale_ = np.ones(mu.shape[1], dtype=np.float32)
+        mu, sd = self._whiten(mu, sd)
+        rng = np.random.default_rng(self.seed + 7)
+        # Wasserstein reference bank (N_W windows)
+        k = min(self.n_wasserstein, len(Xs))
+        idx = np.sort(rng.choice(len(Xs), size=k, replace=False))
+        self.ref_mu_, self.ref_sigma_ = mu[idx].astype(np.float32), sd[idx].astype(np.float32)
+        # nearest-neighbour bank: every training posterior (a random subset beyond knn_bank_size)
+        m = min(self.knn_bank_size, len(Xs))
+        kidx = np.sort(rng.choice(len(Xs), size=m, replace=False)) if m < len(Xs) else np.arange(len(Xs))
+        self.knn_mu_, self.knn_sigma_ = mu[kidx].astype(np.float32), sd[kidx].astype(np.float32)
+        kk = min(self.n_neighbors, max(1, m - 1))
+        d_self = np.sqrt(np.sort(w2_diag_gaussians(self.knn_mu_, self.knn_sigma_, self.knn_mu_, self.knn_sigma_), axis=1)[:, 1:kk + 1])
+        self.knn_scale_ = np.array([max(float(np.median(d_self.mean(1))), 1e-12)])
+        # k-means of the posteriors in W2 geometry: k-means on [mu, sigma]
+        n_cl = max(1, min(self.n_clusters, len(Xs) // 4 or 1))
+        feats = np.hstack([mu, sd])
+        km = KMeans(n_clusters=n_cl, n_init=3, random_state=self.seed).fit(feats)
         self.cluster_centers_ = km.cluster_centers_.astype(np.float32)
-        d = self._cluster_dist(mu)
-        self.cluster_scale_ = np.array([max(float(np.median(d)), 1e-12)], dtype=np.float64)
-        self.latent_train_mu_ = mu[idx].astype(np.float32)  # a small sample, for reports
+        self.cluster_scale_ = np.array([max(float(np.median(self._cluster_dist(mu, sd))), 1e-12)])
 
-    def _cluster_dist(self, mu: np.ndarray) -> np.ndarray:
+    def _cluster_dist(self, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+        """W2 distance from each (whitened) posterior to the nearest cluster centre."""
         c = self.cluster_centers_.astype(np.float64)
-        d2 = (mu**2).sum(1)[:, None] + (c**2).sum(1)[None, :] - 2.0 * mu @ c.T
-        return np.sqrt(np.maximum(d2, 0.0).min(1))
+        d = c.shape[1] // 2
+        return np.sqrt(w2_diag_gaussians(mu, sd, c[:, :d], c[:, d:]).min(axis=1))
+
+    def _knn_dist(self, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+        w2 = w2_diag_gaussians(mu, sd, self.knn_mu_, self.knn_sigma_)
+        k = min(self.n_neighbors, w2.shape[1])
+        return np.sqrt(np.partition(w2, k - 1, axis=1)[:, :k]).mean(axis=1)
 
     def _forward_scores(self, Xs: np.ndarray) -> dict[str, Any]:
         """Posterior and L-sample reconstructions of standardised windows (one chunk)."""
@@ -509,12 +552,14 @@ class VRAE(_SeqAEBase):
 
     def _score_std(self, Xs: np.ndarray) -> dict[str, np.ndarray]:
         f = self._forward_scores(Xs)
-        w2 = w2_diag_gaussians(f["mu_z"], f["sd_z"], self.ref_mu_, self.ref_sigma_)
+        mu, sd = self._whiten(f["mu_z"], f["sd_z"])
+        w2 = w2_diag_gaussians(mu, sd, self.ref_mu_, self.ref_sigma_)
         return {
             "reconstruction_error": f["err"],
             "reconstruction_probability": f["nll"],
             "latent_wasserstein": np.median(w2, axis=1),
-            "latent_cluster": self._cluster_dist(f["mu_z"]) / float(np.asarray(self.cluster_scale_).reshape(-1)[0]),
+            "latent_cluster": self._cluster_dist(mu, sd) / float(np.asarray(self.cluster_scale_).reshape(-1)[0]),
+            "latent_knn": self._knn_dist(mu, sd) / float(np.asarray(self.knn_scale_).reshape(-1)[0]),
         }
 
     # ---- extras for reports and the supervised variant
