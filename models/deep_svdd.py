@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from models.base import Component, InputError, register
-from models.dense_ae import TabularTorchDetector, minibatches, mlp
+from models.dense_ae import TabularTorchDetector, gcn_l1, minibatches, mlp
 
 
 def _build(meta):
@@ -64,6 +64,9 @@ class DeepSVDD(TabularTorchDetector):
         Soft-boundary: epochs before ``R`` is first updated.
     eps
         Minimum |c_j|.
+    preprocess
+        ``None`` or ``"gcn"``: per-row global contrast normalisation (L1) followed by min-max
+        scaling with the training set's global min and max (Ruff et al.'s image preprocessing).
     """
 
     name = "deep-svdd"
@@ -74,8 +77,10 @@ class DeepSVDD(TabularTorchDetector):
     def __init__(self, objective: str = "one-class", nu: float = 0.1, hidden: Sequence[int] = (64, 32),
                  rep_dim: int = 16, activation: str = "leaky_relu", epochs: int = 50, batch_size: int = 128,
                  lr: float = 1e-3, weight_decay: float = 1e-6, pretrain_epochs: int = 20, warmup_epochs: int = 5,
-                 eps: float = 0.1, seed: int = 0, device: str = "auto", verbose: bool = False):
+                 eps: float = 0.1, preprocess: str | None = None, seed: int = 0, device: str = "auto",
+                 verbose: bool = False):
         self.objective = objective
+        self.preprocess = preprocess
         self.nu = nu
         self.hidden = list(hidden)
         self.rep_dim = rep_dim
@@ -102,6 +107,16 @@ class DeepSVDD(TabularTorchDetector):
     def _build_module(self, meta):
         return _build(meta)
 
+    def _prep(self, Xt):
+        if self.preprocess == "gcn":
+            import torch
+
+            g = gcn_l1(Xt)
+            return (g - self.prep_min_) / max(self.prep_max_ - self.prep_min_, 1e-12)
+        if self.preprocess not in (None, "none"):
+            raise InputError(f"deep-svdd: preprocess must be None or 'gcn', got {self.preprocess!r}")
+        return Xt
+
     def _pretrain(self, Xt, gen):
         import torch
 
@@ -121,6 +136,10 @@ class DeepSVDD(TabularTorchDetector):
     def _train(self, Xt, gen):
         import torch
 
+        if self.preprocess == "gcn":
+            g = gcn_l1(Xt)
+            self.prep_min_, self.prep_max_ = float(g.min()), float(g.max())
+        Xt = self._prep(Xt)
         if self.pretrain_epochs:
             self._pretrain(Xt, gen)
         m = self.module_
@@ -158,7 +177,7 @@ class DeepSVDD(TabularTorchDetector):
         import torch
 
         c = torch.as_tensor(np.asarray(self.c_), dtype=torch.float32, device=Xt.device)
-        d = ((self.module_.net(Xt) - c) ** 2).sum(1).double()
+        d = ((self.module_.net(self._prep(Xt)) - c) ** 2).sum(1).double()
         if self.objective == "soft-boundary":
             d = d - float(self.radius_) ** 2
         return {"svdd_distance": d}

@@ -66,6 +66,14 @@ def minibatches(n: int, batch_size: int, generator, shuffle: bool = True) -> Ite
         yield idx[i : i + bs]
 
 
+def gcn_l1(X):
+    """Global contrast normalisation (L1) per row: subtract the row mean, divide by the mean |x|
+    (as Ruff et al. 2018 preprocess images). Works on numpy arrays and torch tensors."""
+    Xc = X - X.mean(1, keepdims=True) if isinstance(X, np.ndarray) else X - X.mean(1, keepdim=True)
+    s = abs(Xc).mean(1, keepdims=True) if isinstance(X, np.ndarray) else Xc.abs().mean(1, keepdim=True)
+    return Xc / (s + 1e-8)
+
+
 class TabularTorchDetector(TorchDetector):
     """Shared fit/score plumbing for the tabular torch detectors.
 

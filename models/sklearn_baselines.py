@@ -45,6 +45,11 @@ class IsolationForestDetector(Detector):
     ----------
     n_estimators, max_samples, max_features
         As in :class:`sklearn.ensemble.IsolationForest`.
+    transform
+        ``None``, or ``"log"``: fit and score on ``log(x - min_train + log_offset)`` per feature
+        (values below the training minimum are clipped to it). Random split points are drawn
+        uniformly between a node's min and max, so a log scale spends more splits near the
+        bulk of small values — it helps on skewed features such as Thyroid's.
     seed
         ``random_state``.
     """
@@ -54,16 +59,31 @@ class IsolationForestDetector(Detector):
     components = (Component("isolation", "IsolationForest anomaly score (-score_samples, in (-1, 0])"),)
     _contract_params = {"n_estimators": 10}
 
-    def __init__(self, n_estimators: int = 100, max_samples: Any = "auto", max_features: float = 1.0, seed: int = 0):
+    def __init__(self, n_estimators: int = 100, max_samples: Any = "auto", max_features: float = 1.0,
+                 transform: str | None = None, log_offset: float = 1e-3, seed: int = 0):
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.max_features = max_features
+        self.transform = transform
+        self.log_offset = log_offset
         self.seed = seed
+
+    def _transform(self, X):
+        if self.transform == "log":
+            return np.log(np.maximum(X - self.xmin_, 0.0) + self.log_offset)
+        return X
 
     def fit(self, X, y=None):
         from sklearn.ensemble import IsolationForest
 
         X = self._validate(X, fitting=True)
+        if self.transform not in (None, "none", "log"):
+            raise InputError(f"isolation-forest: transform must be None or 'log', got {self.transform!r}")
+        if self.transform == "log":
+            if not self.log_offset > 0:
+                raise InputError("isolation-forest: log_offset must be > 0")
+            self.xmin_ = X.min(axis=0)
+            X = self._transform(X)
         f = IsolationForest(n_estimators=self.n_estimators, max_samples=self.max_samples,
                             max_features=self.max_features, random_state=self.seed).fit(X)
         left, right, feat, thr, nsamp, offsets, featmap = [], [], [], [], [], [], []
@@ -98,6 +118,7 @@ class IsolationForestDetector(Detector):
         return self
 
     def _score(self, X):
+        X = self._transform(X)
         out = np.empty(len(X))
         for a in range(0, len(X), 4096):
             xb = X[a : a + 4096]
@@ -119,7 +140,10 @@ class IsolationForestDetector(Detector):
 class KNNDetector(Detector):
     """Distance to the k nearest training rows (mean of the k distances, or the k-th).
 
-    Training rows beyond ``max_train`` are subsampled (seeded) to bound memory and time.
+    ``deduplicate`` collapses identical training rows first (for ``k=1`` this changes
+    nothing but speed; for larger k it measures distance to k *distinct* points), and
+    identical query rows are scored once. Training rows beyond ``max_train`` are
+    subsampled (seeded) to bound memory and time.
     """
 
     name = "knn"
@@ -127,35 +151,42 @@ class KNNDetector(Detector):
     components = (Component("knn_distance", "distance to the k nearest normal training rows"),)
     _contract_params = {"k": 3}
 
-    def __init__(self, k: int = 5, method: str = "mean", max_train: int = 20000, seed: int = 0):
+    def __init__(self, k: int = 5, method: str = "mean", max_train: int = 20000, deduplicate: bool = False,
+                 seed: int = 0):
         self.k = k
         self.method = method
         self.max_train = max_train
+        self.deduplicate = deduplicate
         self.seed = seed
 
     def fit(self, X, y=None):
         X = self._validate(X, fitting=True)
         if self.method not in ("mean", "kth"):
             raise InputError(f"knn: method must be 'mean' or 'kth', got {self.method!r}")
+        if self.deduplicate:
+            X = np.unique(X, axis=0)
         if len(X) > self.max_train:
             idx = np.sort(np.random.default_rng(self.seed).choice(len(X), self.max_train, replace=False))
             X = X[idx]
         self.train_ = np.ascontiguousarray(X, dtype=np.float64)
-        self.train_sq_ = (self.train_**2).sum(1)
         self.n_features_in_ = int(X.shape[1])
         return self
 
     def _score(self, X):
+        inverse = None
+        if self.deduplicate and len(X) > 1:
+            X, inverse = np.unique(X, axis=0, return_inverse=True)
         k = min(int(self.k), len(self.train_))
+        train_sq = (self.train_**2).sum(1)
         out = np.empty(len(X))
         step = max(1, int(2e7 // max(1, len(self.train_))))
         for a in range(0, len(X), step):
             xb = X[a : a + step]
-            d2 = (xb**2).sum(1)[:, None] + self.train_sq_[None, :] - 2.0 * xb @ self.train_.T
+            d2 = (xb**2).sum(1)[:, None] + train_sq[None, :] - 2.0 * xb @ self.train_.T
             part = np.partition(np.maximum(d2, 0.0), k - 1, axis=1)[:, :k]
             d = np.sqrt(np.sort(part, axis=1))
             out[a : a + step] = d.mean(axis=1) if self.method == "mean" else d[:, -1]
-        return {"knn_distance": out}
+        return {"knn_distance": out if inverse is None else out[inverse.reshape(-1)]}
 
 
 @register
@@ -171,7 +202,7 @@ class RankEnsemble(Detector):
     components = (Component("ensemble", "mean of robustly standardised member scores"),)
     _contract_params = {"members": [["isolation-forest", {"n_estimators": 10}], ["knn", {"k": 3}]]}
 
-    def __init__(self, members: Sequence[Any] = (("isolation-forest", {}), ("knn", {"k": 5}), ("dense-ae", {})),
+    def __init__(self, members: Sequence[Any] = (("isolation-forest", {"n_estimators": 500}), ("knn", {"k": 10})),
                  weights: Sequence[float] | None = None, seed: int = 0):
         self.members = [[str(m[0]), dict(m[1])] for m in members]
         self.weights = None if weights is None else [float(w) for w in weights]

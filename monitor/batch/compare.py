@@ -6,7 +6,8 @@ rank ensemble. Cells are mean ± std over seeds; run time is fit + score summed 
 Results of other jobs (``mnist-ae``, ``graph-vae-*``, ``aae`` ...) join the table with
 ``include_runs: [DIR, ...]`` (their ``metrics.json`` is read).
 
-Settings: ``detectors`` ("all" or a list), ``datasets``, ``seeds``, ``seeds_by_dataset``
+Settings: ``detectors`` ("all" or a list), ``variants`` (extra rows: ``{label: {detector: NAME,
+params: {dataset or "*": {...}}}}``; default :data:`DEFAULT_VARIANTS`), ``datasets``, ``seeds``, ``seeds_by_dataset``
 (e.g. ``{kddcup: 3}``), ``params`` (``{detector: {dataset or "*": {...}}}`` merged over the
 built-in defaults), ``skip`` (``["knn:kddcup", ...]``).
 """
@@ -45,17 +46,30 @@ DEFAULT_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "isolation-forest": {},
     "half-space-trees": {},
     "robust-zscore": {},
-    "ensemble": {"*": {"members": [["isolation-forest", {}], ["knn", {"k": 5}]]},
-                 "kddcup": {"members": [["isolation-forest", {}], ["knn", {"k": 5, "max_train": 5000}]]}},
+    "ensemble": {"*": {"members": [["isolation-forest", {"n_estimators": 500}], ["knn", {"k": 10}]]},
+                 "kddcup": {"members": [["isolation-forest", {"n_estimators": 500}],
+                                        ["knn", {"k": 10, "max_train": 20000, "deduplicate": True}]]},
+                 "kddcup-rev": {"members": [["isolation-forest", {"n_estimators": 500}],
+                                            ["knn", {"k": 10, "max_train": 20000, "deduplicate": True}]]}},
+}
+
+#: Extra rows: a registered detector under other settings (label -> detector, params by dataset).
+DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
+    "isolation-forest log": {"detector": "isolation-forest", "params": {"*": {"transform": "log"}}},
+    "knn k=1 dedup": {"detector": "knn", "params": {"*": {"k": 1, "deduplicate": True, "max_train": 20000}}},
 }
 
 
-def _params_for(det: str, dataset: str, user: dict[str, Any]) -> dict[str, Any]:
+def _params_for(det: str, dataset: str, user: dict[str, Any], variants: dict[str, Any]) -> dict[str, Any]:
     from monitor.batch.dagmm import DEFAULT_PARAMS as DAGMM_PARAMS
 
     key = dataset if dataset in ("thyroid", "arrhythmia", "kddcup", "kddcup-rev") else None
+    if det in variants:
+        table = variants[det].get("params") or {}
+        det = variants[det]["detector"]
+    else:
+        table = DEFAULT_PARAMS.get(det, {})
     base = dict(DAGMM_PARAMS[key]) if det == "dagmm" else {}
-    table = DEFAULT_PARAMS.get(det, {})
     u = user.get(det, {})
     return {**base, **table.get("*", {}), **table.get(dataset, {}), **u.get("*", {}), **u.get(dataset, {})}
 
@@ -94,7 +108,15 @@ def run_compare(out_dir: Path, cfg: dict[str, Any], progress) -> dict[str, Any]:
     from monitor.report import Report
 
     registry = {n: c for n, c in available_detectors().items() if c.input_kind == "tabular"}
+    variants = DEFAULT_VARIANTS if cfg.get("variants") is None else dict(cfg["variants"] or {})
     dets = list(registry) if cfg["detectors"] in ("all", None) else list(cfg["detectors"])
+    dets += [v for v in variants if v not in dets]
+    bad_var = [v for v, spec in variants.items() if spec.get("detector") not in registry]
+    if bad_var:
+        from monitor.errors import ConfigError
+
+        raise ConfigError(f"compare: variant(s) {bad_var} name no registered tabular detector")
+    registry = {**registry, **{v: registry[spec["detector"]] for v, spec in variants.items()}}
     unknown = [d for d in dets if d not in registry]
     if unknown:
         from monitor.errors import ConfigError
@@ -111,7 +133,7 @@ def run_compare(out_dir: Path, cfg: dict[str, Any], progress) -> dict[str, Any]:
             for det in progress(dets, desc=f"compare {Path(str(ds)).stem}", leave=False):
                 if f"{det}:{ds}" in skip or det in skip:
                     continue
-                params = _params_for(det, ds, cfg.get("params") or {})
+                params = _params_for(det, ds, cfg.get("params") or {}, variants)
                 cls = registry[det]
                 accepts_seed = "seed" in cls._param_names()
                 try:
@@ -204,6 +226,6 @@ register_job(Job(
     description="every registered tabular detector × dagmm-{thyroid,arrhythmia,kddcup,kddcup-rev}, one HTML table",
     run=run_compare,
     defaults={"detectors": "all", "datasets": ["thyroid", "arrhythmia", "kddcup", "kddcup-rev"],
-              "seeds_by_dataset": {}, "params": {}, "skip": [], "include_runs": [], "data": None,
+              "seeds_by_dataset": {}, "params": {}, "variants": None, "skip": [], "include_runs": [], "data": None,
               "save_models": False},
 ))

@@ -40,7 +40,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "variants": {"deep-svdd one-class": {"objective": "one-class"},
                      "deep-svdd soft-boundary": {"objective": "soft-boundary", "nu": 0.1}},
         "tabular": {**TAB, "hidden": [32, 16], "rep_dim": 8, "pretrain_epochs": 100},
-        "mnist": {**MN, "hidden": [256, 64], "rep_dim": 32, "pretrain_epochs": 10, "weight_decay": 1e-6},
+        "mnist": {**MN, "hidden": [256, 64], "rep_dim": 32, "pretrain_epochs": 10, "weight_decay": 1e-6,
+                  "preprocess": "gcn"},
     },
     "ocnn": {
         "variants": {"ocnn": {}},
