@@ -76,6 +76,8 @@ class InputSection:
     max_samples: int = 100_000
     max_channels: int = 1024
     max_poll_records: int = 2000
+    #: how long a fetch waits for data (ms); it bounds the latency when the input is quiet
+    fetch_max_wait_ms: int = 50
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
 
@@ -320,7 +322,7 @@ def validate(cfg: Config) -> None:
             raise err(name, f"must be {'>= 0' if allow_zero else '> 0'}, got {v}")
 
     for name in ("kafka.partitions", "input.max_message_bytes", "input.max_samples", "input.max_channels",
-                 "input.max_poll_records", "scoring.max_batch", "scoring.q", "scoring.open_after",
+                 "input.max_poll_records", "input.fetch_max_wait_ms", "scoring.max_batch", "scoring.q", "scoring.open_after",
                  "scoring.close_after", "scoring.dspot_depth", "output.commit_interval_s",
                  "window.max_series_per_partition", "window.idle_ttl_s", "window.gap_ms"):
         positive(name)

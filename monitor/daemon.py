@@ -222,6 +222,7 @@ class Daemon:
                              commit_on_revoke=False, max_poll_records=cfg.input.max_poll_records,
                              session_timeout_ms=cfg.input.session_timeout_ms,
                              heartbeat_interval_ms=cfg.input.heartbeat_interval_ms,
+                             fetch_max_wait_ms=cfg.input.fetch_max_wait_ms,
                              consumer_options={"client_id": self.name})
         self.source.open()
 

@@ -32,6 +32,7 @@ T = 144  # 0.4 s windows
 S = 36  # one window every 0.1 s
 DECIMATE = 6  # the model sees 24 steps (60 Hz)
 TRAIN_MINUTES = 10.0
+REPLAY_FROM_MINUTE = 11.0  # minute 10 of record 106 has no abnormal beat
 MODEL_VERSION = "demo-1"
 VRAE_PARAMS = dict(hidden_size=24, latent_dim=8, context_dim=4, epochs=10, batch_size=64, patience=4,
                    n_samples=4, n_wasserstein=128, n_clusters=8, seed=0)
@@ -148,7 +149,7 @@ def run_demo(duration: float = 60.0, *, model_dir: str | None = None, series: in
     from streams.replay import load_replay_series, replay
 
     bundle_path, train_s = ensure_demo_model(model_dir, detector, record, retrain, data_dir, out)
-    start_s = TRAIN_MINUTES * 60
+    start_s = REPLAY_FROM_MINUTE * 60
     replay_s = duration * speed + 5  # ECG seconds per series (a little more than the run can send)
     base = load_replay_series(f"mitdb:{record}", None, data_dir, start_s=start_s, duration_s=replay_s)
     streams_ = load_replay_series.__globals__["_copies"](base, series)
@@ -161,7 +162,7 @@ def run_demo(duration: float = 60.0, *, model_dir: str | None = None, series: in
         "kafka.bootstrap_servers": broker.bootstrap, "kafka.partitions": 4, "input.topics": [topic],
         "input.group_id": "anomon-demo", "model.dir": str(bundle_path), "scoring.threshold": threshold,
         "scoring.open_after": 1, "scoring.close_after": 5, "output.commit_interval_s": 1.0, "http.port": 0,
-        "scoring.max_wait_ms": 100, "scoring.max_batch": 512})
+        "scoring.max_wait_ms": 50, "scoring.max_batch": 512})
     settings = KafkaSettings(bootstrap_servers=broker.bootstrap)
     summary: dict[str, Any] = {}
     running = None
@@ -229,6 +230,7 @@ def run_demo(duration: float = 60.0, *, model_dir: str | None = None, series: in
                 out.write("\n".join(lines) + "\n")
             out.flush()
         t_replay = time.monotonic() - t_start
+        sink.close()
         # let the daemon catch up, then stop it (it drains and commits)
         expected = {s: max(0, (n - T) // S + 1) for s, n in counts.items()}
         n_exp = sum(expected.values())
@@ -268,6 +270,7 @@ def run_demo(duration: float = 60.0, *, model_dir: str | None = None, series: in
     finally:
         if collector is not None:
             collector.stop_flag.set()
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)  # clients closing while the broker stops
         if running is not None:
             try:
                 running.stop(timeout=30)

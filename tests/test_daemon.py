@@ -155,3 +155,32 @@ def test_worker_joining_mid_stream_loses_no_window(broker, fresh_topic, daemon_b
     for _, v, _ in got:
         rec = json.loads(v)
         assert rec["end_ts"] - rec["start_ts"] == (T - 1) * 10
+
+
+def test_changed_model_file_is_reloaded_without_losing_windows(broker, fresh_topic, daemon_bundle, inprocess_daemon,
+                                                                tmp_path):
+    import shutil
+
+    from tests.fixtures.daemon import make_bundle
+
+    _create(broker.bootstrap, fresh_topic)
+    model = tmp_path / "model"
+    shutil.copytree(daemon_bundle, model)
+    series = ["m0", "m1", "m2"]
+    r = inprocess_daemon(daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, model))
+    produce_readings(broker.bootstrap, fresh_topic, series, 60)
+    first = expected_window_ids(series, 60, T, S)
+    read_topic(broker.bootstrap, f"{fresh_topic}.scores", min_count=len(first), timeout_s=60)
+    v1 = r.daemon.bundle.version
+    make_bundle(tmp_path / "v2", version="v2")
+    for f in ("config.json", "weights.safetensors", "anomon.json"):
+        shutil.copy(tmp_path / "v2" / f, model / f)
+    assert wait_until(lambda: r.daemon.bundle.version == "v2", timeout_s=30)
+    produce_readings(broker.bootstrap, fresh_topic, series, 120, start=60)
+    want = expected_window_ids(series, 120, T, S)
+    got = read_topic(broker.bootstrap, f"{fresh_topic}.scores", min_count=len(want), timeout_s=60)
+    r.stop()
+    recs = [json.loads(v) for _, v, _ in got]
+    assert {x["id"] for x in recs} == want
+    assert {x["version"] for x in recs} == {v1, "v2"}
+    assert all(x["version"] == "v2" for x in recs if x["end_ts"] >= 1_700_000_000_000 + 80 * 10)
