@@ -38,6 +38,32 @@ SECTIONS = [("crash", "Faults"), ("rebalance", "Faults"), ("broker", "Faults"), 
             ("backpressure", "Load"), ("poison", "Poison input"), ("security", "Security")]
 
 
+NOTES = """
+## Notes
+
+**Delivery is at least once.** Every score record carries a deterministic id
+(`<series>@<window end, µs>`); duplicates after a crash are re-emissions of windows scored after
+the last commit and are recognised by that id. A drained stop (SIGTERM) leaves none.
+
+**Broker restart on Tansu's memory storage (the embedded broker).** What survives:
+
+| | survives? | consequence |
+|---|---|---|
+| topics (input, scores, alerts, DLQ, `<group>.progress`) | no | producers re-create them with the broker's defaults (the progress topic is then *not* compacted); `anomon run` creates topics only at start |
+| committed offsets of the consumer group | no | the group starts from the beginning of the new, empty log |
+| messages (readings, scores already written) | no | scores written before the restart exist only where they were already consumed |
+| the daemon process, its model, metrics counters, HTTP endpoints | yes | `/readyz` is 503 while disconnected, 200 again once the group re-forms |
+| the daemon's open windows | no | dropped on re-assignment: windows that straddle the restart are lost (at most ceil(T/S)-1 per series); windows wholly before or after it are all scored |
+| the daemon's producer | replaced | the idempotent producer is refused by the new broker (UnknownProducerId); the daemon rewinds and creates a new one |
+
+With a persistent Kafka cluster, offsets, progress and messages survive a broker restart, and the
+crash scenario above (0 windows lost) is the relevant one.
+
+**Consumer lag** (`anomon_consumer_lag`) is the fetch high-water mark minus the position, refreshed
+once a second between polls; a burst shorter than that can pass unseen.
+"""
+
+
 def record(case: str, figures: dict[str, Any], *, title: str, reproduce: str, notes: str = "") -> Path | None:
     """Write a case's measured ``figures`` to ``$ANOMON_RELIABILITY_OUT/<case>.json`` (no-op when unset)."""
     out = os.environ.get(OUT_ENV)
@@ -101,6 +127,8 @@ def render(rows: list[dict[str, Any]], run: dict[str, Any] | None = None, header
         figs = "<br>".join(f"{k.replace('_', ' ')}: {_fmt(v)}" for k, v in r["figures"].items())
         title = f"**{r['title']}**" + (f"<br>{r['notes']}" if r.get("notes") else "")
         lines.append(f"| {title} | {figs} | `{r['reproduce']}` |")
+    if header:
+        lines += [NOTES]
     return "\n".join(lines) + "\n"
 
 

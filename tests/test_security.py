@@ -334,6 +334,7 @@ def test_daemon_kafka_tls_sasl_settings_reach_kafka_python_unchanged(secret_file
     assert own <= {f.name for f in dataclasses.fields(KafkaSettings)}
     record("security-kafka-mapping", {"settings_checked": len(kw), "unchanged": True,
                                       "not_configurable_in_daemon_config": sorted(
-                                          {f.name for f in dataclasses.fields(KafkaSettings)} - own - {"options"})},
+                                          {f.name for f in dataclasses.fields(KafkaSettings)} - own
+                                          - {"options", "sasl_plain_password", "ssl_password"})},
            title="Kafka TLS/SASL settings: daemon config file + env -> kafka-python kwargs",
            reproduce="pytest tests/test_security.py::test_daemon_kafka_tls_sasl_settings_reach_kafka_python_unchanged")
