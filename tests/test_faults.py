@@ -123,10 +123,14 @@ def _assigned(d) -> int:
 
 
 def test_crash_kill9_mid_stream_then_restart_loses_no_window(broker, fresh_topic, daemon_bundle, spawn_daemon):
+    from streams.kafka import KafkaSettings, committed_offsets
+
     bs, topic = broker.bootstrap, fresh_topic
+    settings = KafkaSettings(bootstrap_servers=bs)
     _create(bs, {topic: 4, f"{topic}.scores": 4})
     series = [f"c{i}" for i in range(8)]
-    cfg = daemon_config(bs, topic, "g-" + topic, daemon_bundle)
+    # commits every 2 s: windows emitted since the last commit are emitted again after the kill (duplicates)
+    cfg = daemon_config(bs, topic, "g-" + topic, daemon_bundle, output__commit_interval_s=2.0)
     produce_readings(bs, topic, series, 80)
     col = ScoreCollector(bs, f"{topic}.scores", 4)
     try:
@@ -134,10 +138,11 @@ def test_crash_kill9_mid_stream_then_restart_loses_no_window(broker, fresh_topic
         assert wait_until(lambda: len(col.ids) >= 40, timeout_s=90), d1.log()[-3000:]
         replay = Replay(bs, topic, series, start=80, n_max=400)
         replay.start()
-        # kill -9 while the replay runs and the daemon is scoring (after at least one more commit interval)
+        # kill -9 while the replay runs, after a commit, with windows emitted since that commit
+        assert wait_until(lambda: committed_offsets(settings, "g-" + topic), timeout_s=90), d1.log()[-3000:]
         seen = len(col.ids)
-        assert wait_until(lambda: len(col.ids) >= seen + 60 and replay.n < 400, timeout_s=90), d1.log()[-3000:]
-        windows_before_kill = len(col.ids)
+        assert wait_until(lambda: len(col.ids) >= seen + 40 or replay.n >= 400, timeout_s=90), d1.log()[-3000:]
+        windows_before_kill, replay_running = len(col.ids), replay.n < 400
         assert d1.kill() == -9
         n = replay.stop(finish=True)
         assert n == 400
@@ -154,7 +159,8 @@ def test_crash_kill9_mid_stream_then_restart_loses_no_window(broker, fresh_topic
     assert not col.incomplete
     dups = len(got) - len(set(got))
     record("crash-kill9", {"windows_expected": len(want), "windows_lost": len(lost), "duplicates": dups,
-                           "scores_before_kill": windows_before_kill, "incomplete_windows": len(col.incomplete)},
+                           "scores_before_kill": windows_before_kill, "replay_running_at_kill": replay_running,
+                           "incomplete_windows": len(col.incomplete)},
            title="kill -9 of `anomon run` mid-stream, then restart",
            notes="duplicates: windows scored after the last commit before the kill, re-emitted under the same id",
            reproduce="pytest tests/test_faults.py::test_crash_kill9_mid_stream_then_restart_loses_no_window")
