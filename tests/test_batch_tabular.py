@@ -151,3 +151,15 @@ def test_isolation_forest_export_matches_sklearn():
     det = IsolationForestDetector(n_estimators=30, max_features=0.75, seed=2).fit(X)
     ref = IsolationForest(n_estimators=30, max_features=0.75, random_state=2).fit(X)
     np.testing.assert_allclose(det.score(T)["isolation"], -ref.score_samples(T), rtol=1e-12)
+
+
+def test_mnist_one_class_protocol(data_dir, monkeypatch):
+    monkeypatch.setenv("ANOMON_DATA", str(data_dir))
+    from models.sklearn_baselines import IsolationForestDetector
+    from monitor.batch.oneclass import evaluate_mnist_one_class, mnist_one_class_data
+
+    X, Xte, yte = mnist_one_class_data(0)
+    assert X.shape == (5923, 784)  # every 0 of train + valid (the 60k MNIST training digits)
+    assert Xte.shape == (10000, 784) and int((yte == 0).sum()) == 980 and int(yte.sum()) == 9020
+    res = evaluate_mnist_one_class(lambda d: IsolationForestDetector(n_estimators=10, seed=d), [1])
+    assert res["per_digit"][0]["n_train"] == 6742 and res["mean_roc_auc"] > 0.9
