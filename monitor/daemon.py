@@ -37,6 +37,8 @@ from monitor.modelstore import Bundle, ModelWatcher
 log = logging.getLogger("anomon.daemon")
 
 PROGRESS_CHUNK = 2000  # series per progress record
+#: bytes of an input record (key + value) copied to the dead-letter topic; larger ones are cut
+DLQ_MAX_BYTES = 512 * 1024
 
 
 class _NullMetrics:
@@ -403,7 +405,14 @@ class Daemon:
                    ("anomon.source", f"{rec.topic}:{rec.partition}:{rec.offset}")]
         if samples is not None:
             headers.append(("anomon.samples", str(samples)))
-        self.sink.send(self.cfg.output.dlq_topic, rec.value, key=rec.key, headers=headers)
+        key, value = rec.key, rec.value
+        size = len(key or b"") + len(value or b"")
+        if size > DLQ_MAX_BYTES:  # forwarded whole, it would exceed the producer's max_request_size and
+            # raise in send(): a poison pill that stops the daemon, again after every restart
+            headers.append(("anomon.truncated", f"key + value were {size} bytes; first bytes kept"))
+            key = key[:1024] if key else key
+            value = value[:DLQ_MAX_BYTES - 1024] if value else value
+        self.sink.send(self.cfg.output.dlq_topic, value, key=key, headers=headers)
         self.metrics.dead_letter(reason)
         self.stats["dlq"] += 1
 
