@@ -31,7 +31,7 @@ so scoring is deterministic and batch-invariant:
 * ``latent_knn``: mean W2 distance of ``q(z|x)`` to its ``n_neighbors`` nearest training
   posteriors, divided by the training median (leave-one-out).
 
-With ``latent_whiten`` (default) the latent distances are measured in standardised latent
+With ``latent_whiten`` (default) the cluster and k-NN distances are measured in standardised latent
 coordinates (each dimension divided by the spread of the training latent means), so nearly
 collapsed dimensions, which still move for anomalies, are not drowned by the active ones.
 
@@ -65,6 +65,8 @@ log = logging.getLogger(__name__)
 LOG_2PI = math.log(2.0 * math.pi)
 #: bounds of the decoder's log-variance (soft-clamped), for numerical stability
 LOGVAR_MIN, LOGVAR_MAX = -7.0, 4.0
+#: squared W2 (whitened units) under which a bank entry is the scored window itself
+SELF_MATCH_W2 = 1e-10
 
 
 def w2_diag_gaussians(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
@@ -344,8 +346,8 @@ class VRAE(_SeqAEBase):
     n_neighbors, knn_bank_size
         ``latent_knn``: neighbours averaged, and the most training posteriors kept in its bank.
     latent_whiten
-        Measure latent distances in standardised coordinates: each latent dimension divided by
-        the spread of the training latent means (all latent components).
+        Measure ``latent_cluster``/``latent_knn`` distances in standardised coordinates: each latent
+        dimension divided by the spread of the training latent means.
     seed
         Seeds training and the (common) random numbers used for scoring.
     device
@@ -393,7 +395,7 @@ class VRAE(_SeqAEBase):
         n_wasserstein: int = 256,
         n_clusters: int = 256,
         n_neighbors: int = 1,
-        knn_bank_size: int = 20000,
+        knn_bank_size: int = 10000,
         latent_whiten: bool = True,
         seed: int = 0,
         device: str = "auto",
@@ -502,19 +504,17 @@ class VRAE(_SeqAEBase):
             self.latent_scale_ = np.maximum(spread, max(1e-3 * float(spread.max()), 1e-8)).astype(np.float32)
         else:
             self.latent_scale_ = np.ones(mu.shape[1], dtype=np.float32)
-        mu, sd = self._whiten(mu, sd)
         rng = np.random.default_rng(self.seed + 7)
-        # Wasserstein reference bank (N_W windows)
+        # Wasserstein reference bank (N_W windows), in the raw latent coordinates (as in the paper)
         k = min(self.n_wasserstein, len(Xs))
         idx = np.sort(rng.choice(len(Xs), size=k, replace=False))
         self.ref_mu_, self.ref_sigma_ = mu[idx].astype(np.float32), sd[idx].astype(np.float32)
+        mu, sd = self._whiten(mu, sd)
         # nearest-neighbour bank: every training posterior (a random subset beyond knn_bank_size)
         m = min(self.knn_bank_size, len(Xs))
         kidx = np.sort(rng.choice(len(Xs), size=m, replace=False)) if m < len(Xs) else np.arange(len(Xs))
         self.knn_mu_, self.knn_sigma_ = mu[kidx].astype(np.float32), sd[kidx].astype(np.float32)
-        kk = min(self.n_neighbors, max(1, m - 1))
-        d_self = np.sqrt(np.sort(w2_diag_gaussians(self.knn_mu_, self.knn_sigma_, self.knn_mu_, self.knn_sigma_), axis=1)[:, 1:kk + 1])
-        self.knn_scale_ = np.array([max(float(np.median(d_self.mean(1))), 1e-12)])
+        self.knn_scale_ = np.array([max(float(np.median(self._knn_dist(self.knn_mu_, self.knn_sigma_))), 1e-12)])
         # k-means of the posteriors in W2 geometry: k-means on [mu, sigma]
         n_cl = max(1, min(self.n_clusters, len(Xs) // 4 or 1))
         feats = np.hstack([mu, sd])
@@ -529,8 +529,13 @@ class VRAE(_SeqAEBase):
         return np.sqrt(w2_diag_gaussians(mu, sd, c[:, :d], c[:, d:]).min(axis=1))
 
     def _knn_dist(self, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+        if len(mu) > 1024:  # bounded memory: rows in chunks
+            return np.concatenate([self._knn_dist(mu[i:i + 1024], sd[i:i + 1024]) for i in range(0, len(mu), 1024)])
         w2 = w2_diag_gaussians(mu, sd, self.knn_mu_, self.knn_sigma_)
-        k = min(self.n_neighbors, w2.shape[1])
+        # a window's own posterior in the bank (a training window scored again) is not a neighbour:
+        # so training scores are leave-one-out and a threshold on them stays meaningful
+        w2 = np.where(w2 <= SELF_MATCH_W2, np.inf, w2)
+        k = min(self.n_neighbors, max(1, w2.shape[1] - 1))
         return np.sqrt(np.partition(w2, k - 1, axis=1)[:, :k]).mean(axis=1)
 
     def _forward_scores(self, Xs: np.ndarray) -> dict[str, Any]:
@@ -561,8 +566,8 @@ class VRAE(_SeqAEBase):
 
     def _score_std(self, Xs: np.ndarray) -> dict[str, np.ndarray]:
         f = self._forward_scores(Xs)
+        w2 = w2_diag_gaussians(f["mu_z"], f["sd_z"], self.ref_mu_, self.ref_sigma_)
         mu, sd = self._whiten(f["mu_z"], f["sd_z"])
-        w2 = w2_diag_gaussians(mu, sd, self.ref_mu_, self.ref_sigma_)
         return {
             "reconstruction_error": f["err"],
             "reconstruction_probability": f["nll"],
