@@ -350,9 +350,13 @@ def test_poison_through_the_daemon_all_dead_lettered_good_series_scored(broker, 
 
     bs, topic = broker.bootstrap, fresh_topic
     create_topics(KafkaSettings(bootstrap_servers=bs), {topic: 4})
-    poison = corpus() + generated()
+    # two giants, over kafka-python's 1 MiB max_request_size: forwarded whole they would stop the daemon
+    giants = [Poison(b"px-giant", _dumps({"series": "px-giant", "ts": T0_MS, "value": 1, "pad": "x" * 3 * 2**20}),
+                     "too_large", "too_large:3MiB-value"),
+              Poison(b"k" * 2 * 2**20, _dumps({"ts": T0_MS, "value": 1}), "too_large", "too_large:2MiB-key")]
+    poison = corpus() + generated() + giants
     stream = _stream(poison)
-    with Sink(KafkaSettings(bootstrap_servers=bs), linger_ms=20, producer_options={"max_request_size": 4 * MAX_BYTES}) as sink:
+    with Sink(KafkaSettings(bootstrap_servers=bs), linger_ms=20, producer_options={"max_request_size": 8 * 2**20}) as sink:
         for key, value in stream:
             sink.send(topic, value, key=key)
     cfg = daemon_config(bs, topic, "g-" + topic, daemon_bundle, input__max_message_bytes=MAX_BYTES,
@@ -365,19 +369,26 @@ def test_poison_through_the_daemon_all_dead_lettered_good_series_scored(broker, 
     assert wait_until(lambda: r.daemon.stats["records"] >= len(stream), timeout_s=60)
     stats = r.stop()
 
-    got = Counter()
-    for _, value, headers in dlq:
+    got, cut = Counter(), []
+    for key, value, headers in dlq:
         h = {k: v.decode() for k, v in headers}
         assert h.get("anomon.error"), h
-        got[(value, h["anomon.reason"])] += 1
-    expected = Counter((p.value, p.reason) for p in poison)
+        if "anomon.truncated" in h:
+            cut.append((key, value, h["anomon.reason"]))
+        else:
+            got[(value, h["anomon.reason"])] += 1
+    assert len(cut) == len(giants)
+    for key, value, reason in cut:  # copied to the DLQ cut to their first bytes
+        assert reason == "too_large" and any(g.value.startswith(value) and g.key.startswith(key) for g in giants)
+    expected = Counter((p.value, p.reason) for p in poison if p not in giants)
     missing, extra = expected - got, got - expected
     assert not missing and not extra, (list(missing.items())[:5], list(extra.items())[:5])
     ids = score_ids(scores)
     assert set(ids) == want and len(ids) == len(want)
     by_reason = Counter(p.reason for p in poison)
     record("poison-input", {
-        "bad_records_tried": len(poison), "hand_written": len(corpus()), "hypothesis_generated": len(generated()),
+        "bad_records_tried": len(poison), "hand_written": len(corpus()) + len(giants),
+        "hypothesis_generated": len(generated()), "over_1MiB_cut_in_dlq": len(cut),
         "dead_lettered": len(dlq), "dead_letter_reasons": dict(sorted(by_reason.items())),
         "good_windows_expected": len(want), "good_windows_scored": len(set(ids)), "daemon_crashes": 0,
         "records_consumed": stats["records"],
