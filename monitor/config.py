@@ -75,6 +75,10 @@ class InputSection:
     max_message_bytes: int = 1_048_576
     max_samples: int = 100_000
     max_channels: int = 1024
+    #: readings stamped further ahead of the wall clock are dead-lettered (bad_field): one far-future
+    #: reading would otherwise make every later reading of its series "late". 0 = no bound. The default
+    #: (a year) tolerates as-fast-as-possible replays; set e.g. 3600 where event time follows wall time.
+    max_future_s: float = 31_536_000.0
     max_poll_records: int = 2000
     #: how long a fetch waits for data (ms); it bounds the latency when the input is quiet
     fetch_max_wait_ms: int = 50
@@ -326,7 +330,7 @@ def validate(cfg: Config) -> None:
                  "scoring.close_after", "scoring.dspot_depth", "output.commit_interval_s",
                  "window.max_series_per_partition", "window.idle_ttl_s", "window.gap_ms"):
         positive(name)
-    for name in ("window.length", "window.stride", "window.lateness_ms", "scoring.max_wait_ms",
+    for name in ("window.length", "window.stride", "window.lateness_ms", "scoring.max_wait_ms", "input.max_future_s",
                  "model.watch_interval_s", "http.port", "output.linger_ms"):
         positive(name, allow_zero=True)
     if not cfg.input.topics:

@@ -422,6 +422,8 @@ class Daemon:
 
         fmt, width = self.fmt, self.spec.channels
         now = time.monotonic()
+        ahead_s = self.cfg.input.max_future_s
+        horizon_us = (time.time() + ahead_s) * 1e6 if ahead_s > 0 else math.inf
         counts: dict[str, int] = {}
         for rec in recs:
             tp = TopicPartition(rec.topic, rec.partition)
@@ -440,6 +442,11 @@ class Daemon:
                           rec.partition, rec.offset)
                 self.windower.add_consumed(tp, rec.offset)
                 self._dlq(rec, "undecodable", f"decoder error {type(exc).__name__}: {exc}")
+                continue
+            if r.ts[-1] > horizon_us:  # accepted, it would make every later reading of its series "late"
+                self.windower.add_consumed(tp, rec.offset)
+                self._dlq(rec, "bad_field", f"field {fmt.ts_field!r}: more than input.max_future_s={ahead_s:g} s "
+                          "ahead of this host's clock")
                 continue
             batches, rejected = self.windower.add(tp, rec.offset, r)
             if rejected:
