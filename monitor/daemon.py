@@ -143,8 +143,10 @@ class Daemon:
         self.started = False
         self.draining = False
         self.stats = {"records": 0, "windows": 0, "dlq": 0, "alerts": 0, "batches": 0, "commits": 0,
-                      "rewinds": 0, "drift": 0, "suppressed": 0}
+                      "rewinds": 0, "drift": 0, "suppressed": 0, "score_s": 0.0}
         self.latencies: deque[float] = deque(maxlen=100_000)
+        self.first_record_at: float | None = None  # monotonic time of the first consumed record (benchmarks)
+        self.last_scored_at: float | None = None
         self._setup_model(self.bundle, reload=False)
 
     # ------------------------------------------------------------------ model
@@ -482,6 +484,7 @@ class Daemon:
         t0 = time.perf_counter()
         scores = bundle.score_windows(X)
         dt = time.perf_counter() - t0
+        self.stats["score_s"] += dt
         flags, thr = self.thresholds.classify(scores)
         now_ms = time.time() * 1000.0
         comps = bundle.components
@@ -512,6 +515,7 @@ class Daemon:
                 self.latencies.extend([lat[-1]] * k)
         n_anom = int(flags.sum())
         self.stats["windows"] += i
+        self.last_scored_at = time.monotonic()
         self.stats["batches"] += 1
         m = self.metrics
         m.record_produced(out_topic, i)
@@ -569,8 +573,22 @@ class Daemon:
         self.stats["alerts"] += event == "start"
 
     # ------------------------------------------------------------------ commits
-    def _checkpoint(self, only: set | None = None, in_hook: bool = False) -> bool:
-        """Score pending, flush outputs, write progress, flush, commit. False when the flush failed."""
+    def _commit_async(self, offsets: dict) -> None:
+        from streams.kafka import OffsetAndMetadata
+
+        def done(_offsets, response):
+            if isinstance(response, Exception):
+                self.metrics.commit(ok=False)
+                log.warning("asynchronous commit failed (the next one covers it): %s", response)
+
+        self.source.consumer.commit_async({tp: OffsetAndMetadata(int(c), "", -1) for tp, c in offsets.items()},
+                                          callback=done)
+
+    def _checkpoint(self, only: set | None = None, in_hook: bool = False, is_async: bool = False) -> bool:
+        """Score pending, flush outputs, write progress, flush, commit. False when the flush failed.
+
+        The periodic checkpoints commit asynchronously (the outputs are flushed before either way,
+        so a lost asynchronous commit only means more replay); drain and revocation block."""
         from streams.kafka import DeliveryError
 
         self._score_pending()
@@ -597,7 +615,11 @@ class Daemon:
             return True
         try:
             self.sink.flush(timeout_s=30)
-            self.source.commit({tp: c for tp, (c, _) in offsets.items()})
+            commit = {tp: c for tp, (c, _) in offsets.items()}
+            if in_hook or not is_async:
+                self.source.commit(commit)  # blocking (asynchronous inside a rebalance hook)
+            else:
+                self._commit_async(commit)
         except Exception as exc:  # noqa: BLE001 - commit failed: keep the old commit point
             self.metrics.commit(ok=False)
             log.error("commit failed: %s", exc)
@@ -686,12 +708,14 @@ class Daemon:
                             recs = [r for r in recs if (r.topic, r.partition) not in
                                     {(t.topic, t.partition) for t in self._reseeked}]
                     if recs:
+                        if self.first_record_at is None:
+                            self.first_record_at = time.monotonic()
                         self._process(recs)
                     if self._pending and (time.monotonic() - self._pending_since >= max_wait):
                         self._score_pending()
                     now = time.monotonic()
                     if now >= next_commit:
-                        self._checkpoint()
+                        self._checkpoint(is_async=True)
                         next_commit = now + cfg.output.commit_interval_s
                     if now >= next_house:
                         next_house = now + 1.0

@@ -272,10 +272,17 @@ def decode_record(value: bytes | str | None, key: bytes | str | None, fmt: Recor
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise RecordError("bad_field", f"field {field!r}: expected a number, got {type(v).__name__}")
         try:
-            arr = np.array([[float(v)]])
+            fv = float(v)
         except OverflowError:
             raise RecordError("nan_or_inf", f"field {field!r}: number too large") from None
-        ts = np.array([int(round(t0))], dtype=np.int64)
+        # fast path (one reading): plain-float checks instead of numpy reductions
+        if not math.isfinite(fv):
+            raise RecordError("nan_or_inf", f"field {field!r}: NaN or inf at sample 0")
+        if abs(fv) > 3.0e38:
+            raise RecordError("nan_or_inf", f"field {field!r}: value too large for float32")
+        if width is not None and width != 1:
+            raise RecordError("wrong_width", f"field {field!r}: 1 channel(s) per sample, the model expects {width}")
+        return Readings(series, np.array([int(round(t0))], dtype=np.int64), np.array([[fv]]))
     else:
         raise RecordError("missing_field", f"neither {fmt.value_field!r} nor {fmt.values_field!r} present")
 

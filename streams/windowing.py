@@ -237,6 +237,17 @@ class Windower:
                 series_map[sid] = st
         ts = readings.ts
         out: list[WindowBatch] = []
+        if self._lat_us == 0 and len(ts) == 1 and st.resume_ts < 0:
+            t = int(ts[0])
+            if t <= st.last_ts:
+                reason = "duplicate" if t == st.last_ts else "late"
+                return out, [Rejection(reason, 1, f"{'timestamp already seen' if t == st.last_ts else 'older than the last reading'}"
+                                               f" for series {sid!r}")]
+            if self._gap_us is not None and st.n and t - st.last_ts > self._gap_us:
+                st.n = 0
+                st.w_next = 0
+            self._append_one(st, sid, partition, t, vals[0], offset, out)
+            return out, rejected
         if self._lat_us == 0:
             if ts[0] <= st.last_ts:
                 late = ts <= st.last_ts
@@ -333,6 +344,33 @@ class Windower:
             if start:
                 ts, vals, offs = ts[start:], vals[start:], offs[start:]
         self._extend(st, sid, partition, ts, vals, offs, out)
+
+    def _append_one(self, st: _Series, sid: str, partition: Any, t: int, row: np.ndarray, off: int,
+                    out: list[WindowBatch]) -> None:
+        """:meth:`_extend` for one reading, without array temporaries (the single-reading fast path)."""
+        T, S, nb = self.spec.length, self.spec.stride, self._nb
+        buf = st.buf
+        n0 = st.n
+        blocks = buf[: nb * 16].view(np.int64)
+        ring = buf[nb * 16:].view(np.float32).reshape(T, -1)
+        ring[n0 % T] = row
+        w = st.w_next
+        if n0 >= w * S:  # this reading is needed by the next window: keep its block's start and min offset
+            k = (n0 // S) % nb
+            if n0 % S == 0:
+                blocks[2 * k] = t
+                blocks[2 * k + 1] = off
+            elif off < blocks[2 * k + 1]:
+                blocks[2 * k + 1] = off
+        if n0 == w * S + T - 1:  # a window completes
+            j = (n0 + 1) % T
+            X = np.concatenate([ring[j:], ring[:j]])[None] if j else ring[None].copy()
+            start = t if T == 1 else int(blocks[2 * (w % nb)])
+            out.append(WindowBatch(sid, partition, X, np.array([start], dtype=np.int64),
+                                   np.array([t], dtype=np.int64), np.array([off], dtype=np.int64)))
+            st.w_next = w + 1
+        st.n = n0 + 1
+        st.last_ts = t
 
     def _extend(self, st: _Series, sid: str, partition: Any, ts: np.ndarray, vals: np.ndarray, offs: np.ndarray,
                 out: list[WindowBatch]) -> None:

@@ -42,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", dest="json_file", help="write the results to this JSON file")
     p.add_argument("--quick", action="store_true", help="a small subset of the cases (smoke test)")
+    p.add_argument("--case", default=None, metavar="DET,SERIES,STRIDE,FORM", help="run one case only, e.g. vrae,100,10,chunk")
     p.add_argument("--budget", type=int, default=400_000, help="readings per case at most (default 400k)")
     p.add_argument("--latency-seconds", type=float, default=8.0, help="seconds of live feed per latency measurement")
     p.add_argument("--max-batch", type=int, default=256, help="scoring.max_batch of the daemon")
@@ -76,8 +77,7 @@ def _produce(bootstrap: str, topic: str, n_series: int, per_series: int, form: s
     from streams.records import encode_chunk, encode_reading
 
     rng = np.random.default_rng(1)
-    sink = Sink(KafkaSettings(bootstrap_servers=bootstrap), linger_ms=20, batch_size=256 * 1024,
-                producer_options={"buffer_memory": 256 * 1024 * 1024})
+    sink = Sink(KafkaSettings(bootstrap_servers=bootstrap), linger_ms=20, batch_size=256 * 1024)
     n = 0
     step = 1 if form == "single" else chunk
     base = np.sin(2 * np.pi * np.arange(per_series + chunk) / 35.0)
@@ -124,6 +124,15 @@ def _raw_consume(bootstrap: str, topic: str, n_records: int) -> float:
 
 
 def _model_only(bundle_path: Path, batch: int, seconds: float = 2.0) -> float:
+    """Scoring rate of the bundle alone, in a worker thread like the daemon's scoring."""
+    out: list[float] = []
+    t = threading.Thread(target=lambda: out.append(_model_only_here(bundle_path, batch, seconds)))
+    t.start()
+    t.join()
+    return out[0]
+
+
+def _model_only_here(bundle_path: Path, batch: int, seconds: float) -> float:
     from monitor.modelstore import load_bundle
 
     b = load_bundle(bundle_path)
@@ -189,17 +198,15 @@ def run_case(bootstrap: str, bundle_path: Path, detector: str, n_series: int, st
     d = r.daemon
     try:
         deadline = time.monotonic() + 600
-        while d.stats["records"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        t_first = time.monotonic()
         while d.stats["windows"] < expected and time.monotonic() < deadline:
             time.sleep(0.01)
-        e2e_s = time.monotonic() - t_first
+        e2e_s = (d.last_scored_at or time.monotonic()) - (d.first_record_at or time.monotonic())
         scored = d.stats["windows"]
         mean_batch = scored / max(1, d.stats["batches"])
+        score_s = d.stats["score_s"]
         # latency at half the maximum load: live feed
         rate = 0.5 * readings / max(e2e_s, 1e-9)
-        lat = _latency(bootstrap, topic, d, n_series, rate, latency_s, form, per_series)
+        lat = _latency(bootstrap, topic, d, n_series, rate, latency_s, form, T)
     finally:
         r.stop()
     model_rate = _model_only(bundle_path, int(round(mean_batch)))
@@ -211,6 +218,7 @@ def run_case(bootstrap: str, bundle_path: Path, detector: str, n_series: int, st
         "produce_s": round(produce_s, 2), "e2e_s": round(e2e_s, 2),
         "e2e_readings_per_s": round(readings / max(e2e_s, 1e-9), 1), "e2e_records_per_s": round(n_rec / max(e2e_s, 1e-9), 1),
         "e2e_windows_per_s": round(e2e_w, 1), "mean_batch": round(mean_batch, 1),
+        "model_seconds_in_daemon": round(score_s, 2), "model_rate_in_daemon_windows_per_s": round(scored / max(score_s, 1e-9), 1),
         "model_only_windows_per_s": round(model_rate, 1),
         "raw_consume_records_per_s": round(raw, 1), "raw_consume_readings_per_s": round(raw / rec_per_reading, 1),
         "ratio_vs_model": round(e2e_w / model_rate, 3),
@@ -219,25 +227,32 @@ def run_case(bootstrap: str, bundle_path: Path, detector: str, n_series: int, st
     }
 
 
-def _latency(bootstrap: str, topic: str, d: Any, n_series: int, rate: float, seconds: float, form: str,
-             start: int) -> dict[str, Any]:
-    """Feed live readings at ``rate`` readings/s and take produce->score latencies of the new windows."""
-    from streams.kafka import KafkaSettings, Sink
-    from streams.replay import ReplaySeries, replay
+_FEEDER = """
+import sys, time, numpy as np
+from streams.kafka import KafkaSettings, Sink
+from streams.replay import ReplaySeries, replay
+bs, topic, n_series, rate, seconds, form, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), sys.argv[6], int(sys.argv[7])
+n_per = int(rate * seconds / n_series) + 200
+t = np.arange(n_per)
+series = [ReplaySeries(f"s{i}", np.sin(2 * np.pi * t / 35.0), 10.0) for i in range(n_series)]
+sink = Sink(KafkaSettings(bootstrap_servers=bs), linger_ms=5)
+replay(series, lambda tp, v, k, h: sink.send(tp, v, key=k, headers=h), topic, rate=rate, form=form, chunk=chunk,
+       t0_ms=time.time() * 1000, duration_s=seconds)
+sink.flush(); sink.close()
+"""
 
-    n_per = int(rate * seconds / n_series) + T + 10
-    t = np.arange(n_per)
-    series = [ReplaySeries(f"s{i}", np.sin(2 * np.pi * t / 35.0), 10.0) for i in range(n_series)]
+
+def _latency(bootstrap: str, topic: str, d: Any, n_series: int, rate: float, seconds: float, form: str,
+             chunk: int) -> dict[str, Any]:
+    """Feed live readings at ``rate`` readings/s from another process; take produce->score latencies."""
+    import subprocess
+    import sys
+
     d.latencies.clear()
     before = d.stats["windows"]
-    sink = Sink(KafkaSettings(bootstrap_servers=bootstrap), linger_ms=5)
-    t0 = time.time() * 1000  # event time after the backlog's
-    try:
-        replay(series, lambda tp, v, k, h: sink.send(tp, v, key=k, headers=h), topic, rate=rate, form=form,
-               chunk=10, t0_ms=t0, duration_s=seconds)
-        sink.flush()
-    finally:
-        sink.close()
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, "-c", _FEEDER, bootstrap, topic, str(n_series), str(rate), str(seconds), form,
+                    str(chunk)], check=True, env=env, timeout=seconds * 4 + 60)
     time.sleep(1.0)
     lat = np.asarray(d.latencies, dtype=float)
     out: dict[str, Any] = {"latency_rate_readings_per_s": round(rate, 1), "latency_windows": int(d.stats["windows"] - before)}
@@ -247,7 +262,10 @@ def _latency(bootstrap: str, topic: str, d: Any, n_series: int, rate: float, sec
     return out
 
 
-def cases(quick: bool) -> list[tuple[str, int, int, str]]:
+def cases(quick: bool, only: str | None = None) -> list[tuple[str, int, int, str]]:
+    if only:
+        det, n, s, f = only.split(",")
+        return [(det, int(n), int(s), f)]
     if quick:
         return [("robust-zscore", 1, 10, "chunk"), ("robust-zscore", 100, 10, "single"), ("vrae", 100, 10, "chunk")]
     out = []
@@ -277,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
             bundles = {det: make_bench_bundle(Path(tmp) / det, det) for det in ("robust-zscore", "vrae")}
             results["memory_per_idle_series_bytes"] = memory_per_idle_series()
             print(f"memory per idle series (T=140): {results['memory_per_idle_series_bytes']}", flush=True)
-            for det, n, s, f in cases(args.quick):
+            for det, n, s, f in cases(args.quick, args.case):
                 budget = args.budget if det != "vrae" else min(args.budget, 60_000 if s == 1 else 200_000)
                 try:
                     c = run_case(bs, bundles[det], det, n, s, f, budget, args.max_batch, args.latency_seconds)
