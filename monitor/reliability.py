@@ -148,6 +148,7 @@ def run_tests(results: Path, extra: list[str] | None = None) -> dict[str, Any]:
                "python": platform.python_version(), "machine": platform.machine(),
                "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     (results / "run.json").write_text(json.dumps(summary, indent=1))
+    (results / "pytest.log").write_text(proc.stdout + proc.stderr)
     return summary
 
 
