@@ -29,7 +29,10 @@ so scoring is deterministic and batch-invariant:
   (k-means on ``[mu, sigma]``: the W2 barycentre of diagonal Gaussians averages mu and sigma);
   score = W2 distance of ``q(z|x)`` to the nearest centre, divided by its training median;
 * ``latent_knn``: mean W2 distance of ``q(z|x)`` to its ``n_neighbors`` nearest training
-  posteriors, divided by the training median (leave-one-out).
+  posteriors, divided by the training median (leave-one-out);
+* ``combined``: both views at once, as the papers suggest (method 1 + method 2):
+  ``(nll - median) / IQR + combine_weight * (knn - median) / IQR`` of ``reconstruction_probability``
+  and ``latent_knn``, with median and IQR of the training scores.
 
 With ``latent_whiten`` (default) the cluster and k-NN distances are measured in standardised latent
 coordinates (each dimension divided by the spread of the training latent means), so nearly
@@ -43,7 +46,7 @@ Examples
 >>> X = np.sin(t[None, :, None] + np.random.default_rng(0).uniform(0, 6, (64, 1, 1))).astype(np.float32)
 >>> det = get_detector("vrae")(hidden_size=8, latent_dim=2, context_dim=2, epochs=1, device="cpu").fit(X)
 >>> sorted(det.score(X[:3]))
-['latent_cluster', 'latent_knn', 'latent_wasserstein', 'reconstruction_error', 'reconstruction_probability']
+['combined', 'latent_cluster', 'latent_knn', 'latent_wasserstein', 'reconstruction_error', 'reconstruction_probability']
 >>> w2_diag_gaussians(np.zeros((1, 2)), np.ones((1, 2)), np.ones((1, 2)), np.ones((1, 2))).tolist()
 [[2.0]]
 """
@@ -345,6 +348,8 @@ class VRAE(_SeqAEBase):
         k of the k-means of the training posteriors (``latent_cluster``; at most n/4).
     n_neighbors, knn_bank_size
         ``latent_knn``: neighbours averaged, and the most training posteriors kept in its bank.
+    combine_weight
+        Weight of the latent term in ``combined``.
     latent_whiten
         Measure ``latent_cluster``/``latent_knn`` distances in standardised coordinates: each latent
         dimension divided by the spread of the training latent means.
@@ -365,6 +370,7 @@ class VRAE(_SeqAEBase):
         Component("latent_wasserstein", "median squared W2 distance of q(z|x) to a bank of training posteriors"),
         Component("latent_cluster", "W2 distance of q(z|x) to the nearest k-means centre of training posteriors (scaled)"),
         Component("latent_knn", "mean W2 distance of q(z|x) to its k nearest training posteriors (scaled)"),
+        Component("combined", "reconstruction_probability + combine_weight * latent_knn, each robustly standardised"),
     )
     _contract_params = {
         "hidden_size": 8, "latent_dim": 4, "context_dim": 2, "epochs": 2, "batch_size": 32,
@@ -397,6 +403,7 @@ class VRAE(_SeqAEBase):
         n_neighbors: int = 1,
         knn_bank_size: int = 10000,
         latent_whiten: bool = True,
+        combine_weight: float = 3.0,
         seed: int = 0,
         device: str = "auto",
         n_threads: int | None = None,
@@ -426,6 +433,7 @@ class VRAE(_SeqAEBase):
         self.n_neighbors = n_neighbors
         self.knn_bank_size = knn_bank_size
         self.latent_whiten = latent_whiten
+        self.combine_weight = combine_weight
         self.seed = seed
         self.device = device
         self.n_threads = n_threads
@@ -521,6 +529,16 @@ class VRAE(_SeqAEBase):
         km = KMeans(n_clusters=n_cl, n_init=3, random_state=self.seed).fit(feats)
         self.cluster_centers_ = km.cluster_centers_.astype(np.float32)
         self.cluster_scale_ = np.array([max(float(np.median(self._cluster_dist(mu, sd))), 1e-12)])
+        # robust standardisation of the two scores summed by ``combined`` (training scores; k-NN leave-one-out)
+        self.combine_stats_ = np.array([0.0, 1.0, 0.0, 1.0])
+        parts = [self._score_std(Xs[i:i + self.score_batch_size], combined=False)
+                 for i in range(0, len(Xs), self.score_batch_size)]
+        stats = []
+        for c in ("reconstruction_probability", "latent_knn"):
+            v = np.concatenate([p[c] for p in parts])
+            q25, q50, q75 = np.percentile(v, [25, 50, 75])
+            stats += [q50, max(q75 - q25, 1e-12)]
+        self.combine_stats_ = np.array(stats)
 
     def _cluster_dist(self, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
         """W2 distance from each (whitened) posterior to the nearest cluster centre."""
@@ -564,17 +582,22 @@ class VRAE(_SeqAEBase):
                 "nll": nll.cpu().double().numpy(), "err": err.cpu().double().numpy(),
                 "reconstruction": mean_rec.cpu().numpy()}
 
-    def _score_std(self, Xs: np.ndarray) -> dict[str, np.ndarray]:
+    def _score_std(self, Xs: np.ndarray, combined: bool = True) -> dict[str, np.ndarray]:
         f = self._forward_scores(Xs)
         w2 = w2_diag_gaussians(f["mu_z"], f["sd_z"], self.ref_mu_, self.ref_sigma_)
         mu, sd = self._whiten(f["mu_z"], f["sd_z"])
-        return {
+        out = {
             "reconstruction_error": f["err"],
             "reconstruction_probability": f["nll"],
             "latent_wasserstein": np.median(w2, axis=1),
             "latent_cluster": self._cluster_dist(mu, sd) / float(np.asarray(self.cluster_scale_).reshape(-1)[0]),
             "latent_knn": self._knn_dist(mu, sd) / float(np.asarray(self.knn_scale_).reshape(-1)[0]),
         }
+        if combined:
+            m1, s1, m2, s2 = np.asarray(self.combine_stats_, dtype=np.float64)
+            out["combined"] = ((out["reconstruction_probability"] - m1) / s1
+                               + self.combine_weight * (out["latent_knn"] - m2) / s2)
+        return out
 
     # ---- extras for reports and the supervised variant
     def transform(self, X) -> np.ndarray:
