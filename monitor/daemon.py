@@ -205,6 +205,8 @@ class Daemon:
             return False, "draining"
         if not self.connected:
             return False, "not connected to Kafka"
+        if self._sink_stale:
+            return False, "writing outputs failed; reconnecting the producer"
         return True, ""
 
     def _open(self) -> None:
