@@ -62,7 +62,8 @@ def test_cli_train_evaluate_smoke(data_dir, tmp_path):
     assert main(["evaluate", str(model), "--out", str(report), "--data-dir", str(data_dir)]) == 0
     m = json.loads((report / "metrics.json").read_text())
     assert m["protocol"] == "ecg5000-semi"
-    for comp in ("reconstruction_error", "reconstruction_probability", "latent_wasserstein", "latent_cluster"):
+    for comp in ("reconstruction_error", "reconstruction_probability", "latent_wasserstein", "latent_cluster",
+                 "latent_knn", "combined"):
         assert {"roc_auc", "pr_auc", "f1", "precision", "recall", "threshold", "protocol"} <= set(m["components"][comp])
     html = (report / "report.html").read_text()
     assert "ROC" in html and "Latent space" in html and "reconstructions" in html

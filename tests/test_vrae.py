@@ -57,6 +57,18 @@ def test_scores_point_to_anomalies(sine_vrae):
     assert np.mean(s_a["reconstruction_probability"]) > np.mean(s_n["reconstruction_probability"])
 
 
+def test_latent_knn_is_leave_one_out_on_training_windows(sine_vrae):
+    """A training window is not its own neighbour: its latent_knn score is > 0, so a threshold
+    on training scores (ecg5000-unsup) is meaningful."""
+    X, det = sine_vrae
+    s = det.score(X[:20])
+    assert (s["latent_knn"] > 0).all()
+    # combined = standardised NLL + weight * standardised k-NN distance
+    m1, s1, m2, s2 = det.combine_stats_
+    np.testing.assert_allclose(s["combined"], (s["reconstruction_probability"] - m1) / s1
+                               + det.combine_weight * (s["latent_knn"] - m2) / s2, rtol=1e-9)
+
+
 def test_training_improves_validation_elbo(sine_vrae):
     _, det = sine_vrae
     h = det.history_
