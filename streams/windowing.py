@@ -211,6 +211,8 @@ class Windower:
         self._next_off[partition] = max(self._next_off.get(partition, 0), offset + 1)
         spec = self.spec
         rejected: list[Rejection] = []
+        if not readings.n:
+            return [], rejected
         vals = readings.values
         if vals.shape[1] != spec.channels:
             return [], [Rejection("wrong_width", readings.n, f"{vals.shape[1]} channel(s), windows have {spec.channels}")]

@@ -32,9 +32,24 @@ def test_every_window_scored_exactly_once(broker, fresh_topic, daemon_bundle, in
     _create(broker.bootstrap, fresh_topic)
     series = [f"s{i}" for i in range(5)]
     produce_readings(broker.bootstrap, fresh_topic, series, 150, form=form, anomaly=(100, 110))
-    r = inprocess_daemon(daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, daemon_bundle))
+    r = inprocess_daemon(daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, daemon_bundle,
+                                       http__enabled=True, http__port=0))
     want = expected_window_ids(series, 150, T, S)
     got = read_topic(broker.bootstrap, f"{fresh_topic}.scores", min_count=len(want), timeout_s=60)
+    import urllib.error
+    import urllib.request
+
+    def status(path):
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{r.http_port}{path}").status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    base = f"http://127.0.0.1:{r.http_port}"
+    assert status("/healthz") == 200
+    assert wait_until(lambda: status("/readyz") == 200, timeout_s=10)
+    assert wait_until(lambda: b"anomon_windows_scored_total" in urllib.request.urlopen(base + "/metrics").read(),
+                      timeout_s=10)
     stats = r.stop()
     ids = score_ids(got)
     assert set(ids) == want
@@ -108,7 +123,7 @@ def test_sigterm_drains_and_restart_loses_nothing(broker, fresh_topic, daemon_bu
         assert rec["end_ts"] - rec["start_ts"] == (T - 1) * 10  # complete windows only
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, 2, 3])
 def test_workers_in_one_group_share_partitions(broker, fresh_topic, daemon_bundle, inprocess_daemon, workers):
     _create(broker.bootstrap, fresh_topic)
     series = [f"w{i}" for i in range(12)]
