@@ -87,7 +87,7 @@ def train_one(detector: str, data, seed: int, params: dict[str, Any], out: str |
     from monitor.protocols.ecg import make_detector, prepare, thresholds_for
 
     try:
-        det = make_detector(detector, seed, params)
+        det = make_detector(detector, seed, params, data.protocol)
     except DetectorError as exc:
         raise UserError(str(exc)) from None
     log.info("training %s on %s (train %d windows of %s), seed %d", detector, data.protocol, len(data.X_train),
