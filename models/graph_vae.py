@@ -238,7 +238,7 @@ class GraphSAGEVAE(TorchDetector):
         edge_weight: Any = "balanced",
         likelihood: str = "auto",
         fanout: int = 25,
-        sample_above: int = 20000,
+        sample_above: int = 5000,
         neg_samples: int = 64,
         score_samples: int = 4,
         seed: int = 0,
