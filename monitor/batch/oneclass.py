@@ -45,7 +45,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "ocnn": {
         "variants": {"ocnn": {}},
-        "tabular": {**TAB, "hidden": 32, "ae_hidden": [32], "ae_latent": 8, "pretrain_epochs": 100, "nu": 0.1},
+        # on Thyroid the frozen-AE features gave AUC ~0.50; raw features with a linear g ~0.77 (2 seeds)
+        "tabular": {**TAB, "hidden": 32, "pretrain_epochs": 0, "g": "linear", "nu": 0.1},
         "mnist": {**MN, "hidden": 32, "ae_hidden": [256], "ae_latent": 32, "pretrain_epochs": 10, "nu": 0.1},
     },
 }
