@@ -19,6 +19,8 @@ Examples
 >>> g = seeded_generator(3)
 >>> float(torch.rand(1, generator=g)) == float(torch.rand(1, generator=seeded_generator(3)))
 True
+>>> list(progress(range(3), disable=True))
+[0, 1, 2]
 """
 from __future__ import annotations
 
@@ -83,8 +85,9 @@ def progress(iterable=None, **kw):
     """A tqdm progress bar on stderr, silenced when ``ANOMON_NO_PROGRESS=1`` or not a TTY and in tests."""
     from tqdm.auto import tqdm
 
-    disable = os.environ.get("ANOMON_NO_PROGRESS", "") == "1" or "PYTEST_CURRENT_TEST" in os.environ
-    return tqdm(iterable, disable=disable or kw.pop("disable", False), dynamic_ncols=True, **kw)
+    asked = bool(kw.pop("disable", False))
+    disable = asked or os.environ.get("ANOMON_NO_PROGRESS", "") == "1" or "PYTEST_CURRENT_TEST" in os.environ
+    return tqdm(iterable, disable=disable, dynamic_ncols=True, **kw)
 
 
 class TorchDetector(Detector):
