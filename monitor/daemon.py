@@ -37,6 +37,8 @@ from monitor.modelstore import Bundle, ModelWatcher
 log = logging.getLogger("anomon.daemon")
 
 PROGRESS_CHUNK = 2000  # series per progress record
+#: seconds a parked series state (see ``Daemon._park``) waits for its partition's log to come back
+PARK_TTL_S = 300.0
 #: bytes of an input record (key + value) copied to the dead-letter topic; larger ones are cut
 DLQ_MAX_BYTES = 512 * 1024
 
@@ -123,6 +125,12 @@ class Daemon:
                                gap_ms=cfg.window.gap_ms, idle_ttl_s=cfg.window.idle_ttl_s,
                                max_series_per_partition=cfg.window.max_series_per_partition)
         self.windower = Windower(self.spec, clock=self.clock)
+        self.windower.adopt = self._adopt
+        # Series states dropped with their partition, kept in case the broker lost its log (an
+        # in-memory broker restarted): {series: {"st", "tp", "pos", "at", "alert", "pending"}}.
+        self._parked: dict[str, dict] = {}
+        self._adopt_tps: set = set()  # partitions whose log was reset: parked series continue there
+        self._adopted: dict[Any, dict[str, tuple[dict, int]]] = {}  # tp -> {series: (parked entry, offset)}
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -296,7 +304,7 @@ class Daemon:
     def _drop(self, tp: Any) -> None:
         self._owned.discard(tp)
         self._new.discard(tp)
-        self.windower.revoke(tp)
+        self._park(tp)
         self._last_commit.pop(tp, None)
         self._last_snap.pop(tp, None)
         self._dirty.discard(tp)
@@ -304,6 +312,96 @@ class Daemon:
         self._pending_n = sum(len(b) for b, _ in self._pending)
         for s in [s for s, a in self._alerts.items() if a[5] == tp]:
             del self._alerts[s]
+
+    # ------------------------------------------------------------------ broker log reset (issue 7)
+    def _park(self, tp: Any) -> None:
+        """Drop the windowing state of ``tp``, keeping the series that hold readings of open windows.
+
+        Normally the next owner rebuilds them from the committed offset and these are discarded at
+        the next assignment. But a broker that restarts with in-memory storage loses the log, the
+        committed offsets and the progress: if ``tp`` comes back to this process with its log reset
+        (see :meth:`_log_reset`), the parked series continue there, so windows straddling the
+        restart come out complete, under the same ids."""
+        self._adopt_tps.discard(tp)
+        self._adopted.pop(tp, None)
+        held, nxt = self.windower.detach(tp)
+        if nxt is None:
+            return
+        now = time.monotonic()
+        for sid, st in held.items():
+            alert = self._alerts.get(sid)
+            self._parked[sid] = {"st": st, "tp": tp, "pos": nxt, "at": now,
+                                 "alert": list(alert) if alert is not None and alert[5] == tp else None,
+                                 "pending": [(b, t) for b, t in self._pending
+                                             if b.partition == tp and b.series == sid]}
+
+    def _expire_parked(self) -> None:
+        limit = time.monotonic() - PARK_TTL_S
+        for sid in [sid for sid, e in self._parked.items() if e["at"] < limit]:
+            del self._parked[sid]
+
+    def _log_reset(self, new: list, committed: dict, prog: dict) -> set:
+        """The partitions of ``new`` whose log was reset under this process (parked series continue there).
+
+        A reset needs: no committed offset for any newly assigned partition, the end of every
+        assigned partition that parked series came from below the position this process had read
+        there, and no progress record for the others. Anything else discards the parked series:
+        the replay from the committed offset rebuilds the windows."""
+        from streams.kafka import partition_ends
+
+        self._expire_parked()
+        if not self._parked:
+            return set()
+        reset: set = set()
+        if all(c is None for c in committed.values()):
+            pos: dict[Any, int] = {}
+            for e in self._parked.values():
+                pos[e["tp"]] = max(pos.get(e["tp"], 0), e["pos"])
+            check = [tp for tp in new if tp in pos]
+            try:
+                ends = partition_ends(self.settings, check) if check else {}
+            except Exception as exc:  # noqa: BLE001 - cannot tell: the normal path
+                log.warning("cannot read partition ends (%s); parked window state discarded", exc)
+                ends = None
+            if ends is not None:
+                for tp in new:
+                    if tp in pos:
+                        if tp in ends and ends[tp] < pos[tp] and tp not in prog:
+                            reset.add(tp)
+                    elif tp not in prog:
+                        reset.add(tp)
+                if any(tp in pos and tp not in reset for tp in new):
+                    reset = set()  # a log this process read from is still there: no reset
+        if not reset:
+            self._parked.clear()
+            return set()
+        log.warning("broker log reset detected (no committed offsets, partitions shorter than what was read): "
+                    "%d series in progress continue in the new log", len(self._parked),
+                    extra={"partitions": sorted(f"{t.topic}:{t.partition}" for t in reset)})
+        return reset
+
+    def _adopt(self, tp: Any, sid: str, offset: int) -> Any:
+        """Windower hook: the parked state of ``sid`` when it first shows up on a reset partition."""
+        if tp not in self._adopt_tps:
+            return None
+        e = self._parked.pop(sid, None)
+        if e is None:
+            return None
+        self._adopted.setdefault(tp, {})[sid] = (e, offset)
+        if e["alert"] is not None and sid not in self._alerts:
+            a = list(e["alert"])
+            a[5] = tp
+            self._alerts[sid] = a
+        from streams.windowing import WindowBatch
+
+        for b, t in e["pending"]:
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.append((WindowBatch(b.series, tp, b.X, b.start_ts, b.end_ts, b.end_offset), t))
+            self._pending_n += len(b)
+        log.info("series %s continues its windows from before the broker reset at %s:%d offset %d", sid,
+                 tp.topic, tp.partition, offset)
+        return self.windower.copy_series(e["st"])
 
     # ------------------------------------------------------------------ progress
     def _progress_key(self, tp: Any) -> str:
@@ -379,13 +477,17 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001
             log.warning("cannot read progress topic (%s): windows already emitted will be emitted again", exc)
             prog = {}
+        committed = {}
+        for tp in new:
+            try:
+                committed[tp] = self.source.committed(tp)
+            except Exception:  # noqa: BLE001
+                committed[tp] = None
+        self._adopt_tps |= self._log_reset(new, committed, prog)
         for tp in new:
             off, snap = prog.get(tp, (None, {}))
             self.windower.assign(tp, snap)
-            try:
-                c = self.source.committed(tp)
-            except Exception:  # noqa: BLE001
-                c = None
+            c = committed[tp]
             # Replay from the committed offset. kafka-python keeps the old position of a partition
             # that is revoked and assigned again to the same member, which would skip readings
             # the rebuilt windows need.
@@ -630,6 +732,10 @@ class Daemon:
             self._last_commit[tp] = c
             self._last_snap[tp] = snap
             self._dirty.discard(tp)
+            adopted = self._adopted.get(tp)
+            if adopted:  # windows that needed parked readings are out and flushed: no rewind goes back to them
+                for sid in [sid for sid, (_, o) in adopted.items() if o < c]:
+                    del adopted[sid]
         self.stats["commits"] += 1
         self.metrics.commit(ok=True)
         return True
@@ -655,6 +761,11 @@ class Daemon:
         for tp in list(self._owned):
             self.windower.assign(tp, self._last_snap.get(tp, {}))
             off = self._last_commit.get(tp)
+            for sid, (e, o) in list(self._adopted.get(tp, {}).items()):  # replayed again: adopted again
+                if off is None or off <= o:
+                    e["at"] = time.monotonic()
+                    self._parked[sid] = e
+                    del self._adopted[tp][sid]
             try:
                 if off is None:
                     self.source.seek_to_beginning([tp])
@@ -749,6 +860,7 @@ class Daemon:
             return True
 
     def _housekeeping(self) -> None:
+        self._expire_parked()
         n = self.windower.evict_idle()
         if n:
             self.metrics.evicted(n)

@@ -53,7 +53,7 @@ the last commit and are recognised by that id. A drained stop (SIGTERM) leaves n
 | committed offsets of the consumer group | no | the group starts from the beginning of the new, empty log |
 | messages (readings, scores already written) | no | scores written before the restart exist only where they were already consumed |
 | the daemon process, its model, metrics counters, HTTP endpoints | yes | `/readyz` is 503 while disconnected, 200 again once the group re-forms |
-| the daemon's open windows | no | dropped on re-assignment: windows that straddle the restart are lost (at most ceil(T/S)-1 per series); windows wholly before or after it are all scored |
+| the daemon's open windows | yes | a partition's open windows are parked when the group loses it; when it comes back with its log reset (no committed offset, shorter than what was read) they continue in the new log, so windows straddling the restart are scored complete, under their usual ids (0 lost). Parked state is discarded on a normal re-assignment and after 5 minutes. Still lost: windows of series that come back on another process, everything if the daemon dies meanwhile, and scores not yet delivered when the broker went down |
 | the daemon's producer | replaced | the idempotent producer is refused by the new broker (UnknownProducerId); the daemon rewinds and creates a new one |
 
 With a persistent Kafka cluster, offsets, progress and messages survive a broker restart, and the

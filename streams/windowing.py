@@ -174,6 +174,9 @@ class Windower:
         self._next_off: dict[Any, int] = {}
         self._resume: dict[Any, dict[str, list[int]]] = {}
         self.evicted = 0
+        #: Optional hook ``adopt(partition, series, offset) -> series state | None``, asked when a series
+        #: is first seen on a partition: a state it returns (from :meth:`detach`) continues there.
+        self.adopt: Any = None
 
     # ---- partitions
     def assign(self, partition: Any, resume: dict[str, list[int]] | None = None) -> None:
@@ -187,6 +190,34 @@ class Windower:
         self._parts.pop(partition, None)
         self._next_off.pop(partition, None)
         self._resume.pop(partition, None)
+
+    def detach(self, partition: Any) -> tuple[dict[str, _Series], int | None]:
+        """Like :meth:`revoke`, but return the per-series states that still hold readings open windows
+        need (``{series: state}``), and the partition's next offset (None when nothing was consumed)."""
+        series_map = self._parts.get(partition, {})
+        nxt = self._next_off.get(partition)
+        held = {sid: st for sid, st in series_map.items() if self._needed(st) is not None}
+        self.revoke(partition)
+        return held, nxt
+
+    @staticmethod
+    def copy_series(st: _Series) -> _Series:
+        """An independent copy of a series state (from :meth:`detach`)."""
+        new = _Series.__new__(_Series)
+        for name in _Series.__slots__:
+            v = getattr(st, name)
+            setattr(new, name, v.copy() if isinstance(v, np.ndarray) else v)
+        return new
+
+    def _adopted(self, st: _Series, offset: int, now: float) -> _Series:
+        """A detached state continuing at ``offset`` of another log: the readings it holds are not in
+        that log, so they count as needing ``offset`` (committing it never skips a window)."""
+        blocks = st.blocks(self._nb)
+        blocks[:, 1] = offset
+        if st.p_off is not None:
+            st.p_off[:] = offset
+        st.seen = now
+        return st
 
     @property
     def partitions(self) -> list[Any]:
@@ -225,12 +256,19 @@ class Windower:
                 if len(series_map) >= spec.max_series_per_partition:
                     return [], [Rejection("series_limit", readings.n,
                                           f"partition {partition} holds {len(series_map)} series (max_series_per_partition)")]
-            st = _Series(spec, self._nb, now)
-            res = self._resume.get(partition)
-            if res:
-                r = res.pop(sid, None)
-                if r is not None:
-                    st.resume_ts, st.resume_skip = int(r[0]), int(r[1])
+            got = self.adopt(partition, sid, offset) if self.adopt is not None else None
+            if got is not None:
+                st = self._adopted(got, offset, now)
+                res = self._resume.get(partition)
+                if res:
+                    res.pop(sid, None)
+            else:
+                st = _Series(spec, self._nb, now)
+                res = self._resume.get(partition)
+                if res:
+                    r = res.pop(sid, None)
+                    if r is not None:
+                        st.resume_ts, st.resume_skip = int(r[0]), int(r[1])
             series_map[sid] = st
         else:
             if st.seen != now:

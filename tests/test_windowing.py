@@ -191,3 +191,31 @@ def test_chunk_with_partially_late_samples(lateness):
     w.add(0, 0, Readings("a", np.arange(1, 21, dtype=np.int64) * 1000, np.ones((20, 1))))
     _, rej = w.add(0, 1, Readings("a", np.array([1000, 25000]), np.ones((2, 1))))
     assert [r.reason for r in rej] in (["late"], ["duplicate"])
+
+
+@pytest.mark.parametrize("lateness", [0.0, 5.0])
+def test_detached_state_continues_in_a_reset_log(lateness):
+    """A broker that lost its log (issue 7): the detached series continue where the new log starts,
+    windows straddling the reset are those of an uninterrupted stream, and the commit point stays at
+    the adoption offset until they are out."""
+    T, S = 8, 3
+    ts = np.arange(60, dtype=np.int64) * 1000
+    vals = np.sin(np.arange(60.0)).astype(np.float32)
+    ref = Windower(WindowSpec(length=T, stride=S, lateness_ms=lateness), clock=ManualClock())
+    want = feed(ref, 0, ts, vals, list(range(1, 60)))[0]
+    w = Windower(WindowSpec(length=T, stride=S, lateness_ms=lateness), clock=ManualClock())
+    got = feed(w, 0, ts[:31], vals[:31], list(range(1, 31)), offset0=100)[0]
+    held, nxt = w.detach(0)
+    assert set(held) == {"s"} and nxt == 131 and w.partitions == [] and w.committable(0) is None
+    pristine = Windower.copy_series(held["s"])
+    w.adopt = lambda part, sid, off: Windower.copy_series(held[sid]) if part == 1 and sid in held else None
+    w.assign(1)
+    out, _ = w.add(1, 0, Readings("s", ts[31:32], vals[31:32, None]))
+    assert w.committable(1) == 0  # the parked readings are not in the new log: nothing before offset 0
+    got += [x for b in out for x in zip(b.start_ts.tolist(), b.end_ts.tolist(), b.X[:, :, 0].tolist())]
+    got += feed(w, 1, ts[32:], vals[32:], list(range(1, 28)), offset0=1)[0]
+    if lateness:  # flush the reorder buffer
+        got += feed(w, 1, np.array([10**9]), np.zeros(1, dtype=np.float32), [], offset0=99)[0]
+    assert got[:len(want)] == want
+    assert w.committable(1) > 0
+    assert np.array_equal(pristine.buf, held["s"].buf)  # the adopted state was a copy
