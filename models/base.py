@@ -385,23 +385,23 @@ def read_model_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     return cfg
 
 
-def load_detector(path: str | os.PathLike[str]) -> Detector:
-    """Load any saved detector from its directory. Never unpickles anything.
+def load_as(cls: type[T], path: str | os.PathLike[str]) -> T:
+    """Load a model saved by :meth:`Detector.save` into ``cls`` (which need not be registered).
+
+    Never unpickles anything: ``config.json`` is JSON and the weights are safetensors.
 
     Raises
     ------
     IncompatibleModelError
-        When the directory is missing, corrupt, of another format version or names an unknown detector.
+        When the directory is missing or corrupt, of another format version, or holds another detector.
     """
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     path = Path(path)
     cfg = read_model_config(path)
-    try:
-        cls = get_detector(cfg["detector"])
-    except DetectorError as exc:
-        raise IncompatibleModelError(f"{path / CONFIG_FILE}: {exc}") from None
+    if cfg["detector"] != cls.name:
+        raise IncompatibleModelError(f"{path}: holds a {cfg['detector']!r} model, not {cls.name!r}")
     weights = path / cfg.get("weights", WEIGHTS_FILE)
     if not weights.is_file():
         raise IncompatibleModelError(f"{weights}: weights file missing")
@@ -415,3 +415,20 @@ def load_detector(path: str | os.PathLike[str]) -> Detector:
     except (TypeError, KeyError, ValueError, RuntimeError) as exc:
         raise IncompatibleModelError(f"{path}: saved {cfg['detector']} does not fit this anomon version: {exc}") from None
     return det
+
+
+def load_detector(path: str | os.PathLike[str]) -> Detector:
+    """Load any registered detector from its directory. Never unpickles anything.
+
+    Raises
+    ------
+    IncompatibleModelError
+        When the directory is missing, corrupt, of another format version or names an unknown detector.
+    """
+    path = Path(path)
+    cfg = read_model_config(path)
+    try:
+        cls = get_detector(cfg["detector"])
+    except DetectorError as exc:
+        raise IncompatibleModelError(f"{path / CONFIG_FILE}: {exc}") from None
+    return load_as(cls, path)

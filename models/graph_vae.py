@@ -59,7 +59,7 @@ from models.base import (
     IncompatibleModelError,
     InputError,
     Scores,
-    read_model_config,
+    load_as,
 )
 from models.torch_base import MODULE_PREFIX, TorchDetector, progress, seed_everything, seeded_generator, torch_threads
 
@@ -424,26 +424,7 @@ class GraphSAGEVAE(TorchDetector):
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> GraphSAGEVAE:
         """Load a model saved by :meth:`save` (``config.json`` + ``weights.safetensors``; no pickle)."""
-        from safetensors import SafetensorError
-        from safetensors.numpy import load_file
-
-        path = Path(path)
-        cfg = read_model_config(path)
-        if cfg["detector"] != cls.name:
-            raise IncompatibleModelError(f"{path}: holds a {cfg['detector']!r} model, not {cls.name!r}")
-        weights = path / cfg.get("weights", WEIGHTS_FILE)
-        if not weights.is_file():
-            raise IncompatibleModelError(f"{weights}: weights file missing")
-        try:
-            arrays = load_file(str(weights))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise IncompatibleModelError(f"{weights}: not a valid safetensors file ({exc})") from None
-        try:
-            det = cls(**cfg["params"])
-            det._set_state(arrays, cfg["state"])
-        except (TypeError, KeyError, ValueError, RuntimeError) as exc:
-            raise IncompatibleModelError(f"{path}: saved graph-vae does not fit this anomon version: {exc}") from None
-        return det
+        return load_as(cls, path)
 
 
 # keep these names referenced for readers of the persistence format
