@@ -9,7 +9,7 @@ import hashlib
 import os
 import threading
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = [
     "ENV_VAR",
@@ -171,34 +171,35 @@ _digest_cache: dict[tuple[str, int, int], str] = {}
 _sums_cache: dict[tuple[str, int, int], dict[str, str]] = {}
 
 
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 hex digest of a file, cached per (path, mtime, size) in this process."""
+def _cached_by_stat(cache: dict, path: str | Path, compute: Any) -> Any:
+    """``compute(path)``, cached per (resolved path, mtime, size) in this process."""
     p = Path(path)
     st = p.stat()
     key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
     with _lock:
-        hit = _digest_cache.get(key)
+        hit = cache.get(key)
     if hit is not None:
         return hit
+    value = compute(p)
+    with _lock:
+        cache[key] = value
+    return value
+
+
+def _sha256_uncached(p: Path) -> str:
     h = hashlib.sha256()
     with open(p, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    digest = h.hexdigest()
-    with _lock:
-        _digest_cache[key] = digest
-    return digest
+    return h.hexdigest()
 
 
-def read_sha256sums(path: str | Path) -> dict[str, str]:
-    """Parse a ``sha256sum`` listing into {relative path: digest} (leading ``./`` stripped)."""
-    p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_mtime_ns, st.st_size)
-    with _lock:
-        hit = _sums_cache.get(key)
-    if hit is not None:
-        return hit
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 hex digest of a file, cached per (path, mtime, size) in this process."""
+    return _cached_by_stat(_digest_cache, path, _sha256_uncached)
+
+
+def _parse_sha256sums(p: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
         line = line.strip()
@@ -211,9 +212,12 @@ def read_sha256sums(path: str | Path) -> dict[str, str]:
         if name.startswith("./"):
             name = name[2:]
         out[name] = parts[0].lower()
-    with _lock:
-        _sums_cache[key] = out
     return out
+
+
+def read_sha256sums(path: str | Path) -> dict[str, str]:
+    """Parse a ``sha256sum`` listing into {relative path: digest} (leading ``./`` stripped)."""
+    return _cached_by_stat(_sums_cache, path, _parse_sha256sums)
 
 
 def expected_sha256(relpath: str, root: str | Path | None = None) -> str | None:
