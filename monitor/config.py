@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from monitor.errors import ConfigError
+from streams.records import RecordFormat
+from streams.windowing import WindowSpec
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +68,16 @@ class KafkaSection:
 class InputSection:
     topics: list[str] = field(default_factory=lambda: ["anomon-readings"])
     group_id: str = "anomon"
-    series_field: str = "series"
-    ts_field: str = "ts"
-    value_field: str = "value"
-    values_field: str = "values"
-    period_field: str = "period_ms"
-    ts_unit: str = "ms"
-    max_message_bytes: int = 1_048_576
-    max_samples: int = 100_000
-    max_channels: int = 1024
+    # record format: defaults are streams.records.RecordFormat's (one source of truth)
+    series_field: str = RecordFormat.series_field
+    ts_field: str = RecordFormat.ts_field
+    value_field: str = RecordFormat.value_field
+    values_field: str = RecordFormat.values_field
+    period_field: str = RecordFormat.period_field
+    ts_unit: str = RecordFormat.ts_unit
+    max_message_bytes: int = RecordFormat.max_message_bytes
+    max_samples: int = RecordFormat.max_samples
+    max_channels: int = RecordFormat.max_channels
     #: readings stamped further ahead of the wall clock are dead-lettered (bad_field): one far-future
     #: reading would otherwise make every later reading of its series "late". 0 = no bound. The default
     #: (a year) tolerates as-fast-as-possible replays; set e.g. 3600 where event time follows wall time.
@@ -85,6 +88,11 @@ class InputSection:
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
 
+    def record_format(self) -> RecordFormat:
+        """The decoder's :class:`~streams.records.RecordFormat` from the fields both declare."""
+        shared = {f.name for f in dataclasses.fields(RecordFormat)} & {f.name for f in dataclasses.fields(self)}
+        return RecordFormat(**{name: getattr(self, name) for name in shared})
+
 
 @dataclass
 class WindowSection:
@@ -92,10 +100,11 @@ class WindowSection:
     length: int = 0
     #: 0 = take the model bundle's stride
     stride: int = 0
-    lateness_ms: float = 0.0
-    gap_ms: float | None = None
-    idle_ttl_s: float = 600.0
-    max_series_per_partition: int = 100_000
+    # defaults are streams.windowing.WindowSpec's
+    lateness_ms: float = WindowSpec.lateness_ms
+    gap_ms: float | None = WindowSpec.gap_ms
+    idle_ttl_s: float = WindowSpec.idle_ttl_s
+    max_series_per_partition: int = WindowSpec.max_series_per_partition
 
 
 @dataclass

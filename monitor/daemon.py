@@ -98,7 +98,6 @@ class Daemon:
 
     def __init__(self, cfg: Config, *, bootstrap: str | None = None, model: ModelWatcher | Bundle | None = None,
                  metrics: Any = None, clock: Any = None, name: str | None = None):
-        from streams.records import RecordFormat
         from streams.windowing import SystemClock, Windower, WindowSpec
 
         self.cfg = cfg
@@ -115,11 +114,7 @@ class Daemon:
                               f"{self.bundle.length} (from {cfg.sources.get('window.length', 'defaults')})")
         self.metrics = metrics if metrics is not None else _NullMetrics()
         self.clock = clock or SystemClock()
-        inp = cfg.input
-        self.fmt = RecordFormat(series_field=inp.series_field, ts_field=inp.ts_field, value_field=inp.value_field,
-                                values_field=inp.values_field, period_field=inp.period_field, ts_unit=inp.ts_unit,
-                                max_message_bytes=inp.max_message_bytes, max_samples=inp.max_samples,
-                                max_channels=inp.max_channels)
+        self.fmt = cfg.input.record_format()
         self.spec = WindowSpec(length=self.bundle.length, stride=cfg.window.stride or self.bundle.stride,
                                channels=self.bundle.channels, lateness_ms=cfg.window.lateness_ms,
                                gap_ms=cfg.window.gap_ms, idle_ttl_s=cfg.window.idle_ttl_s,
