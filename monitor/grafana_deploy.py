@@ -52,6 +52,16 @@ def _is_404(exc: Exception) -> bool:
     return getattr(exc, "status_code", None) == 404
 
 
+def _get_or_none(fetch: Any, *args: Any) -> Any:
+    """``fetch(*args)``, or None when Grafana answers 404 (any other error is raised)."""
+    try:
+        return fetch(*args)
+    except Exception as exc:
+        if not _is_404(exc):
+            raise
+        return None
+
+
 def _contains(want: Any, have: Any) -> bool:
     """True when ``have`` holds everything ``want`` sets (extra keys the server adds are ignored).
 
@@ -137,12 +147,7 @@ def deploy(
     # ---- dashboards -------------------------------------------------------------------------
     for d in dash.dashboards():
         want = d.to_json()
-        try:
-            have = api.dashboard.get_dashboard(d.uid)
-        except Exception as exc:
-            if not _is_404(exc):
-                raise
-            have = None
+        have = _get_or_none(api.dashboard.get_dashboard, d.uid)
         if have is None:
             action, detail = "create", d.title
         else:
@@ -165,12 +170,7 @@ def deploy(
     # ---- alert rules ------------------------------------------------------------------------
     for rule in dash.ALERT_RULES:
         want = rule.grafana(datasource_uid, folder_uid=folder_uid)
-        try:
-            have = api.alertingprovisioning.get_alertrule(rule.uid)
-        except Exception as exc:
-            if not _is_404(exc):
-                raise
-            have = None
+        have = _get_or_none(api.alertingprovisioning.get_alertrule, rule.uid)
         if have is None:
             note(Change("alert-rule", rule.uid, "create", rule.name))
             if not dry_run:
@@ -186,12 +186,7 @@ def deploy(
 
     # ---- rule group interval ------------------------------------------------------------------
     want_s = _seconds(dash.RULE_GROUP_INTERVAL)
-    try:
-        group = api.alertingprovisioning.get_rule_group(folder_uid, dash.RULE_GROUP)
-    except Exception as exc:
-        if not _is_404(exc):
-            raise
-        group = None
+    group = _get_or_none(api.alertingprovisioning.get_rule_group, folder_uid, dash.RULE_GROUP)
     if group is not None and int(group.get("interval", 0)) == want_s:
         note(Change("rule-group", dash.RULE_GROUP, "unchanged"))
     else:
