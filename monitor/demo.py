@@ -112,12 +112,14 @@ class _Collector(threading.Thread):
         from streams.kafka import KafkaConsumer, KafkaSettings, topic_partitions
 
         s = KafkaSettings(bootstrap_servers=self.bootstrap)
-        tps = []
-        while not tps and not self.stop_flag.is_set():
-            tps = [tp for t in self.topics for tp in topic_partitions(s, t)]
-            if len(tps) < len(self.topics):
-                tps = []
+        per_topic: dict[str, list] = {}
+        while len(per_topic) < len(self.topics) and not self.stop_flag.is_set():
+            for t in self.topics:  # every topic must show its partitions, not just one of them
+                if t not in per_topic and (parts := topic_partitions(s, t)):
+                    per_topic[t] = parts
+            if len(per_topic) < len(self.topics):
                 time.sleep(0.3)
+        tps = [tp for t in self.topics for tp in per_topic.get(t, [])]
         c = KafkaConsumer(**s.to_kafka_python(), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
         c.assign(tps)
         c.seek_to_beginning(*tps)

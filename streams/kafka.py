@@ -428,14 +428,30 @@ def _wait_for_partitions(admin: KafkaAdminClient, topics: Mapping[str, int], tim
         time.sleep(0.05)
 
 
-def topic_partitions(settings: KafkaSettings | Mapping[str, Any], topic: str) -> list[TopicPartition]:
-    """The partitions of ``topic`` (empty list when it does not exist)."""
+def topic_partitions(
+    settings: KafkaSettings | Mapping[str, Any], topic: str, *, timeout_s: float = 10.0
+) -> list[TopicPartition]:
+    """The partitions of ``topic`` (empty list when it does not exist).
+
+    Tansu now and then answers a metadata request for an existing topic, under load, with
+    ``UNKNOWN_TOPIC_OR_PARTITION`` and no partitions. A topic that the broker lists is
+    therefore described again (with a short backoff, up to ``timeout_s``) rather than
+    reported as missing.
+    """
     admin = _admin(settings)
     try:
-        d = admin.describe_topics([topic])[0]
-        if d.get("error_code", 0):
-            return []
-        return sorted(TopicPartition(topic, p["partition_index"]) for p in d.get("partitions") or [])
+        deadline = time.monotonic() + timeout_s
+        delay = 0.05
+        while True:
+            d = admin.describe_topics([topic])[0]
+            parts = d.get("partitions") or []
+            if not d.get("error_code", 0) and parts:
+                return sorted(TopicPartition(topic, p["partition_index"]) for p in parts)
+            if topic not in set(admin.list_topics()) or time.monotonic() >= deadline:
+                return []
+            log.debug("topic %s is listed but described with error %s; asking again", topic, d.get("error_code"))
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
     finally:
         admin.close()
 
