@@ -1,0 +1,1 @@
+"""Rerunnable experiments behind the accuracy choices (not part of the CLI)."""

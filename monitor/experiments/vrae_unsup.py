@@ -1,0 +1,86 @@
+"""ecg5000-unsup experiments for the VRAE's latent scores (issue 3): how the choice of reference bank
+changes ``latent_wasserstein``-style scores, and an outlier-trimmed refit.
+
+The recipe (``latent_wasserstein_major`` with ``major_clusters=3``) was fixed on model seed 0 only;
+this script re-derives the seed-0 figures that it was chosen from::
+
+    OMP_NUM_THREADS=1 .venv/bin/python -m monitor.experiments.vrae_unsup --seed 0 --out runs/exp/vrae-unsup
+
+Variants (all fit on UCR TRAIN, labels unused; ROC AUC on UCR TEST):
+
+* ``bank=all``: median squared W2 to every training posterior;
+* ``bank=major-kmeans-K`` / ``major-gmm-K``: to the posteriors of the largest of K clusters (K = 2..5)
+  of the training latent means (the papers take the largest cluster as the normal class);
+* ``trimmed-refit-P``: a second VRAE fitted on the fraction P of training beats with the lowest
+  ``latent_wasserstein_major`` score, every component re-evaluated.
+
+Writes ``OUT/results.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def bank_variants(det, data) -> dict[str, float]:
+    """ROC AUC of the median squared W2 to different banks of training posteriors."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import roc_auc_score
+    from sklearn.mixture import GaussianMixture
+
+    from models.vrae import w2_diag_gaussians
+
+    mtr, sdtr = det._encode_np(det._standardise(data.X_train))
+    mte, sdte = det._encode_np(det._standardise(data.X_test))
+    W = w2_diag_gaussians(mte, sdte, mtr, sdtr)
+    out = {"bank=all": roc_auc_score(data.y_test, np.median(W, 1))}
+    for k in (2, 3, 4, 5):
+        for name, lab in (("kmeans", KMeans(k, n_init=10, random_state=det.seed).fit_predict(mtr)),
+                          ("gmm", GaussianMixture(k, random_state=det.seed, n_init=3).fit(mtr).predict(mtr))):
+            m = lab == np.bincount(lab).argmax()
+            out[f"bank=major-{name}-{k}"] = roc_auc_score(data.y_test, np.median(W[:, m], 1))
+            out[f"bank=major-{name}-{k}:size"] = int(m.sum())
+    return {k: round(float(v), 4) for k, v in out.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep", type=float, nargs="*", default=[0.6], help="trimmed refit: fractions kept")
+    p.add_argument("--data-dir")
+    p.add_argument("--out", required=True)
+    a = p.parse_args(argv)
+
+    import torch
+
+    from monitor.protocols.ecg import evaluate_detector, load_protocol, make_detector
+
+    torch.set_num_threads(1)
+    data = load_protocol("ecg5000-unsup", data_dir=a.data_dir)
+    params = {"device": "cpu", "n_threads": 1}
+    res: dict = {"seed": a.seed}
+    t0 = time.perf_counter()
+    det = make_detector("vrae", a.seed, params, data.protocol).fit(data.X_train)
+    res["fit_seconds"] = round(time.perf_counter() - t0, 1)
+    comps, _, _ = evaluate_detector(det, data)
+    res["components"] = {c: round(m["roc_auc"], 4) for c, m in comps.items()}
+    res["banks"] = bank_variants(det, data)
+    s_tr = det.score(data.X_train)["latent_wasserstein_major"]
+    for keep in a.keep:
+        idx = np.sort(np.argsort(s_tr, kind="stable")[:int(round(keep * len(s_tr)))])
+        det2 = make_detector("vrae", a.seed, params, data.protocol).fit(data.X_train[idx])
+        comps2, _, _ = evaluate_detector(det2, data)
+        res[f"trimmed-refit-{keep:g}"] = {c: round(m["roc_auc"], 4) for c, m in comps2.items()}
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(res, indent=2))
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
