@@ -482,6 +482,7 @@ class Daemon:
         for tp in new:
             off, snap = prog.get(tp, (None, {}))
             self.windower.assign(tp, snap)
+            self._restore_alerts(tp, snap)
             c = committed[tp]
             # Replay from the committed offset. kafka-python keeps the old position of a partition
             # that is revoked and assigned again to the same member, which would skip readings
@@ -661,6 +662,20 @@ class Daemon:
                 self._emit_alert("end", series, st, end_us)
                 del self._alerts[series]
 
+    def _attach_alerts(self, tp: Any, snap: dict) -> None:
+        """Add each series' alert state (hysteresis counters, open alert id, start, max score) to its
+        progress entry, so that the partition's next owner continues open alerts: one burst keeps one
+        alert id and gets its end event, across restarts and rebalances."""
+        for sid, a in self._alerts.items():
+            if a[5] == tp and sid in snap:
+                snap[sid] = [*snap[sid][:2], a[0], a[1], a[2], a[3], round(float(a[4]), 6)]
+
+    def _restore_alerts(self, tp: Any, snap: dict) -> None:
+        """The alert states that :meth:`_attach_alerts` wrote into a progress snapshot of ``tp``."""
+        for sid, r in snap.items():
+            if len(r) >= 7:
+                self._alerts[sid] = [int(r[2]), int(r[3]), r[4], int(r[5]), float(r[6]), tp]
+
     def _emit_alert(self, event: str, series: str, st: list, end_us: int) -> None:
         b = self.bundle
         rec = {"id": st[2], "event": event, "series": series, "start_ts": _ms(st[3]), "ts": _ms(end_us),
@@ -708,6 +723,7 @@ class Daemon:
             if c is None:
                 continue
             snap = self.windower.snapshot(tp)
+            self._attach_alerts(tp, snap)
             self._send_progress(tp, c, snap)
             offsets[tp] = (c, snap)
         if not offsets:
@@ -769,6 +785,8 @@ class Daemon:
             except Exception as exc:  # noqa: BLE001
                 log.warning("seek of %s failed: %s", tp, exc)
         self._alerts.clear()
+        for tp in list(self._owned):
+            self._restore_alerts(tp, self._last_snap.get(tp, {}))
         log.warning("rewound to the last commit; windows since then are scored again (same ids)")
 
     # ------------------------------------------------------------------ the loop

@@ -199,3 +199,33 @@ def test_changed_model_file_is_reloaded_without_losing_windows(broker, fresh_top
     assert {x["id"] for x in recs} == want
     assert {x["version"] for x in recs} == {v1, "v2"}
     assert all(x["version"] == "v2" for x in recs if x["end_ts"] >= 1_700_000_000_000 + 80 * 10)
+
+
+def test_open_alert_follows_its_partition_to_the_next_owner(broker, fresh_topic, daemon_bundle, inprocess_daemon):
+    """A burst that is still going on when its partition changes hands keeps one alert: the next
+    owner continues it under the same id (from the progress snapshot) and emits its end."""
+    _create(broker.bootstrap, fresh_topic)
+    series = ["h0", "h1", "h2"]
+    cfg = daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, daemon_bundle,
+                        scoring__threshold="calibrated", scoring__close_after=2)
+    burst = (90, 200)  # on h0 only
+    produce_readings(broker.bootstrap, fresh_topic, series, 120, anomaly=burst)
+    a = inprocess_daemon(cfg, name="a")
+    first = expected_window_ids(series, 120, T, S)
+    assert wait_until(lambda: a.daemon.stats["windows"] >= len(first), timeout_s=60)
+    a.stop()  # drain + commit: h0's alert is open
+    alerts = [json.loads(v) for _, v, _ in read_topic(broker.bootstrap, f"{fresh_topic}.alerts", timeout_s=10, idle_s=1)]
+    assert [x["event"] for x in alerts if x["series"] == "h0"] == ["start"]
+    produce_readings(broker.bootstrap, fresh_topic, series, 260, anomaly=burst, start=120)
+    b = inprocess_daemon(cfg, name="b")
+    want = expected_window_ids(series, 260, T, S)
+    got = read_topic(broker.bootstrap, f"{fresh_topic}.scores", min_count=len(want), timeout_s=90, idle_s=3)
+    b.stop()
+    assert set(score_ids(got)) == want
+    alerts = [json.loads(v) for _, v, _ in read_topic(broker.bootstrap, f"{fresh_topic}.alerts", timeout_s=10, idle_s=1)]
+    h0 = [x for x in alerts if x["series"] == "h0"]
+    assert [x["event"] for x in h0] == ["start", "end"], h0
+    assert h0[0]["id"] == h0[1]["id"]
+    # the end comes after the burst: the first window clear of it ends at reading 200 + T - 1
+    assert h0[1]["ts"] >= h0[0]["start_ts"]
+    assert not [x for x in alerts if x["series"] != "h0"]
