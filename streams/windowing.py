@@ -135,30 +135,37 @@ class Rejection:
 # --------------------------------------------------------------------------- per-series state
 
 
+class _Reorder:
+    """The reorder buffer of a series (only with a positive lateness): pending samples and the max ts."""
+
+    __slots__ = ("ts", "off", "vals", "max_ts")
+
+    def __init__(self) -> None:
+        self.ts = self.off = self.vals = None
+        self.max_ts = -1
+
+
 class _Series:
-    __slots__ = ("buf", "n", "w_next", "last_ts", "seen", "resume_ts", "resume_skip",
-                 "p_ts", "p_off", "p_vals", "max_ts")
+    # Kept small: an idle series costs one object, one bytearray and its dict entry (~1 KiB at T=140).
+    __slots__ = ("buf", "n", "w_next", "last_ts", "seen", "resume_ts", "resume_skip", "late")
 
     def __init__(self, spec: WindowSpec, nb: int, now: float):
-        # one buffer: (start ts, min offset) per block of S readings, then the T x C float32 ring
-        self.buf = np.empty(nb * 16 + spec.length * spec.channels * 4, dtype=np.uint8)
+        # one bytearray (57 bytes of header against an ndarray's 112): (start ts, min offset) int64
+        # per block of S readings, then the T x C float32 ring; numpy views are made on use
+        self.buf = bytearray(nb * 16 + spec.length * spec.channels * 4)
         self.n = 0  # readings in the current run
         self.w_next = 0  # index of the next window to emit in this run
         self.last_ts = -1  # last released timestamp (µs)
         self.seen = now
         self.resume_ts = -1
         self.resume_skip = 0
-        self.p_ts = None  # reorder buffer (only with lateness)
-        self.p_off = None
-        self.p_vals = None
-        self.max_ts = -1
-
+        self.late: _Reorder | None = None  # reorder buffer (only with lateness)
 
     def blocks(self, nb: int) -> np.ndarray:
-        return self.buf[: nb * 16].view(np.int64).reshape(nb, 2)
+        return np.frombuffer(self.buf, np.int64, 2 * nb).reshape(nb, 2)
 
     def ring(self, nb: int, T: int) -> np.ndarray:
-        return self.buf[nb * 16:].view(np.float32).reshape(T, -1)
+        return np.frombuffer(self.buf, np.float32, offset=nb * 16).reshape(T, -1)
 
 
 class Windower:
@@ -205,8 +212,13 @@ class Windower:
         """An independent copy of a series state (from :meth:`detach`)."""
         new = _Series.__new__(_Series)
         for name in _Series.__slots__:
-            v = getattr(st, name)
-            setattr(new, name, v.copy() if isinstance(v, np.ndarray) else v)
+            setattr(new, name, getattr(st, name))
+        new.buf = bytearray(st.buf)
+        if st.late is not None:
+            new.late = _Reorder()
+            for name in _Reorder.__slots__:
+                v = getattr(st.late, name)
+                setattr(new.late, name, v.copy() if isinstance(v, np.ndarray) else v)
         return new
 
     def _adopted(self, st: _Series, offset: int, now: float) -> _Series:
@@ -214,8 +226,8 @@ class Windower:
         that log, so they count as needing ``offset`` (committing it never skips a window)."""
         blocks = st.blocks(self._nb)
         blocks[:, 1] = offset
-        if st.p_off is not None:
-            st.p_off[:] = offset
+        if st.late is not None and st.late.off is not None:
+            st.late.off[:] = offset
         st.seen = now
         return st
 
@@ -331,10 +343,13 @@ class Windower:
                 return
         offs = np.full(len(ts), offset, dtype=np.int64)
         vals = vals.astype(np.float32, copy=False)
-        if st.p_ts is not None and len(st.p_ts):
-            ts = np.concatenate([st.p_ts, ts])
-            offs = np.concatenate([st.p_off, offs])
-            vals = np.concatenate([st.p_vals, vals])
+        if st.late is None:
+            st.late = _Reorder()
+        p = st.late
+        if p.ts is not None and len(p.ts):
+            ts = np.concatenate([p.ts, ts])
+            offs = np.concatenate([p.off, offs])
+            vals = np.concatenate([p.vals, vals])
         order = np.argsort(ts, kind="stable")
         ts, offs, vals = ts[order], offs[order], vals[order]
         keep = np.ones(len(ts), dtype=bool)
@@ -342,16 +357,16 @@ class Windower:
         if not keep.all():
             rejected.append(Rejection("duplicate", int(len(keep) - keep.sum()), f"timestamp already seen for series {sid!r}"))
             ts, offs, vals = ts[keep], offs[keep], vals[keep]
-        st.max_ts = max(st.max_ts, int(ts[-1]))
-        cut = int(np.searchsorted(ts, st.max_ts - self._lat_us, side="right"))
+        p.max_ts = max(p.max_ts, int(ts[-1]))
+        cut = int(np.searchsorted(ts, p.max_ts - self._lat_us, side="right"))
         # bound the buffer: release the oldest beyond max_pending
         cut = max(cut, len(ts) - spec.max_pending)
         if cut:
             self._release(st, sid, partition, ts[:cut], vals[:cut], offs[:cut], out)
         if cut < len(ts):
-            st.p_ts, st.p_off, st.p_vals = ts[cut:].copy(), offs[cut:].copy(), vals[cut:].copy()
+            p.ts, p.off, p.vals = ts[cut:].copy(), offs[cut:].copy(), vals[cut:].copy()
         else:
-            st.p_ts = st.p_off = st.p_vals = None
+            p.ts = p.off = p.vals = None
 
     # ---- the core: append strictly increasing samples
     def _release(self, st: _Series, sid: str, partition: Any, ts: np.ndarray, vals: np.ndarray, offs: np.ndarray,
@@ -391,8 +406,8 @@ class Windower:
         T, S, nb = self.spec.length, self.spec.stride, self._nb
         buf = st.buf
         n0 = st.n
-        blocks = buf[: nb * 16].view(np.int64)
-        ring = buf[nb * 16:].view(np.float32).reshape(T, -1)
+        blocks = np.frombuffer(buf, np.int64, 2 * nb)
+        ring = np.frombuffer(buf, np.float32, offset=nb * 16).reshape(T, -1)
         ring[n0 % T] = row
         w = st.w_next
         if n0 >= w * S:  # this reading is needed by the next window: keep its block's start and min offset
@@ -470,8 +485,8 @@ class Windower:
             k0, k1 = st.w_next, (st.n - 1) // S
             ks = np.arange(k0, k1 + 1) % nb
             best = int(st.blocks(nb)[ks, 1].min())
-        if st.p_off is not None and len(st.p_off):
-            m = int(st.p_off.min())
+        if st.late is not None and st.late.off is not None and len(st.late.off):
+            m = int(st.late.off.min())
             best = m if best is None else min(best, m)
         return best
 
@@ -532,6 +547,9 @@ class Windower:
 
 def _series_bytes(sid: str, st: _Series) -> int:
     b = sys.getsizeof(st) + sys.getsizeof(sid) + sys.getsizeof(st.buf) + 60  # 60: dict entry
-    if st.p_ts is not None:
-        b += st.p_ts.nbytes + st.p_off.nbytes + st.p_vals.nbytes + 3 * 112
+    p = st.late
+    if p is not None:
+        b += sys.getsizeof(p)
+        if p.ts is not None:
+            b += p.ts.nbytes + p.off.nbytes + p.vals.nbytes + 3 * 112
     return b
