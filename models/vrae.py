@@ -507,6 +507,14 @@ class VRAE(_SeqAEBase):
         return loss.mean(), neg_elbo.mean()
 
     # ---- scoring state
+    def _set_state(self, arrays, meta) -> None:
+        super()._set_state(arrays, meta)
+        if getattr(self, "major_mu_", None) is None and getattr(self, "ref_mu_", None) is not None:
+            # saved before latent_wasserstein_major existed: its bank falls back to the latent_wasserstein one
+            log.warning("vrae model saved without a major-cluster bank: latent_wasserstein_major uses the "
+                        "latent_wasserstein bank (retrain for the largest-cluster bank)")
+            self.major_mu_, self.major_sigma_ = self.ref_mu_, self.ref_sigma_
+
     def _eps_bank(self, T: int):
         """Common random numbers: (L, latent) for z and (L, T, context) for c, fixed by ``seed``."""
         key = (T, str(self._device()))

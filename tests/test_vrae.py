@@ -86,6 +86,19 @@ def test_latent_wasserstein_major_uses_the_largest_cluster():
     assert len(det1.major_mu_) == len(X)
 
 
+def test_model_saved_without_major_bank_still_scores(tmp_path):
+    """A model saved before latent_wasserstein_major existed loads; that component then uses the
+    latent_wasserstein bank (and equals it)."""
+    from safetensors.numpy import load_file, save_file
+
+    X = _sines(32)
+    VRAE(**TINY).fit(X).save(tmp_path / "v")
+    w = tmp_path / "v" / "weights.safetensors"
+    save_file({k: v for k, v in load_file(str(w)).items() if not k.startswith("major_")}, str(w))
+    s = load_detector(tmp_path / "v").score(X[:4])
+    np.testing.assert_allclose(s["latent_wasserstein_major"], s["latent_wasserstein"])
+
+
 def test_training_improves_validation_elbo(sine_vrae):
     _, det = sine_vrae
     h = det.history_
