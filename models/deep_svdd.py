@@ -30,13 +30,19 @@ from collections.abc import Sequence
 import numpy as np
 
 from models.base import Component, InputError, register
-from models.dense_ae import TabularTorchDetector, gcn_l1, minibatches, mlp
+from models.dense_ae import TabularTorchDetector, minibatches, mlp
+from models.lenet import GCNPrep, check_network, image_side, lenet_decoder, lenet_encoder
 
 
 def _build(meta):
     import torch.nn as nn
 
     m = nn.Module()
+    if meta.get("network", "mlp") == "lenet":
+        m.net = lenet_encoder(meta["side"], meta["rep_dim"])
+        if meta.get("with_decoder"):
+            m.decoder = lenet_decoder(meta["side"], meta["rep_dim"])
+        return m
     sizes = [meta["n_features"], *meta["hidden"], meta["rep_dim"]]
     m.net = mlp(sizes, meta["activation"], bias=False)
     if meta.get("with_decoder"):
@@ -44,8 +50,17 @@ def _build(meta):
     return m
 
 
+def adam(params, lr, weight_decay, milestone):
+    """Adam plus a step scheduler (lr x 0.1 after ``milestone`` epochs; None = constant)."""
+    import torch
+
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(milestone)] if milestone else [], gamma=0.1)
+    return opt, sched
+
+
 @register
-class DeepSVDD(TabularTorchDetector):
+class DeepSVDD(GCNPrep, TabularTorchDetector):
     """Deep SVDD, one-class or soft-boundary.
 
     Parameters
@@ -54,10 +69,17 @@ class DeepSVDD(TabularTorchDetector):
         ``"one-class"`` or ``"soft-boundary"``.
     nu
         Soft-boundary trade-off (fraction of training points allowed outside), in (0, 1].
+    network
+        ``"mlp"`` (dense, for tabular rows) or ``"lenet"``: Ruff et al.'s bias-free LeNet-type CNN
+        (see :mod:`models.lenet`) on flattened square images, e.g. MNIST's 784 pixels;
+        ``hidden`` and ``activation`` are then unused.
     hidden, rep_dim, activation
         Bias-free network widths and activation (leaky_relu by default).
     epochs, batch_size, lr, weight_decay
         Adam settings (weight decay = the paper's λ/2 ||W||^2).
+    lr_milestone
+        Epoch after which the learning rate is divided by 10 (pretraining and training);
+        ``None`` keeps it constant.
     pretrain_epochs
         Epochs of autoencoder pretraining (0 = none); the network then starts from the encoder.
     warmup_epochs
@@ -77,9 +99,11 @@ class DeepSVDD(TabularTorchDetector):
     def __init__(self, objective: str = "one-class", nu: float = 0.1, hidden: Sequence[int] = (64, 32),
                  rep_dim: int = 16, activation: str = "leaky_relu", epochs: int = 50, batch_size: int = 128,
                  lr: float = 1e-3, weight_decay: float = 1e-6, pretrain_epochs: int = 20, warmup_epochs: int = 5,
-                 eps: float = 0.1, preprocess: str | None = None, seed: int = 0, device: str = "auto",
-                 verbose: bool = False):
+                 eps: float = 0.1, preprocess: str | None = None, network: str = "mlp",
+                 lr_milestone: int | None = None, seed: int = 0, device: str = "auto", verbose: bool = False):
         self.objective = objective
+        self.network = network
+        self.lr_milestone = lr_milestone
         self.preprocess = preprocess
         self.nu = nu
         self.hidden = list(hidden)
@@ -101,21 +125,16 @@ class DeepSVDD(TabularTorchDetector):
             raise InputError(f"deep-svdd: objective must be 'one-class' or 'soft-boundary', got {self.objective!r}")
         if not 0 < self.nu <= 1:
             raise InputError(f"deep-svdd: nu must be in (0, 1], got {self.nu}")
-        return {"n_features": int(Xt.shape[1]), "hidden": [int(h) for h in self.hidden],
-                "rep_dim": int(self.rep_dim), "activation": self.activation}
+        check_network(self.network, "deep-svdd")
+        self._check_prep()
+        meta = {"n_features": int(Xt.shape[1]), "hidden": [int(h) for h in self.hidden],
+                "rep_dim": int(self.rep_dim), "activation": self.activation, "network": self.network}
+        if self.network == "lenet":
+            meta["side"] = image_side(Xt.shape[1])
+        return meta
 
     def _build_module(self, meta):
         return _build(meta)
-
-    def _prep(self, Xt):
-        if self.preprocess == "gcn":
-            import torch
-
-            g = gcn_l1(Xt)
-            return (g - self.prep_min_) / max(self.prep_max_ - self.prep_min_, 1e-12)
-        if self.preprocess not in (None, "none"):
-            raise InputError(f"deep-svdd: preprocess must be None or 'gcn', got {self.preprocess!r}")
-        return Xt
 
     def _pretrain(self, Xt, gen):
         import torch
@@ -123,23 +142,27 @@ class DeepSVDD(TabularTorchDetector):
         meta = {**self.module_meta_, "with_decoder": True}
         ae = _build(meta).to(Xt.device)
         ae.train()
-        opt = torch.optim.Adam(ae.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt, sched = adam(ae.parameters(), self.lr, self.weight_decay, self.lr_milestone)
+        hist = []
         for _ in self._epochs(self.pretrain_epochs, "deep-svdd pretrain"):
+            tot, nb = 0.0, 0
             for idx in minibatches(len(Xt), self.batch_size, gen):
                 xb = Xt[idx]
                 loss = ((ae.decoder(ae.net(xb)) - xb) ** 2).sum(1).mean()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+                tot += float(loss.detach())
+                nb += 1
+            sched.step()
+            hist.append(tot / max(nb, 1))
+        self.pretrain_loss_history_ = np.asarray(hist)
         self.module_.net.load_state_dict(ae.net.state_dict())
 
     def _train(self, Xt, gen):
         import torch
 
-        if self.preprocess == "gcn":
-            g = gcn_l1(Xt)
-            self.prep_min_, self.prep_max_ = float(g.min()), float(g.max())
-        Xt = self._prep(Xt)
+        Xt = self._fit_prep(Xt)
         if self.pretrain_epochs:
             self._pretrain(Xt, gen)
         m = self.module_
@@ -151,7 +174,7 @@ class DeepSVDD(TabularTorchDetector):
         self.c_ = c.detach().cpu().numpy().astype(np.float64)
         R = torch.tensor(0.0, device=Xt.device)
         soft = self.objective == "soft-boundary"
-        opt = torch.optim.Adam(m.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        opt, sched = adam(m.parameters(), self.lr, self.weight_decay, self.lr_milestone)
         hist = []
         for ep in self._epochs(self.epochs):
             tot, nb, dists = 0.0, 0, []
@@ -167,6 +190,7 @@ class DeepSVDD(TabularTorchDetector):
                 opt.step()
                 tot += float(loss.detach())
                 nb += 1
+            sched.step()
             if soft and ep >= self.warmup_epochs:
                 R = torch.quantile(torch.cat(dists).sqrt(), 1.0 - self.nu)
             hist.append(tot / max(nb, 1))
