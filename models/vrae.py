@@ -26,10 +26,13 @@ so scoring is deterministic and batch-invariant:
   squared 2-Wasserstein distance between ``q(z|x)`` and ``q(z|x_ref)`` (closed form for
   diagonal Gaussians: ``||mu1 - mu2||^2 + ||sigma1 - sigma2||^2``);
 * ``latent_wasserstein_major``: the same median squared W2 distance, but to the training posteriors of
-  the *largest* cluster only (k-means with ``major_clusters`` centres on the training latent means):
-  the papers take the largest cluster of the training latent space as the normal class, which matters
-  when the training data is contaminated (ECG5000's UCR TRAIN split is 41 % anomalous, and a median
-  over the whole bank then sits near a class boundary);
+  the *majority mode* only: starting from every training posterior (at most ``major_pool``), keep the
+  fraction ``major_keep`` with the lowest median W2 to the current bank, ``major_iters`` times. The
+  papers take the largest cluster of the training latent space as the normal class; this matters when
+  the training data is contaminated (ECG5000's UCR TRAIN split is 41 % anomalous, and a median over the
+  whole bank then sits near a class boundary). Trimming needs no number of clusters and holds while the
+  normal windows are the majority; "largest of k k-means clusters" sometimes picked a tight anomalous
+  cluster when the normal windows split into several (monitor/experiments/vrae_unsup.py);
 * ``latent_cluster``: the training posteriors are clustered with k-means in the W2 geometry
   (k-means on ``[mu, sigma]``: the W2 barycentre of diagonal Gaussians averages mu and sigma);
   score = W2 distance of ``q(z|x)`` to the nearest centre, divided by its training median;
@@ -371,9 +374,10 @@ class VRAE(_SeqAEBase):
         L, Monte-Carlo samples of (z, c) per window at scoring time.
     n_wasserstein
         N_W, number of training windows in the Wasserstein reference bank.
-    major_clusters
-        k of the k-means of the training latent means whose largest cluster is the reference bank of
-        ``latent_wasserstein_major`` (1 = every training posterior, up to ``knn_bank_size``).
+    major_keep, major_iters, major_pool
+        ``latent_wasserstein_major``: fraction of the training posteriors kept per trimming step, number
+        of steps, and the most training posteriors considered (a random subset beyond; n^2 memory).
+        ``major_keep=1`` = every training posterior in the pool.
     n_clusters
         k of the k-means of the training posteriors (``latent_cluster``; at most n/4).
     n_neighbors, knn_bank_size
@@ -401,7 +405,7 @@ class VRAE(_SeqAEBase):
         Component("reconstruction_probability", "-(1/L) sum_l log p(x | z_l, c_l)"),
         Component("latent_wasserstein", "median squared W2 distance of q(z|x) to a bank of training posteriors"),
         Component("latent_wasserstein_major",
-                  "median squared W2 distance of q(z|x) to the training posteriors of the largest latent cluster"),
+                  "median squared W2 distance of q(z|x) to the majority mode of the training posteriors (trimmed bank)"),
         Component("latent_cluster", "W2 distance of q(z|x) to the nearest k-means centre of training posteriors (scaled)"),
         Component("latent_knn", "mean W2 distance of q(z|x) to its k nearest training posteriors (scaled)"),
         Component("combined", "reconstruction_probability + combine_weight * latent_knn, each robustly standardised"),
@@ -434,7 +438,9 @@ class VRAE(_SeqAEBase):
         n_samples: int = 16,
         n_wasserstein: int = 256,
         n_clusters: int = 256,
-        major_clusters: int = 3,
+        major_keep: float = 0.6,
+        major_iters: int = 3,
+        major_pool: int = 2048,
         n_neighbors: int = 1,
         knn_bank_size: int = 10000,
         latent_whiten: bool = True,
@@ -465,7 +471,9 @@ class VRAE(_SeqAEBase):
         self.n_samples = n_samples
         self.n_wasserstein = n_wasserstein
         self.n_clusters = n_clusters
-        self.major_clusters = major_clusters
+        self.major_keep = major_keep
+        self.major_iters = major_iters
+        self.major_pool = major_pool
         self.n_neighbors = n_neighbors
         self.knn_bank_size = knn_bank_size
         self.latent_whiten = latent_whiten
@@ -511,7 +519,7 @@ class VRAE(_SeqAEBase):
         super()._set_state(arrays, meta)
         if getattr(self, "major_mu_", None) is None and getattr(self, "ref_mu_", None) is not None:
             # saved before latent_wasserstein_major existed: its bank falls back to the latent_wasserstein one
-            log.warning("vrae model saved without a major-cluster bank: latent_wasserstein_major uses the "
+            log.warning("vrae model saved without a majority bank: latent_wasserstein_major uses the "
                         "latent_wasserstein bank (retrain for the largest-cluster bank)")
             self.major_mu_, self.major_sigma_ = self.ref_mu_, self.ref_sigma_
 
@@ -561,17 +569,7 @@ class VRAE(_SeqAEBase):
         k = min(self.n_wasserstein, len(Xs))
         idx = np.sort(rng.choice(len(Xs), size=k, replace=False))
         self.ref_mu_, self.ref_sigma_ = mu[idx].astype(np.float32), sd[idx].astype(np.float32)
-        # the largest cluster of the training latent means is taken as normal (Pereira & Silveira):
-        # its posteriors are the bank of latent_wasserstein_major (raw latent coordinates, like latent_wasserstein)
-        n_major = max(1, min(self.major_clusters, len(Xs) // 4 or 1))
-        if n_major > 1:
-            lab = KMeans(n_clusters=n_major, n_init=10, random_state=self.seed).fit_predict(mu)
-            midx = np.flatnonzero(lab == np.bincount(lab, minlength=n_major).argmax())
-        else:
-            midx = np.arange(len(Xs))
-        if len(midx) > self.knn_bank_size:
-            midx = np.sort(rng.choice(midx, size=self.knn_bank_size, replace=False))
-        self.major_mu_, self.major_sigma_ = mu[midx].astype(np.float32), sd[midx].astype(np.float32)
+        self.major_mu_, self.major_sigma_ = self._majority_bank(mu, sd)
         mu, sd = self._whiten(mu, sd)
         # nearest-neighbour bank: every training posterior (a random subset beyond knn_bank_size)
         m = min(self.knn_bank_size, len(Xs))
@@ -603,6 +601,21 @@ class VRAE(_SeqAEBase):
         c = self.cluster_centers_.astype(np.float64)
         d = c.shape[1] // 2
         return np.sqrt(w2_diag_gaussians(mu, sd, c[:, :d], c[:, d:]).min(axis=1))
+
+    def _majority_bank(self, mu: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The majority mode of the training posteriors (raw coordinates), the bank of latent_wasserstein_major:
+        keep the ``major_keep`` fraction with the lowest median W2 to the current bank, ``major_iters`` times."""
+        n = len(mu)
+        pool = np.arange(n)
+        if n > self.major_pool:
+            pool = np.sort(np.random.default_rng(self.seed + 11).choice(n, size=self.major_pool, replace=False))
+        W = w2_diag_gaussians(mu[pool], sd[pool], mu[pool], sd[pool])
+        bank = np.arange(len(pool))
+        n_keep = max(1, int(round(min(max(self.major_keep, 0.0), 1.0) * len(pool))))
+        for _ in range(max(0, self.major_iters) if n_keep < len(pool) else 0):
+            bank = np.sort(np.argsort(np.median(W[:, bank], axis=1), kind="stable")[:n_keep])
+        sel = pool[bank]
+        return mu[sel].astype(np.float32), sd[sel].astype(np.float32)
 
     def _major_dist(self, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
         """Median squared W2 distance to the posteriors of the largest training cluster (raw coordinates)."""

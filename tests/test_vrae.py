@@ -69,21 +69,21 @@ def test_latent_knn_is_leave_one_out_on_training_windows(sine_vrae):
                                + det.combine_weight * (s["latent_knn"] - m2) / s2, rtol=1e-9)
 
 
-def test_latent_wasserstein_major_uses_the_largest_cluster():
+def test_latent_wasserstein_major_uses_the_majority_mode():
     """Contaminated training data (70 % sines, 30 % inverted sines): the reference bank of
-    latent_wasserstein_major is the largest latent cluster, so the minority kind scores higher."""
+    latent_wasserstein_major is the trimmed majority mode, so the minority kind scores higher."""
     X = np.concatenate([_sines(70), -_sines(30, seed=1)])
-    det = VRAE(**{**TINY, "epochs": 10, "hidden_size": 16, "major_clusters": 2}).fit(X)
-    assert 0 < len(det.major_mu_) < len(X)
+    det = VRAE(**{**TINY, "epochs": 10, "hidden_size": 16}).fit(X)
+    assert len(det.major_mu_) == round(det.major_keep * len(X))
     s = det.score(X)["latent_wasserstein_major"]
     assert np.median(s[70:]) > np.median(s[:70])
     # closed form: the median squared W2 to the bank posteriors
     mu, sd = det._encode_np(det._standardise(X[:5]))
     np.testing.assert_allclose(s[:5], np.median(w2_diag_gaussians(mu, sd, det.major_mu_, det.major_sigma_), axis=1),
                                rtol=1e-6)
-    # one cluster: the bank is every training posterior
-    det1 = VRAE(**{**TINY, "major_clusters": 1}).fit(X)
-    assert len(det1.major_mu_) == len(X)
+    # no trimming: the bank is every training posterior (at most major_pool of them)
+    assert len(VRAE(**{**TINY, "major_keep": 1.0}).fit(X).major_mu_) == len(X)
+    assert len(VRAE(**{**TINY, "major_pool": 40}).fit(X).major_mu_) == 24
 
 
 def test_model_saved_without_major_bank_still_scores(tmp_path):
