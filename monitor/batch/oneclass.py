@@ -66,7 +66,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "mnist": {"hidden": 32, "nu": 0.1, "g": "sigmoid"},
         "mnist_variants": {
             "ocnn lenet": {**LENET_AE, "freeze_encoder": True, "epochs": 50, "lr": 1e-3},
-            "ocnn lenet end-to-end": {**LENET_AE, "freeze_encoder": False, "epochs": 30, "lr": 1e-4},
             "ocnn dense": {**MN, "ae_hidden": [256], "ae_latent": 32, "pretrain_epochs": 10},
         },
     },
