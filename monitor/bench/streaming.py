@@ -47,7 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", dest="json_file", help="write the results to this JSON file")
     p.add_argument("--quick", action="store_true", help="a small subset of the cases (smoke test)")
-    p.add_argument("--case", default=None, metavar="DET,SERIES,STRIDE,FORM", help="run one case only, e.g. vrae,100,10,chunk")
+    p.add_argument("--case", default=None, metavar="DET,SERIES,STRIDE,FORM[;...]",
+                   help="run only these cases, e.g. 'vrae,100,10,chunk;robust-zscore,1,1,single'")
     p.add_argument("--budget", type=int, default=400_000, help="readings per case at most (default 400k)")
     p.add_argument("--latency-seconds", type=float, default=8.0, help="seconds of live feed per latency measurement")
     p.add_argument("--max-batch", type=int, default=256, help="scoring.max_batch of the daemon")
@@ -341,8 +342,11 @@ def _latency(bootstrap: str, topic: str, d: Any, n_series: int, rate: float, sec
 
 def cases(quick: bool, only: str | None = None) -> list[tuple[str, int, int, str]]:
     if only:
-        det, n, s, f = only.split(",")
-        return [(det, int(n), int(s), f)]
+        out = []
+        for one in only.split(";"):
+            det, n, s, f = one.split(",")
+            out.append((det, int(n), int(s), f))
+        return out
     if quick:
         return [("robust-zscore", 1, 10, "chunk"), ("robust-zscore", 100, 10, "single"), ("vrae", 100, 10, "chunk")]
     out = []
