@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from models.base import Component, InputError, register
-from models.dense_ae import TabularTorchDetector, minibatches, mlp
+from models.dense_ae import TabularTorchDetector, fit_reconstruction, minibatches, mlp
 from models.lenet import GCNPrep, check_network, image_side, lenet_decoder, lenet_encoder
 
 
@@ -137,25 +137,12 @@ class DeepSVDD(GCNPrep, TabularTorchDetector):
         return _build(meta)
 
     def _pretrain(self, Xt, gen):
-        import torch
-
         meta = {**self.module_meta_, "with_decoder": True}
         ae = _build(meta).to(Xt.device)
         ae.train()
         opt, sched = adam(ae.parameters(), self.lr, self.weight_decay, self.lr_milestone)
-        hist = []
-        for _ in self._epochs(self.pretrain_epochs, "deep-svdd pretrain"):
-            tot, nb = 0.0, 0
-            for idx in minibatches(len(Xt), self.batch_size, gen):
-                xb = Xt[idx]
-                loss = ((ae.decoder(ae.net(xb)) - xb) ** 2).sum(1).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                tot += float(loss.detach())
-                nb += 1
-            sched.step()
-            hist.append(tot / max(nb, 1))
+        hist = fit_reconstruction(ae.net, ae.decoder, Xt, opt, self._epochs(self.pretrain_epochs, "deep-svdd pretrain"),
+                                  self.batch_size, gen, sched)
         self.pretrain_loss_history_ = np.asarray(hist)
         self.module_.net.load_state_dict(ae.net.state_dict())
 

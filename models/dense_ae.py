@@ -66,6 +66,27 @@ def minibatches(n: int, batch_size: int, generator, shuffle: bool = True) -> Ite
         yield idx[i : i + bs]
 
 
+def fit_reconstruction(encode, decode, Xt, opt, epochs, batch_size: int, generator, sched=None) -> list[float]:
+    """Train ``decode(encode(x))`` to reconstruct ``Xt`` (sum of squared errors per row, mean over the
+    minibatch) with ``opt`` over the epochs of the iterable ``epochs``; ``sched`` steps once per epoch.
+    Returns the mean minibatch loss of each epoch."""
+    hist = []
+    for _ in epochs:
+        tot, nb = 0.0, 0
+        for idx in minibatches(len(Xt), batch_size, generator):
+            xb = Xt[idx]
+            loss = ((decode(encode(xb)) - xb) ** 2).sum(1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            tot += float(loss.detach())
+            nb += 1
+        if sched is not None:
+            sched.step()
+        hist.append(tot / max(nb, 1))
+    return hist
+
+
 def gcn_l1(X):
     """Global contrast normalisation (L1) per row: subtract the row mean, divide by the mean |x|
     (as Ruff et al. 2018 preprocess images). Works on numpy arrays and torch tensors."""
@@ -199,13 +220,7 @@ class DenseAE(TabularTorchDetector):
 
         m = self.module_
         opt = torch.optim.Adam(m.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        for _ in self._epochs(self.epochs):
-            for idx in minibatches(len(Xt), self.batch_size, gen):
-                xb = Xt[idx]
-                loss = ((m.decoder(m.encoder(xb)) - xb) ** 2).sum(1).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+        fit_reconstruction(m.encoder, m.decoder, Xt, opt, self._epochs(self.epochs), self.batch_size, gen)
 
     def _score_tensor(self, Xt):
         m = self.module_

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from models.base import Component, InputError, register
-from models.dense_ae import TabularTorchDetector, _AE, minibatches
+from models.dense_ae import TabularTorchDetector, _AE, fit_reconstruction, minibatches
 from models.lenet import GCNPrep, check_network, image_side, lenet_decoder, lenet_encoder
 
 
@@ -163,13 +163,8 @@ class OCNN(GCNPrep, TabularTorchDetector):
         m = self.module_
         opt = torch.optim.Adam([*m.encoder.parameters(), *m.decoder.parameters()],
                                lr=self.pretrain_lr or self.lr, weight_decay=self.weight_decay)
-        for _ in self._epochs(self.pretrain_epochs, "ocnn pretrain"):
-            for idx in minibatches(len(Xt), self.batch_size, gen):
-                xb = Xt[idx]
-                loss = ((m.decoder(m.encoder(xb)) - xb) ** 2).sum(1).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+        fit_reconstruction(m.encoder, m.decoder, Xt, opt, self._epochs(self.pretrain_epochs, "ocnn pretrain"),
+                           self.batch_size, gen)
         for p in m.decoder.parameters():
             p.requires_grad_(False)
         m.decoder.eval()
