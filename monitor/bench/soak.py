@@ -78,8 +78,16 @@ def _scrape(port: int) -> str:
     return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
 
 
+def _sine_series(n_series: int, n: int, period_ms: float) -> list[Any]:
+    """The soak's series ``s0..``: ``n`` samples of a phase-shifted sine each, ``period_ms`` apart."""
+    from streams.replay import ReplaySeries
+
+    t = np.arange(n)
+    return [ReplaySeries(f"s{i}", np.sin(2 * np.pi * t / 35.0 + i), period_ms) for i in range(n_series)]
+
+
 def _calibrate(args: argparse.Namespace, port: int, proc: Any, send: Any, sink: Any, topic: str, chunk: int,
-               replay: Any, ReplaySeries: Any, tmp: Path) -> tuple[float, dict[str, Any]]:
+               tmp: Path) -> tuple[float, dict[str, Any]]:
     """The daemon's maximum rate on this machine, measured as the soak will load it.
 
     The generator replays as fast as it can for ``--calibration-seconds`` (event time an hour in the
@@ -103,10 +111,10 @@ def _calibrate(args: argparse.Namespace, port: int, proc: Any, send: Any, sink: 
         if time.monotonic() > deadline or proc.poll() is not None:
             raise SystemExit(f"anomon bench soak: the daemon did not become ready (see {tmp / 'daemon.log'})")
         time.sleep(0.3)
+    from streams.replay import replay
+
     secs = args.calibration_seconds
-    n = 20_000
-    t = np.arange(n)
-    gen = [ReplaySeries(f"s{i}", np.sin(2 * np.pi * t / 35.0 + i), 1.0) for i in range(args.series)]
+    gen = _sine_series(args.series, 20_000, 1.0)
     th = threading.Thread(target=replay, args=(gen, send, topic), daemon=True,
                           kwargs={"rate": None, "form": args.form, "chunk": chunk, "loop": True,
                                   "t0_ms": time.time() * 1000 - 3_600_000, "duration_s": secs})
@@ -136,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     from monitor.bench.streaming import make_bench_bundle
     from streams.broker import EmbeddedBroker, free_port
     from streams.kafka import KafkaConsumer, KafkaSettings, Sink, create_topics, topic_partitions
-    from streams.replay import ReplaySeries, replay
+    from streams.replay import replay
 
     fixed_rate = _rate_arg(args.rate)
     if not 0 < args.load <= 1.5:
@@ -165,21 +173,7 @@ group_id = "soak"\n[model]\ndir = "{bundle}"\n[window]\nstride = {args.stride}\n
     samples: list[dict[str, Any]] = []
     lat_lock = threading.Lock()
     lat_now: list[float] = []
-    try:
-        if fixed_rate is None:
-            rate, calibration = _calibrate(args, port, proc, send, sink, topic, chunk, replay, ReplaySeries, tmp)
-            print(f"calibrated: with the load generator running, the daemon scores at most "
-                  f"{calibration['max_readings_per_s']:,.0f} readings/s; soaking at {args.load:g} x = "
-                  f"{rate:,.0f} readings/s", flush=True)
-        else:
-            rate = fixed_rate
-    except BaseException:
-        stop.set()
-        proc.kill()
-        sink.close()
-        broker.stop()
-        log.close()
-        raise
+    all_lat: list[float] = []
 
     def read_scores() -> None:
         tps = []
@@ -201,27 +195,30 @@ group_id = "soak"\n[model]\ndir = "{bundle}"\n[window]\nstride = {args.stride}\n
         finally:
             c.close()
 
-    n_per = int(rate * args.minutes * 60 / args.series) + 200
-    t = np.arange(n_per)
-    period = 1000.0 * args.series / rate  # event time advances like wall time
-    series = [ReplaySeries(f"s{i}", np.sin(2 * np.pi * t / 35.0 + i), period) for i in range(args.series)]
-
-    def produce() -> None:
+    def produce(series: list[Any], period: float) -> None:
         # event time starts now and advances like wall time; a chunk is sent when its last sample is due
         t0 = time.time() * 1000 - (chunk - 1) * period
         replay(series, send, topic, rate=rate, form=args.form, chunk=chunk, t0_ms=t0, duration_s=args.minutes * 60,
                stop=stop.is_set)
         sink.flush()
 
-    reader = threading.Thread(target=read_scores, daemon=True)
-    reader.start()
-    p = psutil.Process(proc.pid)
-    time.sleep(3)
-    prod = threading.Thread(target=produce, daemon=True)
-    start = time.monotonic()
-    prod.start()
-    all_lat: list[float] = []
-    try:
+    try:  # from here on, the finally stops the daemon, the producer and the broker whatever happens
+        if fixed_rate is None:
+            rate, calibration = _calibrate(args, port, proc, send, sink, topic, chunk, tmp)
+            print(f"calibrated: with the load generator running, the daemon scores at most "
+                  f"{calibration['max_readings_per_s']:,.0f} readings/s; soaking at {args.load:g} x = "
+                  f"{rate:,.0f} readings/s", flush=True)
+        else:
+            rate = fixed_rate
+        period = 1000.0 * args.series / rate  # event time advances like wall time
+        series = _sine_series(args.series, int(rate * args.minutes * 60 / args.series) + 200, period)
+        reader = threading.Thread(target=read_scores, daemon=True)
+        reader.start()
+        p = psutil.Process(proc.pid)
+        time.sleep(3)
+        prod = threading.Thread(target=produce, args=(series, period), daemon=True)
+        start = time.monotonic()
+        prod.start()
         while prod.is_alive():
             time.sleep(1.0)
             try:

@@ -105,7 +105,8 @@ def _produce(bootstrap: str, topic: str, n_series: int, per_series: int, form: s
     return n
 
 
-def _raw_consume(bootstrap: str, topic: str, n_records: int) -> float:
+def _consumer_from_start(bootstrap: str, topic: str) -> Any:
+    """A bare kafka-python consumer (no group) on every partition of ``topic``, from the beginning."""
     from streams.kafka import KafkaConsumer, KafkaSettings, topic_partitions
 
     s = KafkaSettings(bootstrap_servers=bootstrap)
@@ -114,6 +115,11 @@ def _raw_consume(bootstrap: str, topic: str, n_records: int) -> float:
                       max_poll_records=2000)
     c.assign(tps)
     c.seek_to_beginning(*tps)
+    return c
+
+
+def _raw_consume(bootstrap: str, topic: str, n_records: int) -> float:
+    c = _consumer_from_start(bootstrap, topic)
     got = 0
     t0 = None
     t_start = time.monotonic()
@@ -139,15 +145,10 @@ def _raw_pipe(bootstrap: str, topic: str, n_records: int, out_per_record: float,
     The Kafka-only cost of the daemon's work: at stride 1 every reading yields a window and
     therefore an output record, so the producer, not the consumer, bounds the rate.
     """
-    from streams.kafka import KafkaConsumer, KafkaSettings, Sink, topic_partitions
+    from streams.kafka import KafkaSettings, Sink
 
-    s = KafkaSettings(bootstrap_servers=bootstrap)
-    tps = topic_partitions(s, topic)
-    c = KafkaConsumer(**s.to_kafka_python(), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-                      max_poll_records=2000)
-    c.assign(tps)
-    c.seek_to_beginning(*tps)
-    sink = Sink(s, linger_ms=5)
+    c = _consumer_from_start(bootstrap, topic)
+    sink = Sink(KafkaSettings(bootstrap_servers=bootstrap), linger_ms=5)
     payload = b"x" * out_bytes
     out_topic = f"{topic}.pipe"
     got = 0
@@ -156,7 +157,7 @@ def _raw_pipe(bootstrap: str, topic: str, n_records: int, out_per_record: float,
     deadline = t_start + 300
     try:
         while got < n_records and time.monotonic() < deadline:
-            for tp, recs in c.poll(timeout_ms=500).items():
+            for recs in c.poll(timeout_ms=500).values():
                 got += len(recs)
                 owed += out_per_record * len(recs)
                 key = recs[-1].key
