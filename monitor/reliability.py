@@ -7,6 +7,7 @@ those tests with the variable set to a fresh directory, then renders the table::
 
     python -m monitor.reliability --out tests/RELIABILITY.md          # run the tests, write the table
     python -m monitor.reliability --results DIR --out FILE             # render figures already measured
+    python -m monitor.reliability --soak bench-results/soak.json ...   # add a soak benchmark's figures
 
 Examples
 --------
@@ -35,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_FILES = ["tests/test_faults.py", "tests/test_backpressure.py", "tests/test_poison.py", "tests/test_security.py"]
 #: the section each case belongs to (by the case name's prefix)
 SECTIONS = [("crash", "Faults"), ("rebalance", "Faults"), ("broker", "Faults"), ("model", "Faults"),
-            ("backpressure", "Load"), ("poison", "Poison input"), ("security", "Security")]
+            ("backpressure", "Load"), ("soak", "Load"), ("poison", "Poison input"), ("security", "Security")]
 
 
 NOTES = """
@@ -89,6 +90,38 @@ def load(results: str | os.PathLike[str]) -> list[dict[str, Any]]:
         return (len(SECTIONS), r["case"])
 
     return sorted(rows, key=order)
+
+
+def soak_row(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A report row from the JSON of ``anomon bench soak`` (a benchmark, too long for the test run).
+
+    >>> import tempfile, json, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "soak.json"
+    >>> _ = f.write_text(json.dumps({"minutes": 10, "rate": 12000.0, "series": 100, "stride": 10, "form": "chunk",
+    ...     "rss_growth_pct": 1.2, "max_lag": 40, "final_lag": 0, "latency_ms_p50": 100.0, "latency_ms_p99": 180.0}))
+    >>> r = soak_row(f)
+    >>> r["case"], r["figures"]["rss_growth_pct"], r["figures"]["latency_ms_p99"]
+    ('soak-10min', 1.2, 180.0)
+    """
+    d = json.loads(Path(path).read_text())
+    cal = d.get("calibration") or {}
+    keys = ["rate", "series", "stride", "form", "partitions", "linger_ms", "rss_mb_after_warmup", "rss_mb_end",
+            "rss_growth_pct", "max_lag", "final_lag", "windows_after_warmup", "latency_ms_p50", "latency_ms_p99",
+            "p99_latency_ms_worst_second", "broker_cpu_pct_first", "broker_cpu_pct_last", "daemon_cpu_pct_first",
+            "daemon_cpu_pct_last", "daemon_exit"]
+    figs: dict[str, Any] = {}
+    if cal:
+        figs["calibrated_max_readings_per_s"] = cal.get("max_readings_per_s")
+        figs["load"] = cal.get("load")
+    figs.update({k: d[k] for k in keys if k in d})
+    mins = d.get("minutes", 0)
+    rate = "auto" if cal else f"{d.get('rate', 0):g}"
+    return {"case": f"soak-{mins:g}min", "title": f"soak: {mins:g} minutes of steady replay against `anomon run` "
+            "(separate process, embedded broker)",
+            "notes": "goals: RSS growth after the warm-up < 5 %, bounded lag, p99 <= 250 ms; a benchmark, "
+                     "rendered from its JSON (`--soak FILE`)",
+            "figures": figs,
+            "reproduce": f"anomon bench soak --minutes {mins:g} --rate {rate} --json {Path(path).as_posix()}"}
 
 
 def _fmt(v: Any) -> str:
@@ -157,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="tests/RELIABILITY.md", help="Markdown file to write")
     ap.add_argument("--results", help="render figures from this directory instead of running the tests")
     ap.add_argument("-k", dest="keyword", help="only tests matching this pytest -k expression")
+    ap.add_argument("--soak", action="append", default=[], metavar="FILE",
+                    help="add the figures of an `anomon bench soak --json FILE` run (repeatable)")
     args = ap.parse_args(argv)
     run = None
     if args.results:
@@ -167,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         results = Path(tempfile.mkdtemp(prefix="anomon-reliability-"))
         run = run_tests(results, ["-k", args.keyword] if args.keyword else None)
     rows = load(results)
-    if not rows:
+    if args.soak:
+        rows = sorted(rows + [soak_row(f) for f in args.soak],
+                      key=lambda r: next((i for i, (p, _) in enumerate(SECTIONS) if r["case"].startswith(p)), 99))
         print(f"no figures in {results}", file=sys.stderr)
         return 1
     Path(args.out).write_text(render(rows, run))

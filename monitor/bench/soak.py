@@ -48,6 +48,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--form", choices=["chunk", "single"], default="chunk")
     p.add_argument("--detector", default="robust-zscore", help="robust-zscore (default) or vrae")
     p.add_argument("--warmup", type=float, default=30.0, help="seconds excluded from the RSS growth figure")
+    p.add_argument("--reader-interval", type=float, default=1.0,
+                   help="seconds between the polls of the scores topic by the latency reader (default 1)")
+    # Defaults fitted to the embedded broker: Tansu 0.6 (memory storage) lists every batch stored in a
+    # partition on each fetch that returns data, so its CPU grows with the number of stored batches;
+    # fewer partitions and a longer linger make fewer, larger batches (see the README's soak section).
+    p.add_argument("--partitions", type=int, default=1, help="partitions of the input topic (default 1)")
+    p.add_argument("--linger-ms", type=int, default=50,
+                   help="producer linger of the load generator (default 50)")
+    p.add_argument("--daemon-linger-ms", type=int, default=None,
+                   help="the daemon's output.linger_ms (default: the daemon's own default)")
     p.set_defaults(func=run)
 
 
@@ -154,15 +164,16 @@ def run(args: argparse.Namespace) -> int:
     broker = EmbeddedBroker().start()
     topic = f"soak-{uuid.uuid4().hex[:6]}"
     settings = KafkaSettings(bootstrap_servers=broker.bootstrap)
-    create_topics(settings, {topic: 4})
+    create_topics(settings, {topic: args.partitions})
     port = free_port()
     cfg = tmp / "anomon.toml"
+    daemon_linger = "" if args.daemon_linger_ms is None else f"linger_ms = {args.daemon_linger_ms}\n"
     cfg.write_text(f"""[kafka]\nbootstrap_servers = "{broker.bootstrap}"\n[input]\ntopics = ["{topic}"]\n
 group_id = "soak"\n[model]\ndir = "{bundle}"\n[window]\nstride = {args.stride}\n[scoring]\nthreshold = "dspot"\n
 [output]\nscores_topic = "{topic}.scores"\nalerts_topic = "{topic}.alerts"\ndlq_topic = "{topic}.dlq"\n
-[http]\nport = {port}\n""")
+{daemon_linger}[http]\nport = {port}\n""")
     chunk = 10 if args.form == "chunk" else 1
-    sink = Sink(settings, linger_ms=5)
+    sink = Sink(settings, linger_ms=args.linger_ms)
     send = lambda tp, v, k, h: sink.send(tp, v, key=k, headers=h)  # noqa: E731
     calibration: dict[str, Any] = {}
     log = open(tmp / "daemon.log", "wb")
@@ -180,13 +191,17 @@ group_id = "soak"\n[model]\ndir = "{bundle}"\n[window]\nstride = {args.stride}\n
         while not tps and not stop.is_set():
             tps = topic_partitions(settings, f"{topic}.scores")
             time.sleep(0.5)
-        c = KafkaConsumer(**settings.to_kafka_python(), group_id=None, auto_offset_reset="latest")
+        c = KafkaConsumer(**settings.to_kafka_python(), group_id=None, auto_offset_reset="latest",
+                          max_poll_records=1_000_000)
         c.assign(tps)
         c.seek_to_end(*tps)  # only the live phase (Tansu's end is the last batch start: a few old ones pass)
         t_live = time.time() * 1000
         try:
-            while not stop.is_set():
-                for recs in c.poll(timeout_ms=200).values():
+            # One fetch a second is enough: the latency is stamped by the daemon (scored_at), not read
+            # here. Fetching as fast as the scores arrive would load the embedded broker, whose every
+            # fetch lists all the batches stored in the partition (Tansu 0.6, memory storage).
+            while not stop.wait(args.reader_interval):
+                for recs in c.poll(timeout_ms=0).values():
                     with lat_lock:
                         for r in recs:
                             v = json.loads(r.value)
@@ -215,6 +230,8 @@ group_id = "soak"\n[model]\ndir = "{bundle}"\n[window]\nstride = {args.stride}\n
         reader = threading.Thread(target=read_scores, daemon=True)
         reader.start()
         p = psutil.Process(proc.pid)
+        bp = psutil.Process(broker.pid)
+        p.cpu_percent(), bp.cpu_percent()
         time.sleep(3)
         prod = threading.Thread(target=produce, args=(series, period), daemon=True)
         start = time.monotonic()
@@ -233,6 +250,8 @@ group_id = "soak"\n[model]\ndir = "{bundle}"\n[window]\nstride = {args.stride}\n
             if t_s >= args.warmup:
                 all_lat.extend(lat)
             samples.append({"t": t_s, "rss_mb": round(rss / 2**20, 2),
+                            "daemon_cpu_pct": p.cpu_percent(), "broker_cpu_pct": bp.cpu_percent(),
+                            "broker_rss_mb": round(bp.memory_info().rss / 2**20, 1),
                             "lag": _metric(m, "anomon_consumer_lag"),
                             "windows_scored": _metric(m, "anomon_windows_scored_total"),
                             "scored_in_s": len(lat),
@@ -250,7 +269,9 @@ group_id = "soak"\n[model]\ndir = "{bundle}"\n[window]\nstride = {args.stride}\n
     warm = [s for s in samples if s["t"] >= args.warmup] or samples
     rss0, rss1 = warm[0]["rss_mb"], warm[-1]["rss_mb"]
     result = {"minutes": args.minutes, "rate": round(rate, 1), "series": args.series, "stride": args.stride,
-              "form": args.form, "chunk": chunk, "detector": args.detector, "calibration": calibration,
+              "form": args.form, "chunk": chunk, "detector": args.detector, "linger_ms": args.linger_ms,
+              "daemon_linger_ms": args.daemon_linger_ms, "partitions": args.partitions,
+              "reader_interval_s": args.reader_interval, "calibration": calibration,
               "warmup_s": args.warmup, "rss_mb_after_warmup": rss0, "rss_mb_end": rss1,
               "rss_growth_pct": round(100 * (rss1 - rss0) / rss0, 2), "max_lag": max(s["lag"] for s in warm),
               "final_lag": warm[-1]["lag"], "daemon_exit": proc.returncode, "samples": samples,
@@ -260,6 +281,12 @@ group_id = "soak"\n[model]\ndir = "{bundle}"\n[window]\nstride = {args.stride}\n
         result["windows_after_warmup"] = len(all_lat)
         result["latency_ms_p50"] = round(float(np.percentile(all_lat, 50)), 1)
         result["latency_ms_p99"] = round(float(np.percentile(all_lat, 99)), 1)
+    for who in ("broker", "daemon"):  # CPU at the start and at the end: the embedded broker's grows with its log
+        cpu = [x[f"{who}_cpu_pct"] for x in samples]
+        if len(cpu) >= 20:
+            k = max(10, len(cpu) // 10)
+            result[f"{who}_cpu_pct_first"] = float(np.median(cpu[:k]))
+            result[f"{who}_cpu_pct_last"] = float(np.median(cpu[-k:]))
     per_s = [x["p99_event_to_score_ms"] for x in warm if x["p99_event_to_score_ms"] is not None]
     if per_s:
         result["p99_latency_ms_median_of_seconds"] = float(np.median(per_s))
