@@ -70,6 +70,16 @@ PROTOCOL_PARAMS: dict[tuple[str, str], dict[str, Any]] = {
     # anomalous one (k >= 4 on dev seeds; k = 3 on protocol seed 0); trimmed on dev seeds: 0.983.
     # Rerun with monitor/experiments/vrae_unsup.py --seed S --param KEY=VALUE.
     ("ecg5000-unsup", "vrae"): {"kl_weight": 2.0},
+    # ecg5000-semi: chosen on development splits (normals split with default_rng(1) and (2), test = the
+    # remaining normals + a random half of the anomalous beats; model seeds 10, 11, 12; never the protocol's
+    # split or seeds; monitor/experiments/vrae_semi_dev.py). Mean ROC AUC of `combined` over the 6 dev runs:
+    # defaults (kl_weight 1, 150 epochs) 0.9935; 300 epochs 0.9951; kl_weight 0.5 0.9947; both 0.9952
+    # (std 0.0008, the smallest; F1 0.9774 vs 0.9730 at the dev anomaly ratio); noise_std 0.1 0.9922;
+    # latent_dim 16 0.9926. combine_weight (0.5-3), k of the k-NN (1-10) and a reconstruction_error term
+    # moved the dev mean by -0.0007..+0.0001 with these settings, so they keep their defaults.
+    # Protocol run once afterwards (seeds 0-2): combined 0.9913 +- 0.0016 / F1 0.9846: bar NOT met, and
+    # below the previous defaults' 0.9947 / 0.9842 (README "Accuracy").
+    ("ecg5000-semi", "vrae"): {"kl_weight": 0.5, "epochs": 300, "patience": 30},
 }
 
 #: Bars from issue 3, for the report.
