@@ -106,6 +106,41 @@ def test_offsets_for_times_ignores_the_timestamp(two_batches):
     assert offsets_for_times(settings, {tp: TS0 + 10**9}) == {tp: None}
 
 
+def test_delete_records_is_refused_so_the_memory_log_only_grows(broker):
+    """Tansu 0.6 (memory storage) keeps every batch: DeleteRecords drops the connection and the
+    records stay readable (it also ignores ``retention.ms``). Each fetch that returns data lists
+    every batch stored in the partition, so a long run costs the broker more CPU per fetch as the
+    log grows; ``anomon bench soak`` therefore sends fewer, larger batches (README, benchmarks)."""
+    from kafka.errors import KafkaError
+
+    settings = KafkaSettings(bootstrap_servers=broker.bootstrap, client_id="anomon-quirks")
+    topic = f"quirks-del-{os.getpid()}-{time.monotonic_ns()}"
+    create_topics(settings, {topic: 1})
+    tp = TopicPartition(topic, 0)
+    with Sink(settings, linger_ms=20) as sink:
+        for i in range(4):
+            sink.send(topic, f"v{i}", key="k")
+        sink.flush()
+    admin = KafkaAdminClient(**settings.to_kafka_python())
+    try:
+        with pytest.raises(KafkaError):  # quirk: Kafka would move the log start to 2
+            admin.delete_records({tp: 2})
+    finally:
+        admin.close()
+    c = _raw_consumer(settings, auto_offset_reset="earliest")
+    try:  # the records are still there, from offset 0
+        c.assign([tp])
+        c.seek(tp, 0)
+        got = []
+        deadline = time.monotonic() + 15
+        while len(got) < 4 and time.monotonic() < deadline:
+            for recs in c.poll(timeout_ms=200).values():
+                got.extend(r.offset for r in recs)
+        assert got[:1] == [0] and len(got) == 4
+    finally:
+        c.close()
+
+
 def test_seek_past_the_end_is_silent(two_batches):
     settings, tp = two_batches
     c = _raw_consumer(settings)

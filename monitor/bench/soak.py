@@ -48,6 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--form", choices=["chunk", "single"], default="chunk")
     p.add_argument("--detector", default="robust-zscore", help="robust-zscore (default) or vrae")
     p.add_argument("--warmup", type=float, default=30.0, help="seconds excluded from the RSS growth figure")
+    p.add_argument("--bootstrap-servers", default=None,
+                   help="soak against this Kafka instead of the embedded broker (its topics are created)")
     p.add_argument("--reader-interval", type=float, default=1.0,
                    help="seconds between the polls of the scores topic by the latency reader (default 1)")
     # Defaults fitted to the embedded broker: Tansu 0.6 (memory storage) lists every batch stored in a
@@ -161,14 +163,15 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"anomon bench soak: --load: expected a fraction in (0, 1.5], got {args.load}")
     tmp = Path(tempfile.mkdtemp(prefix="anomon-soak-"))
     bundle = make_bench_bundle(tmp / "model", args.detector)
-    broker = EmbeddedBroker().start()
+    broker = None if args.bootstrap_servers else EmbeddedBroker().start()
+    bootstrap = args.bootstrap_servers or broker.bootstrap
     topic = f"soak-{uuid.uuid4().hex[:6]}"
-    settings = KafkaSettings(bootstrap_servers=broker.bootstrap)
+    settings = KafkaSettings(bootstrap_servers=bootstrap)
     create_topics(settings, {topic: args.partitions})
     port = free_port()
     cfg = tmp / "anomon.toml"
     daemon_linger = "" if args.daemon_linger_ms is None else f"linger_ms = {args.daemon_linger_ms}\n"
-    cfg.write_text(f"""[kafka]\nbootstrap_servers = "{broker.bootstrap}"\n[input]\ntopics = ["{topic}"]\n
+    cfg.write_text(f"""[kafka]\nbootstrap_servers = "{bootstrap}"\n[input]\ntopics = ["{topic}"]\n
 group_id = "soak"\n[model]\ndir = "{bundle}"\n[window]\nstride = {args.stride}\n[scoring]\nthreshold = "dspot"\n
 [output]\nscores_topic = "{topic}.scores"\nalerts_topic = "{topic}.alerts"\ndlq_topic = "{topic}.dlq"\n
 {daemon_linger}[http]\nport = {port}\n""")
@@ -230,8 +233,8 @@ group_id = "soak"\n[model]\ndir = "{bundle}"\n[window]\nstride = {args.stride}\n
         reader = threading.Thread(target=read_scores, daemon=True)
         reader.start()
         p = psutil.Process(proc.pid)
-        bp = psutil.Process(broker.pid)
-        p.cpu_percent(), bp.cpu_percent()
+        bp = psutil.Process(broker.pid) if broker is not None else None
+        p.cpu_percent(), bp and bp.cpu_percent()
         time.sleep(3)
         prod = threading.Thread(target=produce, args=(series, period), daemon=True)
         start = time.monotonic()
@@ -250,8 +253,9 @@ group_id = "soak"\n[model]\ndir = "{bundle}"\n[window]\nstride = {args.stride}\n
             if t_s >= args.warmup:
                 all_lat.extend(lat)
             samples.append({"t": t_s, "rss_mb": round(rss / 2**20, 2),
-                            "daemon_cpu_pct": p.cpu_percent(), "broker_cpu_pct": bp.cpu_percent(),
-                            "broker_rss_mb": round(bp.memory_info().rss / 2**20, 1),
+                            "daemon_cpu_pct": p.cpu_percent(),
+                            "broker_cpu_pct": bp.cpu_percent() if bp else None,
+                            "broker_rss_mb": round(bp.memory_info().rss / 2**20, 1) if bp else None,
                             "lag": _metric(m, "anomon_consumer_lag"),
                             "windows_scored": _metric(m, "anomon_windows_scored_total"),
                             "scored_in_s": len(lat),
@@ -264,7 +268,8 @@ group_id = "soak"\n[model]\ndir = "{bundle}"\n[window]\nstride = {args.stride}\n
         except subprocess.TimeoutExpired:
             proc.kill()
         sink.close()
-        broker.stop()
+        if broker is not None:
+            broker.stop()
         log.close()
     warm = [s for s in samples if s["t"] >= args.warmup] or samples
     rss0, rss1 = warm[0]["rss_mb"], warm[-1]["rss_mb"]
@@ -282,7 +287,7 @@ group_id = "soak"\n[model]\ndir = "{bundle}"\n[window]\nstride = {args.stride}\n
         result["latency_ms_p50"] = round(float(np.percentile(all_lat, 50)), 1)
         result["latency_ms_p99"] = round(float(np.percentile(all_lat, 99)), 1)
     for who in ("broker", "daemon"):  # CPU at the start and at the end: the embedded broker's grows with its log
-        cpu = [x[f"{who}_cpu_pct"] for x in samples]
+        cpu = [x[f"{who}_cpu_pct"] for x in samples if x[f"{who}_cpu_pct"] is not None]
         if len(cpu) >= 20:
             k = max(10, len(cpu) // 10)
             result[f"{who}_cpu_pct_first"] = float(np.median(cpu[:k]))
