@@ -25,6 +25,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 from typing import Any, Iterator
@@ -34,6 +35,7 @@ import numpy as np
 from models.base import Detector, IncompatibleModelError
 
 MODULE_PREFIX = "module."
+log = logging.getLogger(__name__)
 
 
 def pick_device(device: str | None = "auto"):
@@ -126,6 +128,13 @@ class TorchDetector(Detector):
         import torch
 
         meta = dict(meta)
+        dev = getattr(self, "device", "auto")
+        if isinstance(dev, str) and dev.startswith("cuda") and not torch.cuda.is_available():
+            # trained on a GPU, served where there is none: the weights are device-free (saved from
+            # the CPU), so run on the CPU rather than refuse the model
+            log.warning("%s was saved with device=%r, but this machine has no CUDA device: loading it on the CPU",
+                        type(self).__name__, dev)
+            self.device = "cpu"
         module_meta = meta.pop("module_meta_", None)
         if module_meta is None:
             raise IncompatibleModelError("saved torch detector has no module_meta_")

@@ -153,3 +153,54 @@ def test_incompatible_format_version(tmp_path):
         load_detector(tmp_path / "m")
     with pytest.raises(IncompatibleModelError, match="no such model config"):
         load_detector(tmp_path / "missing")
+
+
+# --------------------------------------------------------------------------- devices
+TORCH_DETECTORS = sorted(n for n, c in DETECTORS.items() if "device" in c._param_names())
+
+
+def test_a_model_saved_for_cuda_loads_on_a_machine_without_one(tmp_path, monkeypatch, caplog):
+    """Trained on a GPU, served on a CPU: weights are saved device-free, so the model loads on the CPU."""
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for name in TORCH_DETECTORS:
+        cls = DETECTORS[name]
+        X = _data(cls, 9, 4)
+        det = _make(cls).fit(_data(cls, 48, 0))
+        det.save(tmp_path / name)
+        cfg_file = tmp_path / name / "config.json"
+        cfg = json.loads(cfg_file.read_text())
+        cfg["params"]["device"] = "cuda"  # as written by a fit on a GPU
+        cfg_file.write_text(json.dumps(cfg))
+        with caplog.at_level("WARNING", logger="models.torch_base"):
+            loaded = load_detector(tmp_path / name)
+        assert loaded.device == "cpu", name
+        assert "no CUDA device" in caplog.text
+        a, b = det.score(X), loaded.score(X)
+        for comp in a:
+            np.testing.assert_allclose(b[comp], a[comp], rtol=1e-6, atol=1e-9, err_msg=f"{name}.{comp}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", TORCH_DETECTORS)
+def test_fit_and_score_on_cuda_then_reload(name, tmp_path):
+    """Every torch detector trains and scores on CUDA, batch-invariantly, and its saved model
+    scores the same after a reload (on the GPU here, on the CPU elsewhere)."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    cls = DETECTORS[name]
+    det = cls(**{**cls._contract_params, "device": "cuda"}).fit(_data(cls, 96, 0))
+    assert next(det.module_.parameters()).is_cuda
+    X = _data(cls, 10, 1)
+    s = det.score(X)
+    assert list(s) == [c.name for c in cls.components]
+    for comp in s:
+        assert np.isfinite(s[comp]).all(), f"{name}.{comp}"
+    part = det.score(X[:4])
+    for comp in s:
+        np.testing.assert_allclose(part[comp], s[comp][:4], rtol=1e-3, atol=1e-5, err_msg=f"{name}.{comp}")
+    det.save(tmp_path / "m")
+    again = load_detector(tmp_path / "m").score(X)
+    for comp in s:
+        np.testing.assert_allclose(again[comp], s[comp], rtol=1e-4, atol=1e-6, err_msg=f"{name}.{comp}")
