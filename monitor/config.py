@@ -104,6 +104,8 @@ class WindowSection:
     lateness_ms: float = WindowSpec.lateness_ms
     gap_ms: float | None = WindowSpec.gap_ms
     idle_ttl_s: float = WindowSpec.idle_ttl_s
+    #: series idle this long (s) have their state packed (compressed) until their next reading
+    pack_after_s: float = WindowSpec.pack_after_s
     max_series_per_partition: int = WindowSpec.max_series_per_partition
 
 
@@ -340,7 +342,7 @@ def validate(cfg: Config) -> None:
                  "window.max_series_per_partition", "window.idle_ttl_s", "window.gap_ms"):
         positive(name)
     for name in ("window.length", "window.stride", "window.lateness_ms", "scoring.max_wait_ms", "input.max_future_s",
-                 "model.watch_interval_s", "http.port", "output.linger_ms"):
+                 "model.watch_interval_s", "http.port", "output.linger_ms", "window.pack_after_s"):
         positive(name, allow_zero=True)
     if not cfg.input.topics:
         raise err("input.topics", "at least one input topic is needed")

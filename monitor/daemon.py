@@ -134,6 +134,7 @@ class Daemon:
         self.spec = WindowSpec(length=self.bundle.length, stride=cfg.window.stride or self.bundle.stride,
                                channels=self.bundle.channels, lateness_ms=cfg.window.lateness_ms,
                                gap_ms=cfg.window.gap_ms, idle_ttl_s=cfg.window.idle_ttl_s,
+                               pack_after_s=cfg.window.pack_after_s,
                                max_series_per_partition=cfg.window.max_series_per_partition)
         self.windower = Windower(self.spec, clock=self.clock)
         self.windower.adopt = self._adopt
@@ -895,6 +896,7 @@ class Daemon:
         n = self.windower.evict_idle()
         if n:
             self.metrics.evicted(n)
+        self.windower.pack_idle()
         self.metrics.set_series_state(self.windower.n_series(), self._pending_n)
         self.metrics.set_ready(self.readiness()[0])
         for tp in self._owned:

@@ -143,10 +143,12 @@ def test_workers_in_one_group_share_partitions(broker, fresh_topic, daemon_bundl
 
 
 def test_worker_joining_mid_stream_loses_no_window(broker, fresh_topic, daemon_bundle, inprocess_daemon):
-    """1 -> 2 -> 1 workers while data flows: windows are complete and none is lost (duplicates allowed)."""
+    """1 -> 2 -> 1 workers while data flows: windows are complete and none is lost (duplicates allowed).
+    Series states are packed at every housekeeping pass (``pack_after_s = 0``), so packed states are
+    committed, snapshotted, handed over and unpacked along the way."""
     _create(broker.bootstrap, fresh_topic)
     series = [f"j{i}" for i in range(10)]
-    cfg = daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, daemon_bundle)
+    cfg = daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, daemon_bundle, window__pack_after_s=0.0)
     a = inprocess_daemon(cfg, name="a")
     produce_readings(broker.bootstrap, fresh_topic, series, 60)
     assert wait_until(lambda: a.daemon.stats["windows"] > 0, timeout_s=60)

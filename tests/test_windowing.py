@@ -219,3 +219,89 @@ def test_detached_state_continues_in_a_reset_log(lateness):
     assert got[:len(want)] == want
     assert w.committable(1) > 0
     assert np.array_equal(pristine.buf, held["s"].buf)  # the adopted state was a copy
+
+
+# --------------------------------------------------------------------------- packed idle series
+
+
+def _random_stream(rng, n_series, n, jitter):
+    """Interleaved records (series, ts µs, values) with chunks, some jitter, duplicates and late ones."""
+    recs = []
+    t = {f"s{i}": 1_000_000 * (i + 1) for i in range(n_series)}
+    for _ in range(n):
+        sid = f"s{int(rng.integers(n_series))}"
+        m = int(rng.integers(1, 6))
+        steps = np.full(m, 1000) + (rng.integers(-300, 300, m) if jitter else 0)
+        ts = t[sid] + np.cumsum(steps)
+        if rng.random() < 0.05:  # a stale record: late / duplicate samples
+            ts = ts - 4000
+        t[sid] = max(t[sid], int(ts[-1]))
+        recs.append((sid, ts.astype(np.int64), rng.normal(size=(m, 1))))
+    return recs
+
+
+@pytest.mark.parametrize("T,S,lateness,gap", [(16, 1, 0.0, None), (16, 5, 0.0, None), (12, 12, 0.0, 2.5),
+                                              (10, 3, 3.0, None), (140, 1, 0.0, None)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_packing_idle_series_changes_no_window_and_commits_stay_safe(T, S, lateness, gap, seed):
+    rng = np.random.default_rng(seed)
+    spec = WindowSpec(length=T, stride=S, lateness_ms=lateness, gap_ms=gap)
+    plain, packed = Windower(spec, clock=ManualClock()), Windower(spec, clock=ManualClock())
+    last_commit = 0
+    n_packed = 0
+    for off, (sid, ts, vals) in enumerate(_random_stream(rng, 5, 400, jitter=seed == 1)):
+        a, ra = plain.add(0, off, Readings(sid, ts, vals))
+        b, rb = packed.add(0, off, Readings(sid, ts, vals))
+        assert [(x.reason, x.count) for x in ra] == [(x.reason, x.count) for x in rb]
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert x.series == y.series
+            np.testing.assert_array_equal(x.X, y.X)
+            np.testing.assert_array_equal(x.start_ts, y.start_ts)
+            np.testing.assert_array_equal(x.end_ts, y.end_ts)
+            np.testing.assert_array_equal(x.end_offset, y.end_offset)
+        if rng.random() < 0.3:
+            before = packed.committable(0)
+            n_packed += packed.pack_idle(0.0)  # every series counts as idle
+            assert packed.committable(0) == before  # packing itself moves nothing
+        assert packed.snapshot(0) == plain.snapshot(0)
+        c, cp = plain.committable(0), packed.committable(0)
+        assert cp <= c  # never past what open windows need
+        assert cp >= last_commit  # and never backwards
+        last_commit = cp
+    assert n_packed > 0
+
+
+def test_packed_state_detaches_and_continues_in_a_reset_log():
+    T, S = 16, 1
+    ts = np.arange(80, dtype=np.int64) * 1000
+    vals = np.sin(np.arange(80.0))
+    ref = Windower(WindowSpec(length=T, stride=S), clock=ManualClock())
+    want = feed(ref, 0, ts, vals, list(range(1, 80)))[0]
+    w = Windower(WindowSpec(length=T, stride=S), clock=ManualClock())
+    got = feed(w, 0, ts[:40], vals[:40], list(range(1, 40)))[0]
+    assert w.pack_idle(0.0) == 1 and type(w._parts[0]["s"].buf) is bytes
+    held, _ = w.detach(0)
+    w.adopt = lambda part, sid, off: Windower.copy_series(held[sid]) if part == 1 else None
+    w.assign(1)
+    got += feed(w, 1, ts[40:], vals[40:], list(range(1, 40)))[0]
+    assert got == want
+
+
+def test_an_idle_regular_series_packs_under_1_kib_at_stride_1():
+    clock = ManualClock()
+    w = Windower(WindowSpec(length=140, stride=1, pack_after_s=10), clock=clock)
+    rng = np.random.default_rng(0)
+    for i in range(500):
+        w.add(0, 10 * i, Readings(f"series-{i:06d}", 1_700_000_000_000_000 + np.arange(139, dtype=np.int64) * 2778,
+                                  rng.normal(size=(139, 1))))
+    live = w.memory_bytes() / w.n_series()
+    assert w.pack_idle() == 0  # not idle yet
+    clock.advance(11)
+    assert w.pack_idle() == 500
+    idle = w.memory_bytes() / w.n_series()
+    assert idle < 1024 < live, (idle, live)
+    # data again: unpacked and windowed as if nothing happened
+    out, _ = w.add(0, 99_999, Readings("series-000007", np.array([1_700_000_000_000_000 + 139 * 2778]),
+                                       np.ones((1, 1))))
+    assert len(out) == 1 and out[0].X.shape == (1, 140, 1) and out[0].X[0, -1, 0] == 1.0
