@@ -10,12 +10,18 @@ The model scores the **nodes of an attributed graph**:
   structure term uses ``neg_samples`` random non-edges per node instead of the whole
   row); scoring always aggregates over the full neighbourhood, so it is deterministic;
 * **attribute decoder** - an MLP ``z -> x``: Bernoulli logits for binary features
-  (bag of words, as Cora and CiteSeer), a unit-variance Gaussian otherwise;
+  (bag of words, as Cora and CiteSeer), a unit-variance Gaussian otherwise. Its input is
+  the node's own ``z_v`` (``attr_source="self"``), the mean of its neighbours' ``z``
+  (``"neighbours"``: ``p(x_v | mean_{u in N(v)} z_u)``, so attributes that do not fit the
+  neighbourhood cost more) or both concatenated; its output bias starts at the features'
+  marginal log-odds (or means);
 * **structure decoder** - inner product, ``p(A_ij = 1) = sigmoid(z_i . z_j + b)`` (b learned), with the
   edges up-weighted by the graph's non-edge/edge ratio (as in Kipf & Welling's GAE);
 * **score** - each node's negative ELBO: attribute NLL + ``structure_weight`` x
   structure NLL (its row of the adjacency) + KL(q(z_v) || N(0, I)), the reconstruction
   terms averaged over ``score_samples`` draws of ``z`` from a fixed-seed generator.
+  ``kl_weight`` (beta) weights the KL in the training loss only; the score always uses
+  the plain KL, so it stays the negative ELBO of the fitted ``q`` and decoders.
 
 Higher = more anomalous, as for every anomon detector.
 
@@ -162,7 +168,7 @@ def _build_net(meta: dict[str, Any]):
             return out + self.self_lin(h) if self.self_lin is not None else out
 
     class Net(nn.Module):
-        def __init__(self, d: int, hidden: int, latent: int, layers: int, self_features: bool):
+        def __init__(self, d: int, hidden: int, latent: int, layers: int, self_features: bool, attr_source: str):
             super().__init__()
             dims = [d] + [hidden] * layers
             self.sage = nn.ModuleList(
@@ -172,7 +178,8 @@ def _build_net(meta: dict[str, Any]):
             self.mu = nn.Linear(hidden, latent)
             self.logvar = nn.Linear(hidden, latent)
             self.edge_bias = nn.Parameter(torch.zeros(()))
-            self.attr_dec = nn.Sequential(nn.Linear(latent, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, d))
+            dec_in = 2 * latent if attr_source == "both" else latent
+            self.attr_dec = nn.Sequential(nn.Linear(dec_in, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, d))
 
         def encode(self, x, mean_op):
             h = x
@@ -181,7 +188,7 @@ def _build_net(meta: dict[str, Any]):
             return self.mu(h), self.logvar(h).clamp(-10, 10)
 
     return Net(int(meta["n_features"]), int(meta["hidden"]), int(meta["latent"]), int(meta["layers"]),
-               bool(meta.get("self_features", True)))
+               bool(meta.get("self_features", True)), str(meta.get("attr_source", "self")))
 
 
 # --------------------------------------------------------------------------- detector
@@ -197,8 +204,16 @@ class GraphSAGEVAE(TorchDetector):
         ``q(z_v | graph)`` infer a node from its neighbourhood (its own attributes reach it
         only through 2-hop paths), so attributes that disagree with the neighbours reconstruct
         badly - still a valid ELBO, as any ``q`` gives a lower bound.
+    attr_source
+        Input of the attribute decoder: ``"self"`` (``z_v``), ``"neighbours"`` (the mean of
+        the neighbours' ``z``; isolated nodes get 0, i.e. the decoder's marginal) or
+        ``"both"`` (the two concatenated). With ``"neighbours"`` the generative model is
+        ``p(Z) p(A | Z) p(X | Z, A)``, still scored by its negative ELBO.
     epochs, lr, weight_decay
         Full-graph Adam training.
+    kl_weight
+        Weight of the KL term in the training loss (beta; 1 = the ELBO). Scores use the
+        unweighted KL whatever it is.
     structure_weight
         Weight of the structure NLL in the loss and the score.
     edge_weight
@@ -231,7 +246,9 @@ class GraphSAGEVAE(TorchDetector):
         latent: int = 64,
         layers: int = 2,
         self_features: bool = True,
+        attr_source: str = "self",
         epochs: int = 200,
+        kl_weight: float = 1.0,
         lr: float = 5e-3,
         weight_decay: float = 0.0,
         structure_weight: float = 1.0,
@@ -250,7 +267,9 @@ class GraphSAGEVAE(TorchDetector):
         self.latent = latent
         self.layers = layers
         self.self_features = self_features
+        self.attr_source = attr_source
         self.epochs = epochs
+        self.kl_weight = kl_weight
         self.lr = lr
         self.weight_decay = weight_decay
         self.structure_weight = structure_weight
@@ -284,9 +303,15 @@ class GraphSAGEVAE(TorchDetector):
             nodes_t = torch.arange(n)
         else:
             nodes_t = torch.as_tensor(nodes, dtype=torch.long)
-        zn = z[nodes_t]
         kl = 0.5 * (mu[nodes_t] ** 2 + std[nodes_t] ** 2 - 1.0 - logvar[nodes_t]).sum(1)
-        out = net.attr_dec(zn)
+        zn = z[nodes_t]
+        src = self.attr_source
+        if src == "self":
+            dec_in = zn
+        else:
+            zbar = torch.sparse.mm(mean_op, z)[nodes_t]  # mean of the neighbours' z (0 when isolated)
+            dec_in = zbar if src == "neighbours" else torch.cat([zn, zbar], 1)
+        out = net.attr_dec(dec_in)
         xn = X[nodes_t]
         if self.likelihood_ == "bernoulli":
             attr = F.binary_cross_entropy_with_logits(out, xn, reduction="none").sum(1)
@@ -347,8 +372,10 @@ class GraphSAGEVAE(TorchDetector):
             self.pos_weight_ = float((n * (n - 1) - n_edges) / n_edges) if n > 1 else 1.0
         else:
             self.pos_weight_ = float(self.edge_weight)
+        if self.attr_source not in ("self", "neighbours", "both"):
+            raise InputError(f"graph-vae: attr_source must be self, neighbours or both, got {self.attr_source!r}")
         meta = {"n_features": int(d), "hidden": int(self.hidden), "latent": int(self.latent), "layers": int(self.layers),
-                "self_features": bool(self.self_features)}
+                "self_features": bool(self.self_features), "attr_source": str(self.attr_source)}
         self.module_meta_ = meta
         with torch_threads(self.threads):
             seed_everything(self.seed)
@@ -356,6 +383,11 @@ class GraphSAGEVAE(TorchDetector):
             density = min(max(n_edges / max(n * (n - 1), 1), 1e-9), 0.5)
             with torch.no_grad():  # start the edge bias at the graph's log-odds of an edge
                 net.edge_bias.fill_(float(np.log(density / (1 - density))))
+                # and the attribute decoder's output at the features' marginal (logits or means)
+                m = X.mean(0).astype(np.float64)
+                if lik == "bernoulli":
+                    m = np.log(np.clip(m, 1e-4, 1 - 1e-4) / (1 - np.clip(m, 1e-4, 1 - 1e-4)))
+                net.attr_dec[-1].bias.copy_(torch.from_numpy(m.astype(np.float32)))
             opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             Xt = torch.from_numpy(X)
             large = n > int(self.sample_above)
@@ -368,7 +400,7 @@ class GraphSAGEVAE(TorchDetector):
             for _ in bar:
                 op = _mean_operator(_sample_neighbours(adj, int(self.fanout), rng)) if large else full_op
                 attr, struct, kl = self._node_terms(net, adj, Xt, op, gen, sampled=large, neg_rng=rng)
-                loss = (attr + self.structure_weight * struct + kl).mean()
+                loss = (attr + self.structure_weight * struct + float(self.kl_weight) * kl).mean()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
