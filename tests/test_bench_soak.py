@@ -13,7 +13,7 @@ def test_bench_soak_writes_samples_and_figures(tmp_path):
                  "--json", str(out)]) == 0
     d = json.loads(out.read_text())
     assert d["daemon_exit"] == 0  # SIGTERM drained and exited cleanly
-    assert d["rate"] == 2000.0 and d["partitions"] == 1 and d["linger_ms"] == 50
+    assert d["rate"] == 2000.0 and d["partitions"] == 1 and d["linger_ms"] == 50 and d["daemon_linger_ms"] == 20
     assert len(d["samples"]) >= 5
     s = d["samples"][-1]
     for key in ("rss_mb", "daemon_cpu_pct", "broker_cpu_pct", "broker_rss_mb", "lag", "windows_scored"):

@@ -12,15 +12,20 @@ from models.base import IncompatibleModelError, InputError
 from models.graph_vae import GraphSAGEVAE
 
 
-def _two_communities(n=120, d=30, seed=0):
-    """Two dense communities with their own words, plus 4 clique nodes and 4 contextual nodes."""
-    rng = np.random.default_rng(seed)
+def _communities(n, d, rng, p_in, p_out, w_in, w_out):
+    """Two communities (alternate nodes): edges with probability p_in inside, p_out across; each
+    community uses its own half of the d words with probability w_in (w_out for the other half)."""
     comm = np.arange(n) % 2
-    P = np.where(comm[:, None] == comm[None, :], 0.12, 0.003)
+    P = np.where(comm[:, None] == comm[None, :], p_in, p_out)
     A = np.triu(rng.random((n, n)) < P, 1)
     A = (A | A.T).astype(np.float32)
-    words = np.where(comm[:, None] == (np.arange(d)[None, :] % 2), 0.35, 0.01)
-    X = (rng.random((n, d)) < words).astype(np.float32)
+    words = np.where(comm[:, None] == (np.arange(d)[None, :] % 2), w_in, w_out)
+    return A, (rng.random((n, d)) < words).astype(np.float32), comm
+
+
+def _two_communities(n=120, d=30, seed=0):
+    """Two dense communities with their own words, plus 4 clique nodes and 4 contextual nodes."""
+    A, X, _ = _communities(n, d, np.random.default_rng(seed), 0.12, 0.003, 0.35, 0.01)
     y = np.zeros(n, int)
     clique = (np.array([0, 7, 21, 40, 55, 66, 81, 99]) * n) // 120
     for i in clique:
@@ -138,12 +143,7 @@ def test_wikics_data_json_in_score_mode(tmp_path):
 def _swapped_communities(n=200, d=40, seed=0):
     """Two communities with their own words; 12 nodes later take the words of a node of the other one."""
     rng = np.random.default_rng(seed)
-    comm = np.arange(n) % 2
-    P = np.where(comm[:, None] == comm[None, :], 0.06, 0.002)
-    A = np.triu(rng.random((n, n)) < P, 1)
-    A = (A | A.T).astype(np.float32)
-    words = np.where(comm[:, None] == (np.arange(d)[None, :] % 2), 0.25, 0.02)
-    X = (rng.random((n, d)) < words).astype(np.float32)
+    A, X, comm = _communities(n, d, rng, 0.06, 0.002, 0.25, 0.02)
     ctx = rng.choice(n, 12, replace=False)
     Xs = X.copy()
     for v in ctx:

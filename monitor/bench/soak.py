@@ -54,12 +54,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="seconds between the polls of the scores topic by the latency reader (default 1)")
     # Defaults fitted to the embedded broker: Tansu 0.6 (memory storage) lists every batch stored in a
     # partition on each fetch that returns data, so its CPU grows with the number of stored batches;
-    # fewer partitions and a longer linger make fewer, larger batches (see the README's soak section).
+    # fewer partitions, a longer linger and batches that end by linger rather than by size (1 MiB) make
+    # fewer, larger batches (see the README's soak section).
     p.add_argument("--partitions", type=int, default=1, help="partitions of the input topic (default 1)")
     p.add_argument("--linger-ms", type=int, default=50,
                    help="producer linger of the load generator (default 50)")
-    p.add_argument("--daemon-linger-ms", type=int, default=None,
-                   help="the daemon's output.linger_ms (default: the daemon's own default)")
+    p.add_argument("--daemon-linger-ms", type=int, default=20,
+                   help="the daemon's output.linger_ms (default 20; the daemon's own default is 5)")
     p.set_defaults(func=run)
 
 
@@ -176,7 +177,7 @@ group_id = "soak"\n[model]\ndir = "{bundle}"\n[window]\nstride = {args.stride}\n
 [output]\nscores_topic = "{topic}.scores"\nalerts_topic = "{topic}.alerts"\ndlq_topic = "{topic}.dlq"\n
 {daemon_linger}[http]\nport = {port}\n""")
     chunk = 10 if args.form == "chunk" else 1
-    sink = Sink(settings, linger_ms=args.linger_ms)
+    sink = Sink(settings, linger_ms=args.linger_ms, batch_size=1024 * 1024)  # batches end by linger, not size
     send = lambda tp, v, k, h: sink.send(tp, v, key=k, headers=h)  # noqa: E731
     calibration: dict[str, Any] = {}
     log = open(tmp / "daemon.log", "wb")
