@@ -32,29 +32,23 @@ FPR = 0.05
 
 def dev_split(y: np.ndarray, split: int):
     """(train, val, test, y_test) indices of the development split ``split`` (see module doc)."""
+    from monitor.protocols.ecg import semi_split
+
     a = y != 1
-    rng = np.random.default_rng(split)
-    normal = rng.permutation(np.flatnonzero(~a))
-    n = len(normal)
-    n_tr, n_va = int(0.6 * n), int(0.1 * n)
+    tr, va, te = semi_split(a, seed=split)  # the protocol's split rule, another permutation of the normals
+    te_n = te[~a[te]]
     anom = np.random.default_rng(100 + split).permutation(np.flatnonzero(a))
     anom = np.sort(anom[:len(anom) // 2])
-    te_n = normal[n_tr + n_va:]
     test = np.concatenate([te_n, anom])
-    return normal[:n_tr], normal[n_tr:n_tr + n_va], test, np.r_[np.zeros(len(te_n)), np.ones(len(anom))].astype(int)
+    return tr, va, test, np.r_[np.zeros(len(te_n)), np.ones(len(anom))].astype(int)
 
 
 def metrics(y: np.ndarray, s_test: np.ndarray, s_val: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    """The protocol's metrics: threshold at the (1 - FPR) quantile of ``s_val``, anomalous when above it."""
+    from models.thresholds import infer_threshold
+    from monitor.evaluation import binary_metrics
 
-    t = float(np.quantile(s_val, 1 - FPR))
-    pred = s_test > t
-    tp, fp = int((pred & (y == 1)).sum()), int((pred & (y == 0)).sum())
-    fn = int((~pred & (y == 1)).sum())
-    p = tp / max(tp + fp, 1)
-    r = tp / max(tp + fn, 1)
-    return {"roc_auc": float(roc_auc_score(y, s_test)), "pr_auc": float(average_precision_score(y, s_test)),
-            "f1": 2 * p * r / max(p + r, 1e-12), "recall": r, "precision": p, "fpr": fp / max(int((y == 0).sum()), 1)}
+    return binary_metrics(y, s_test, infer_threshold(s_val, FPR))
 
 
 def parse_params(items):
