@@ -79,17 +79,18 @@ def record(case: str, figures: dict[str, Any], *, title: str, reproduce: str, no
     return p
 
 
+def _order(r: dict) -> tuple:
+    """Report order: by section (case-name prefix), then by case name."""
+    for i, (prefix, _) in enumerate(SECTIONS):
+        if r["case"].startswith(prefix):
+            return (i, r["case"])
+    return (len(SECTIONS), r["case"])
+
+
 def load(results: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every case JSON in ``results``, in report order."""
     rows = [json.loads(p.read_text()) for p in sorted(Path(results).glob("*.json")) if p.name != "run.json"]
-
-    def order(r: dict) -> tuple:
-        for i, (prefix, _) in enumerate(SECTIONS):
-            if r["case"].startswith(prefix):
-                return (i, r["case"])
-        return (len(SECTIONS), r["case"])
-
-    return sorted(rows, key=order)
+    return sorted(rows, key=_order)
 
 
 def soak_row(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -105,7 +106,8 @@ def soak_row(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     d = json.loads(Path(path).read_text())
     cal = d.get("calibration") or {}
-    keys = ["rate", "series", "stride", "form", "partitions", "linger_ms", "rss_mb_after_warmup", "rss_mb_end",
+    keys = ["rate", "series", "stride", "form", "partitions", "linger_ms", "daemon_linger_ms", "rss_mb_after_warmup",
+            "rss_mb_end",
             "rss_growth_pct", "max_lag", "final_lag", "windows_after_warmup", "latency_ms_p50", "latency_ms_p99",
             "p99_latency_ms_worst_second", "broker_cpu_pct_first", "broker_cpu_pct_last", "daemon_cpu_pct_first",
             "daemon_cpu_pct_last", "daemon_exit"]
@@ -206,9 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print(f"no figures in {results}", file=sys.stderr)
         return 1
-    if args.soak:  # stable sort: the soak rows go to the end of their section
-        rows = sorted(rows + [soak_row(f) for f in args.soak],
-                      key=lambda r: next((i for i, (p, _) in enumerate(SECTIONS) if r["case"].startswith(p)), 99))
+    if args.soak:
+        rows = sorted(rows + [soak_row(f) for f in args.soak], key=_order)
     Path(args.out).write_text(render(rows, run))
     print(f"wrote {args.out} ({len(rows)} cases; figures in {results})")
     return 0 if run is None or run.get("rc") == 0 else 1
