@@ -386,7 +386,8 @@ class GraphSAGEVAE(TorchDetector):
                 # and the attribute decoder's output at the features' marginal (logits or means)
                 m = X.mean(0).astype(np.float64)
                 if lik == "bernoulli":
-                    m = np.log(np.clip(m, 1e-4, 1 - 1e-4) / (1 - np.clip(m, 1e-4, 1 - 1e-4)))
+                    m = np.clip(m, 1e-4, 1 - 1e-4)
+                    m = np.log(m / (1 - m))
                 net.attr_dec[-1].bias.copy_(torch.from_numpy(m.astype(np.float32)))
             opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             Xt = torch.from_numpy(X)

@@ -171,11 +171,10 @@ def run(args: argparse.Namespace) -> int:
     create_topics(settings, {topic: args.partitions})
     port = free_port()
     cfg = tmp / "anomon.toml"
-    daemon_linger = "" if args.daemon_linger_ms is None else f"linger_ms = {args.daemon_linger_ms}\n"
     cfg.write_text(f"""[kafka]\nbootstrap_servers = "{bootstrap}"\n[input]\ntopics = ["{topic}"]\n
 group_id = "soak"\n[model]\ndir = "{bundle}"\n[window]\nstride = {args.stride}\n[scoring]\nthreshold = "dspot"\n
 [output]\nscores_topic = "{topic}.scores"\nalerts_topic = "{topic}.alerts"\ndlq_topic = "{topic}.dlq"\n
-{daemon_linger}[http]\nport = {port}\n""")
+linger_ms = {args.daemon_linger_ms}\n[http]\nport = {port}\n""")
     chunk = 10 if args.form == "chunk" else 1
     sink = Sink(settings, linger_ms=args.linger_ms, batch_size=1024 * 1024)  # batches end by linger, not size
     send = lambda tp, v, k, h: sink.send(tp, v, key=k, headers=h)  # noqa: E731
@@ -235,7 +234,9 @@ group_id = "soak"\n[model]\ndir = "{bundle}"\n[window]\nstride = {args.stride}\n
         reader.start()
         p = psutil.Process(proc.pid)
         bp = psutil.Process(broker.pid) if broker is not None else None
-        p.cpu_percent(), bp and bp.cpu_percent()
+        p.cpu_percent()  # the first call starts the CPU counters; each sample reads since the last
+        if bp:
+            bp.cpu_percent()
         time.sleep(3)
         prod = threading.Thread(target=produce, args=(series, period), daemon=True)
         start = time.monotonic()
