@@ -196,6 +196,7 @@ BUILTIN_MODULES: list[str] = [
     "models.aae",
     "models.wae",
     "models.sklearn_baselines",
+    "models.classic",
     "models.graph_vae",
     "models.image_ae",
 ]

@@ -144,6 +144,12 @@ class KNNDetector(Detector):
     nothing but speed; for larger k it measures distance to k *distinct* points), and
     identical query rows are scored once. Training rows beyond ``max_train`` are
     subsampled (seeded) to bound memory and time.
+
+    ``scale="ecdf"`` measures distances after mapping every feature through its empirical
+    CDF over the training rows (mid-rank: ``(#{train < x} + #{train <= x}) / 2n``, in [0, 1]),
+    so that each feature counts by how unusual a value is among the normals rather than by its
+    raw spread (a copula / rank transform; the rows for the CDF are the training rows, subsampled
+    to ``max_train`` as above).
     """
 
     name = "knn"
@@ -152,17 +158,36 @@ class KNNDetector(Detector):
     _contract_params = {"k": 3}
 
     def __init__(self, k: int = 5, method: str = "mean", max_train: int = 20000, deduplicate: bool = False,
-                 seed: int = 0):
+                 scale: str | None = None, seed: int = 0):
         self.k = k
         self.method = method
         self.max_train = max_train
         self.deduplicate = deduplicate
+        self.scale = scale
         self.seed = seed
+
+    def _transform(self, X):
+        ref = getattr(self, "ecdf_sorted_", None)
+        if ref is None:
+            return X
+        out = np.empty(X.shape)
+        for j in range(X.shape[1]):
+            col = ref[:, j]
+            out[:, j] = np.searchsorted(col, X[:, j], side="left") + np.searchsorted(col, X[:, j], side="right")
+        return out / (2.0 * len(ref))
 
     def fit(self, X, y=None):
         X = self._validate(X, fitting=True)
         if self.method not in ("mean", "kth"):
             raise InputError(f"knn: method must be 'mean' or 'kth', got {self.method!r}")
+        if self.scale not in (None, "none", "ecdf"):
+            raise InputError(f"knn: scale must be None or 'ecdf', got {self.scale!r}")
+        if self.scale == "ecdf":
+            ref = X
+            if len(X) > self.max_train:
+                ref = X[np.sort(np.random.default_rng(self.seed).choice(len(X), self.max_train, replace=False))]
+            self.ecdf_sorted_ = np.sort(ref, axis=0)
+            X = self._transform(X)
         if self.deduplicate:
             X = np.unique(X, axis=0)
         if len(X) > self.max_train:
@@ -173,6 +198,7 @@ class KNNDetector(Detector):
         return self
 
     def _score(self, X):
+        X = self._transform(X)
         inverse = None
         if self.deduplicate and len(X) > 1:
             X, inverse = np.unique(X, axis=0, return_inverse=True)

@@ -1,9 +1,9 @@
 """Job ``compare``: every registered tabular detector × every ``dagmm-*`` dataset, one table.
 
 Includes the honest baselines (scikit-learn IsolationForest, river HalfSpaceTrees, robust
-z-score, kNN) beside the deep detectors (DAGMM, Deep SVDD, OC-NN, AAE, WAE, dense AE) and a
-rank ensemble. Cells are mean ± std over seeds; run time is fit + score summed over seeds.
-Results of other jobs (``mnist-ae``, ``graph-vae-*``, ``aae`` ...) join the table with
+z-score, kNN, ECOD, LOF, PCA, Mahalanobis) beside the deep detectors (DAGMM, Deep SVDD, OC-NN,
+AAE, WAE, dense AE) and rank ensembles. Cells are mean ± std over seeds; run time is fit + score
+summed over seeds. Results of other jobs (``mnist-ae``, ``graph-vae-*``, ``aae`` ...) join the table with
 ``include_runs: [DIR, ...]`` (their ``metrics.json`` is read).
 
 Settings: ``detectors`` ("all" or a list), ``variants`` (extra rows: ``{label: {detector: NAME,
@@ -43,6 +43,7 @@ DEFAULT_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
                  "kddcup": {"hidden": [64, 32], "epochs": 3, "batch_size": 1024},
                  "kddcup-rev": {"hidden": [64, 32], "epochs": 10, "batch_size": 1024}},
     "knn": {"*": {"k": 5}, "kddcup": {"max_train": 5000}, "kddcup-rev": {"max_train": 10000}},
+    "lof": {"kddcup": {"max_train": 5000}, "kddcup-rev": {"max_train": 10000}},
     "isolation-forest": {},
     "half-space-trees": {},
     "robust-zscore": {},
@@ -57,6 +58,17 @@ DEFAULT_PARAMS: dict[str, dict[str, dict[str, Any]]] = {
 DEFAULT_VARIANTS: dict[str, dict[str, Any]] = {
     "isolation-forest log": {"detector": "isolation-forest", "params": {"*": {"transform": "log"}}},
     "knn k=1 dedup": {"detector": "knn", "params": {"*": {"k": 1, "deduplicate": True, "max_train": 20000}}},
+    # kNN on features mapped through their training ECDF (rank scale), alone and rank-averaged with
+    # ECOD; chosen on development seeds 100-149 of arrhythmia (monitor/experiments/tabular_dev.py)
+    "knn ecdf": {"detector": "knn", "params": {"*": {"k": 10, "scale": "ecdf"},
+                                               "kddcup": {"max_train": 20000, "deduplicate": True},
+                                               "kddcup-rev": {"max_train": 20000, "deduplicate": True}}},
+    "ensemble knn-ecdf+ecod": {"detector": "ensemble", "params": {
+        "*": {"members": [["knn", {"k": 10, "scale": "ecdf"}], ["ecod", {}]]},
+        "kddcup": {"members": [["knn", {"k": 10, "scale": "ecdf", "max_train": 20000, "deduplicate": True}],
+                               ["ecod", {}]]},
+        "kddcup-rev": {"members": [["knn", {"k": 10, "scale": "ecdf", "max_train": 20000, "deduplicate": True}],
+                                   ["ecod", {}]]}}},
 }
 
 

@@ -1,0 +1,208 @@
+"""Classical tabular detectors in plain numpy: ECOD, Mahalanobis distance with Ledoit-Wolf
+shrinkage, PCA reconstruction error, and the local outlier factor.
+
+All are semi-supervised: fitted on (mostly) normal rows, they score new rows against the
+training rows only, so scoring is deterministic and batch-invariant. Their state is plain
+arrays (saved as safetensors, never pickled).
+
+* ``ecod`` (Li et al. 2022): per feature, the empirical left and right tail probabilities of a
+  value under the training distribution; the score sums ``-log`` of them over the features
+  (left tails, right tails, and each feature's tail on the side of its skewness) and keeps the
+  largest of the three sums.
+* ``mahalanobis``: distance to the training mean under the Ledoit-Wolf shrunk covariance
+  (well conditioned when features outnumber rows).
+* ``pca``: squared distance to the principal subspace that keeps ``n_components`` of the
+  variance (a float in (0, 1)) or that many components (an int).
+* ``lof``: local outlier factor of a new row among the training rows (novelty mode).
+
+Examples
+--------
+>>> import numpy as np
+>>> from models.classic import ECODDetector
+>>> X = np.random.default_rng(0).normal(size=(300, 3))
+>>> det = ECODDetector().fit(X)
+>>> s = det.score(np.array([[0.0, 0.0, 0.0], [4.0, -4.0, 4.0]]))["ecod"]
+>>> bool(s[1] > s[0])
+True
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from models.base import Component, Detector, InputError, register
+
+
+def _sq_dists(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances between the rows of A and B (non-negative)."""
+    d2 = (A**2).sum(1)[:, None] + (B**2).sum(1)[None, :] - 2.0 * A @ B.T
+    return np.maximum(d2, 0.0)
+
+
+@register
+class ECODDetector(Detector):
+    """Empirical-CDF outlier detection (ECOD, Li et al. 2022), fitted on the training rows.
+
+    Tail probabilities use the training rows only, ``(count + 1) / (n + 1)`` so that a value
+    beyond every training value gets ``1 / (n + 1)`` rather than 0.
+    """
+
+    name = "ecod"
+    input_kind = "tabular"
+    components = (Component("ecod", "largest sum over features of -log empirical tail probability"),)
+
+    def __init__(self):
+        pass
+
+    def fit(self, X, y=None):
+        X = self._validate(X, fitting=True)
+        self.sorted_ = np.sort(X, axis=0)
+        mu = X.mean(axis=0)
+        sd = X.std(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            skew = np.where(sd > 0, ((X - mu) ** 3).mean(axis=0) / np.where(sd > 0, sd, 1.0) ** 3, 0.0)
+        self.skew_sign_ = np.sign(skew)
+        self.n_features_in_ = int(X.shape[1])
+        return self
+
+    def _score(self, X):
+        n = self.sorted_.shape[0]
+        left = np.empty(X.shape)
+        right = np.empty(X.shape)
+        for j in range(X.shape[1]):
+            col = self.sorted_[:, j]
+            left[:, j] = np.searchsorted(col, X[:, j], side="right")  # training values <= x
+            right[:, j] = n - np.searchsorted(col, X[:, j], side="left")  # training values >= x
+        nl = -np.log((left + 1.0) / (n + 1.0))
+        nr = -np.log((right + 1.0) / (n + 1.0))
+        auto = np.where(self.skew_sign_ < 0, nl, nr)
+        return {"ecod": np.maximum.reduce([nl.sum(1), nr.sum(1), auto.sum(1)])}
+
+
+@register
+class MahalanobisDetector(Detector):
+    """Mahalanobis distance to the training mean, covariance shrunk by Ledoit-Wolf."""
+
+    name = "mahalanobis"
+    input_kind = "tabular"
+    components = (Component("mahalanobis", "Mahalanobis distance to the training mean (Ledoit-Wolf covariance)"),)
+
+    def __init__(self):
+        pass
+
+    def fit(self, X, y=None):
+        from sklearn.covariance import LedoitWolf
+
+        X = self._validate(X, fitting=True)
+        lw = LedoitWolf().fit(X)
+        self.location_ = np.asarray(lw.location_, dtype=np.float64)
+        self.precision_ = np.asarray(lw.precision_, dtype=np.float64)
+        self.shrinkage_ = float(lw.shrinkage_)
+        self.n_features_in_ = int(X.shape[1])
+        return self
+
+    def _score(self, X):
+        Z = X - self.location_
+        return {"mahalanobis": np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", Z, self.precision_, Z), 0.0))}
+
+
+@register
+class PCADetector(Detector):
+    """Squared reconstruction error from the leading principal components of the training rows.
+
+    Parameters
+    ----------
+    n_components
+        A float in (0, 1): keep the fewest components that explain that share of the variance;
+        an int >= 1: keep that many (at most min(n, d) - 1, so that a residual remains).
+    """
+
+    name = "pca"
+    input_kind = "tabular"
+    components = (Component("pca_residual", "squared distance to the training principal subspace"),)
+
+    def __init__(self, n_components: float = 0.9):
+        self.n_components = n_components
+
+    def fit(self, X, y=None):
+        X = self._validate(X, fitting=True)
+        nc = self.n_components
+        if isinstance(nc, bool) or not ((isinstance(nc, float) and 0 < nc < 1) or (isinstance(nc, int) and nc >= 1)):
+            raise InputError(f"pca: n_components must be a float in (0, 1) or an int >= 1, got {nc!r}")
+        mean = X.mean(axis=0)
+        _, sv, vt = np.linalg.svd(X - mean, full_matrices=False)
+        var = sv**2
+        top = max(1, min(X.shape) - 1)
+        if isinstance(nc, float):
+            total = var.sum()
+            k = 1 if total <= 0 else int(np.searchsorted(np.cumsum(var) / total, nc) + 1)
+        else:
+            k = nc
+        k = int(min(max(k, 1), top, len(sv)))
+        self.mean_ = mean
+        self.basis_ = np.ascontiguousarray(vt[:k])
+        self.n_components_ = k
+        self.n_features_in_ = int(X.shape[1])
+        return self
+
+    def _score(self, X):
+        Z = X - self.mean_
+        proj = Z @ self.basis_.T
+        return {"pca_residual": np.maximum((Z**2).sum(1) - (proj**2).sum(1), 0.0)}
+
+
+@register
+class LOFDetector(Detector):
+    """Local outlier factor of new rows among the training rows (novelty LOF, Breunig et al. 2000).
+
+    A training row's k-distance and local reachability density leave the row itself out.
+    Training rows beyond ``max_train`` are subsampled (seeded) to bound memory and time.
+    """
+
+    name = "lof"
+    input_kind = "tabular"
+    components = (Component("lof", "local outlier factor among the training rows"),)
+    _contract_params = {"k": 5}
+
+    def __init__(self, k: int = 20, max_train: int = 10000, seed: int = 0):
+        self.k = k
+        self.max_train = max_train
+        self.seed = seed
+
+    def _neighbours(self, Q: np.ndarray, T: np.ndarray, k: int, offset: int | None = None):
+        """Indices and distances of the k nearest rows of T for each row of Q (chunked); with
+        ``offset``, Q is T[offset:] and each row's own index is excluded."""
+        idx = np.empty((len(Q), k), dtype=np.int64)
+        dist = np.empty((len(Q), k))
+        for a in range(0, len(Q), 2048):
+            d = np.sqrt(_sq_dists(Q[a : a + 2048], T))
+            if offset is not None:
+                r = np.arange(len(d))
+                d[r, offset + a + r] = np.inf
+            i = np.argsort(d, axis=1, kind="stable")[:, :k]
+            idx[a : a + 2048] = i
+            dist[a : a + 2048] = np.take_along_axis(d, i, axis=1)
+        return idx, dist
+
+    def fit(self, X, y=None):
+        X = self._validate(X, fitting=True)
+        if not int(self.k) >= 1:
+            raise InputError(f"lof: k must be >= 1, got {self.k!r}")
+        if len(X) < 2:
+            raise InputError("lof: needs at least 2 training rows")
+        if len(X) > self.max_train:
+            X = X[np.sort(np.random.default_rng(self.seed).choice(len(X), self.max_train, replace=False))]
+        k = min(int(self.k), len(X) - 1)
+        idx, dk = self._neighbours(X, X, k, offset=0)
+        kdist = dk[:, -1]
+        reach = np.maximum(dk, kdist[idx])
+        self.train_ = np.ascontiguousarray(X)
+        self.kdist_ = kdist
+        self.lrd_ = 1.0 / (reach.mean(axis=1) + 1e-10)
+        self.k_ = k
+        self.n_features_in_ = int(X.shape[1])
+        return self
+
+    def _score(self, X):
+        idx, dk = self._neighbours(X, self.train_, int(self.k_))
+        lrd = 1.0 / (np.maximum(dk, self.kdist_[idx]).mean(axis=1) + 1e-10)
+        return {"lof": self.lrd_[idx].mean(axis=1) / lrd}
