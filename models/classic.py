@@ -66,16 +66,20 @@ class ECODDetector(Detector):
 
     def _score(self, X):
         n = self.sorted_.shape[0]
-        left = np.empty(X.shape)
-        right = np.empty(X.shape)
-        for j in range(X.shape[1]):
-            col = self.sorted_[:, j]
-            left[:, j] = np.searchsorted(col, X[:, j], side="right")  # training values <= x
-            right[:, j] = n - np.searchsorted(col, X[:, j], side="left")  # training values >= x
-        nl = -np.log((left + 1.0) / (n + 1.0))
-        nr = -np.log((right + 1.0) / (n + 1.0))
-        auto = np.where(self.skew_sign_ < 0, nl, nr)
-        return {"ecod": np.maximum.reduce([nl.sum(1), nr.sum(1), auto.sum(1)])}
+        out = np.empty(len(X))
+        for a in range(0, len(X), 8192):
+            xb = X[a : a + 8192]
+            left = np.empty(xb.shape)
+            right = np.empty(xb.shape)
+            for j in range(xb.shape[1]):
+                col = self.sorted_[:, j]
+                left[:, j] = np.searchsorted(col, xb[:, j], side="right")  # training values <= x
+                right[:, j] = n - np.searchsorted(col, xb[:, j], side="left")  # training values >= x
+            nl = -np.log((left + 1.0) / (n + 1.0))
+            nr = -np.log((right + 1.0) / (n + 1.0))
+            auto = np.where(self.skew_sign_ < 0, nl, nr)
+            out[a : a + 8192] = np.maximum.reduce([nl.sum(1), nr.sum(1), auto.sum(1)])
+        return {"ecod": out}
 
 
 @register
