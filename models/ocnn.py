@@ -63,7 +63,14 @@ class OCNN(GCNPrep, TabularTorchDetector):
     hidden
         Hidden units of ``V``.
     g
-        Hidden activation: ``"linear"``, ``"sigmoid"`` (paper) or ``"relu"``.
+        Hidden activation: ``"linear"``, ``"sigmoid"`` (paper) or ``"relu"``; or ``"rbf"``: Gaussian
+        units ``h_j = exp(-||z - v_j||^2 / (2 s^2))`` whose centres ``v_j`` (the rows of ``V``) start
+        at training points and are learned, so that ``y_hat`` is an RBF-kernel expansion (the kernel
+        OC-SVM counterpart of the linear case); ``||V||^2`` is then not penalised (centres are
+        positions, not weights).
+    rbf_bandwidth
+        ``g="rbf"``: ``s`` as a multiple of the median distance between training features / sqrt(2)
+        (scale-free; 1.0 is the median heuristic, smaller values give narrower units).
     pretrain_epochs, ae_hidden, ae_latent, ae_activation
         Autoencoder feature extractor (frozen after pretraining); ``pretrain_epochs=0`` feeds
         the raw features.
@@ -95,8 +102,10 @@ class OCNN(GCNPrep, TabularTorchDetector):
                  batch_size: int = 128, lr: float = 1e-3, pretrain_epochs: int = 20,
                  ae_hidden: Sequence[int] = (64,), ae_latent: int = 16, ae_activation: str = "tanh",
                  network: str = "mlp", preprocess: str | None = None, pretrain_lr: float | None = None,
-                 weight_decay: float = 0.0, freeze_encoder: bool = True, seed: int = 0, device: str = "auto", verbose: bool = False):
+                 weight_decay: float = 0.0, freeze_encoder: bool = True, rbf_bandwidth: float = 1.0,
+                 seed: int = 0, device: str = "auto", verbose: bool = False):
         self.nu = nu
+        self.rbf_bandwidth = rbf_bandwidth
         self.network = network
         self.preprocess = preprocess
         self.pretrain_lr = pretrain_lr
@@ -118,8 +127,10 @@ class OCNN(GCNPrep, TabularTorchDetector):
     def _initial_meta(self, Xt):
         if not 0 < self.nu < 1:
             raise InputError(f"ocnn: nu must be in (0, 1), got {self.nu}")
-        if self.g not in ("linear", "sigmoid", "relu"):
-            raise InputError(f"ocnn: g must be linear, sigmoid or relu, got {self.g!r}")
+        if self.g not in ("linear", "sigmoid", "relu", "rbf"):
+            raise InputError(f"ocnn: g must be linear, sigmoid, relu or rbf, got {self.g!r}")
+        if not float(self.rbf_bandwidth) > 0:
+            raise InputError(f"ocnn: rbf_bandwidth must be > 0 (a multiple of the median heuristic), got {self.rbf_bandwidth}")
         check_network(self.network, "ocnn")
         self._check_prep()
         use_ae = bool(self.pretrain_epochs)
@@ -140,6 +151,9 @@ class OCNN(GCNPrep, TabularTorchDetector):
     def _head(self, z):
         import torch
 
+        if self.g == "rbf":
+            d2 = torch.cdist(z, self.module_.V.weight).pow(2)
+            return self.module_.w(torch.exp(-d2 / (2.0 * float(self.rbf_scale_) ** 2))).squeeze(1)
         h = self.module_.V(z)
         if self.g == "sigmoid":
             h = torch.sigmoid(h)
@@ -190,6 +204,9 @@ class OCNN(GCNPrep, TabularTorchDetector):
             return Z
 
         Z = None if tune else all_features()  # frozen features: computed once
+        rbf = self.g == "rbf"
+        if rbf:
+            self._init_rbf(all_features() if Z is None else Z, gen)
         params = [*m.V.parameters(), *m.w.parameters()]
         opt = torch.optim.Adam([{"params": params}, *([{"params": list(m.encoder.parameters()),
                                                         "weight_decay": self.weight_decay}] if tune else [])],
@@ -200,7 +217,7 @@ class OCNN(GCNPrep, TabularTorchDetector):
             tot, nb = 0.0, 0
             for idx in minibatches(len(Xt), self.batch_size, gen):
                 yh = self._head(self._features(Xt[idx]) if tune else Z[idx])
-                loss = (0.5 * (m.w.weight**2).sum() + 0.5 * (m.V.weight**2).sum()
+                loss = (0.5 * (m.w.weight**2).sum() + (0.0 if rbf else 0.5 * (m.V.weight**2).sum())
                         + (1.0 / self.nu) * torch.clamp(r - yh, min=0).mean() - r)
                 opt.zero_grad()
                 loss.backward()
@@ -212,6 +229,19 @@ class OCNN(GCNPrep, TabularTorchDetector):
             hist.append(tot / max(nb, 1))
         self.r_ = float(r)
         self.loss_history_ = np.asarray(hist)
+
+    def _init_rbf(self, Z, gen):
+        """Centres at ``hidden`` distinct training points; ``rbf_scale_`` = ``rbf_bandwidth`` x the
+        median pairwise distance of (up to 2,000) training features / sqrt(2)."""
+        import torch
+
+        n = len(Z)
+        pick = torch.randperm(n, generator=gen)[: min(n, 2000)].to(Z.device)
+        S = Z[pick]
+        with torch.no_grad():
+            self.module_.V.weight.copy_(S[torch.arange(int(self.hidden), device=Z.device) % len(S)])
+            d = torch.pdist(S.double()) if len(S) > 1 else torch.ones(1, dtype=torch.float64)
+            self.rbf_scale_ = max(float(self.rbf_bandwidth) * float(d.median()) / np.sqrt(2.0), 1e-6)
 
     def _score_tensor(self, Xt):
         return {"ocnn": (float(self.r_) - self._yhat(Xt)).double()}

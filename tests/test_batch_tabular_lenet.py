@@ -82,3 +82,35 @@ def test_mnist_one_class_defaults_use_the_cnn():
     for name in ("deep-svdd", "ocnn"):  # the tabular protocols keep the dense nets
         assert DEFAULTS[name]["tabular"].get("network", "mlp") == "mlp"
         assert all(v.get("network", "mlp") == "mlp" for v in DEFAULTS[name]["variants"].values())
+
+
+def test_deep_svdd_pretrain_settings_default_to_the_training_ones():
+    X = _images()
+    plain = DeepSVDD(**SVDD).fit(X)
+    same = DeepSVDD(**SVDD, pretrain_lr=1e-3, pretrain_weight_decay=1e-6, pretrain_lr_milestone=1).fit(X)
+    np.testing.assert_array_equal(plain.pretrain_loss_history_, same.pretrain_loss_history_)
+    # lr 0: no weight moves (the loss varies only with the minibatches' batch-norm statistics)
+    frozen = DeepSVDD(**{**SVDD, "pretrain_epochs": 3}, pretrain_lr=0.0).fit(X)
+    assert np.ptp(frozen.pretrain_loss_history_) < 5e-4 * abs(frozen.pretrain_loss_history_[0])
+    moving = DeepSVDD(**{**SVDD, "pretrain_epochs": 3}, pretrain_lr=1e-2).fit(X)
+    assert np.ptp(moving.pretrain_loss_history_) > 1e-2 * abs(moving.pretrain_loss_history_[0])
+
+
+def test_ocnn_rbf_units_find_a_ring_of_anomalies_the_linear_head_cannot(tmp_path):
+    from monitor.evaluation import roc_auc
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 2))  # normal: a blob at the origin; anomalies: a ring around it
+    ang = rng.uniform(0, 2 * np.pi, 100)
+    A = 4.0 * np.c_[np.cos(ang), np.sin(ang)]
+    T, y = np.vstack([rng.normal(size=(100, 2)), A]), np.r_[np.zeros(100), np.ones(100)]
+    kw = {"hidden": 32, "pretrain_epochs": 0, "epochs": 30, "lr": 1e-2, "device": "cpu"}
+    rbf = OCNN(g="rbf", **kw).fit(X)
+    assert roc_auc(y, rbf.score(T)["ocnn"]) > 0.95
+    assert roc_auc(y, OCNN(g="sigmoid", **kw).fit(X).score(T)["ocnn"]) < 0.8  # a hyperplane cannot enclose
+    narrow = OCNN(g="rbf", rbf_bandwidth=0.5, **kw).fit(X)
+    assert narrow.rbf_scale_ == pytest.approx(0.5 * rbf.rbf_scale_)
+    again = load_detector(rbf.save(tmp_path / "m"))
+    np.testing.assert_allclose(again.score(T)["ocnn"], rbf.score(T)["ocnn"], rtol=1e-6)
+    with pytest.raises(InputError, match="rbf_bandwidth"):
+        OCNN(g="rbf", rbf_bandwidth=0, **kw).fit(X)

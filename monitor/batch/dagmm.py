@@ -18,8 +18,12 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
                 "epochs": 1000, "lr": 1e-3, "batch_size": 256},
     "arrhythmia": {"hidden": [10], "latent_dim": 2, "est_hidden": [10], "n_gmm": 2,
                    "epochs": 2000, "lr": 1e-3, "batch_size": 1024},
+    # KDDCUP: the paper's lr 1e-4 and batch 1024, but 2 epochs, chosen on development splits (seeds
+    # 100-119, never the reported 0-19; monitor/experiments/dagmm_dev.py): F1 there 0.956 at 2 epochs,
+    # 0.949 at 3, 0.918 at 4, 0.930 at 8, 0.909 at 16; the paper's 200 epochs gave 0.909 +- 0.029 on
+    # the protocol's seeds 0-11 (the energy model drifts as the autoencoder keeps training).
     "kddcup": {"hidden": [60, 30, 10], "latent_dim": 1, "est_hidden": [10], "n_gmm": 4,
-               "epochs": 10, "lr": 1e-3, "batch_size": 1024},
+               "epochs": 2, "lr": 1e-4, "batch_size": 1024},
     "kddcup-rev": {"hidden": [60, 30, 10], "latent_dim": 2, "est_hidden": [10], "n_gmm": 2,
                    "epochs": 50, "lr": 1e-3, "batch_size": 1024},
     None: {"hidden": [32, 16], "latent_dim": 2, "est_hidden": [10], "n_gmm": 2,

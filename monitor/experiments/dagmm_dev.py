@@ -1,0 +1,77 @@
+"""Choose DAGMM training settings on *development* splits of a dagmm protocol.
+
+The split procedure is the protocol's (:func:`monitor.protocols.tabular.dagmm_split`), with
+seeds the protocol never reports (100 and up), so the reported seeds 0-19 stay untouched
+while a setting is chosen. Prints one JSON line per setting: mean ± std F1 over the seeds.
+
+Example
+-------
+::
+
+    python -m monitor.experiments.dagmm_dev --dataset kddcup --seeds 100-109 \\
+        --grid '{"epochs": [1, 2, 4, 8], "lr": [0.0001]}' --json runs/dev/dagmm-kddcup.json
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def parse_seeds(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+    return out
+
+
+def main(argv=None) -> int:
+    from models import get_detector
+    from monitor.batch.dagmm import DEFAULT_PARAMS
+    from monitor.protocols import tabular as tp
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dataset", default="kddcup", choices=[d for d in DEFAULT_PARAMS if d])
+    ap.add_argument("--seeds", default="100-109", help="development seeds (the protocol reports 0-19)")
+    ap.add_argument("--grid", default='{"epochs": [1, 2, 4, 8]}', help="JSON: parameter -> list of values")
+    ap.add_argument("--json", metavar="FILE")
+    a = ap.parse_args(argv)
+    seeds = parse_seeds(a.seeds)
+    if min(seeds) < 20:
+        ap.error("development seeds must be >= 20: seeds 0-19 are the protocol's reported ones")
+    grid = json.loads(a.grid)
+    DAGMM = get_detector("dagmm")
+    shared = None if a.dataset == "kddcup-rev" else tp.load_protocol_data(a.dataset)  # seed-free data
+
+    def data(s):
+        return shared if shared is not None else tp.load_protocol_data(a.dataset, s)
+    rows = []
+    for values in itertools.product(*grid.values()):
+        setting = dict(zip(grid, values))
+        params = {**DEFAULT_PARAMS[a.dataset], **setting}
+        f1s, aucs, t0 = [], [], time.perf_counter()
+        for s in seeds:
+            X, y = data(s)
+            tr, te = tp.dagmm_split(y, s)
+            det = DAGMM(**{**params, "seed": s}).fit(X[tr])
+            m = tp.dagmm_metrics(y[te], det.score(X[te])["energy"])
+            f1s.append(m["f1"])
+            aucs.append(m["roc_auc"])
+        row = {"dataset": a.dataset, "seeds": a.seeds, **setting, "f1_mean": float(np.mean(f1s)),
+               "f1_std": float(np.std(f1s)), "roc_auc_mean": float(np.mean(aucs)),
+               "f1": [round(f, 4) for f in f1s], "seconds": round(time.perf_counter() - t0, 1)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
