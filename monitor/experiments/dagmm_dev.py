@@ -21,13 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def parse_seeds(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        a, _, b = part.partition("-")
-        out += list(range(int(a), int(b) + 1)) if b else [int(a)]
-    return out
+from monitor.experiments.tabular_dev import parse_seeds  # "100-109,120" -> seeds
 
 
 def main(argv=None) -> int:
