@@ -537,51 +537,64 @@ class Daemon:
         self.stats["dlq"] += 1
 
     def _process(self, recs: list) -> None:
+        from itertools import groupby
+        from operator import attrgetter
+
         from streams.kafka import TopicPartition
+
+        counts: dict[str, int] = {}
+        # records come in partition order: the per-partition bookkeeping is done once per run of them
+        for (topic, partition), run in groupby(recs, key=attrgetter("topic", "partition")):
+            tp = TopicPartition(topic, partition)
+            if tp not in self._owned:
+                continue
+            run = list(run)
+            counts[topic] = counts.get(topic, 0) + len(run)
+            self._dirty.add(tp)
+            self._process_partition(tp, run)
+        self.stats["records"] += len(recs)
+        for t, n in counts.items():
+            self.metrics.record_consumed(t, n)
+
+    def _process_partition(self, tp: Any, recs: list) -> None:
+        """Decode, window and queue the records of one owned partition (in offset order)."""
         from streams.records import RecordError, decode_record
 
         fmt, width = self.fmt, self.spec.channels
         now = time.monotonic()
         ahead_s = self.cfg.input.max_future_s
         horizon_us = (time.time() + ahead_s) * 1e6 if ahead_s > 0 else math.inf
-        counts: dict[str, int] = {}
+        windower, pending, max_batch = self.windower, self._pending, self.cfg.scoring.max_batch
         for rec in recs:
-            tp = TopicPartition(rec.topic, rec.partition)
-            if tp not in self._owned:
-                continue
-            counts[rec.topic] = counts.get(rec.topic, 0) + 1
-            self._dirty.add(tp)
             try:
                 r = decode_record(rec.value, rec.key, fmt, width)
             except RecordError as exc:
-                self.windower.add_consumed(tp, rec.offset)
+                windower.add_consumed(tp, rec.offset)
                 self._dlq(rec, exc.reason, str(exc))
                 continue
             except Exception as exc:  # noqa: BLE001 - a decoder bug must not make one record a poison pill
                 log.error("unexpected %s decoding %s:%d:%d; sent to the DLQ", type(exc).__name__, rec.topic,
                           rec.partition, rec.offset)
-                self.windower.add_consumed(tp, rec.offset)
+                windower.add_consumed(tp, rec.offset)
                 self._dlq(rec, "undecodable", f"decoder error {type(exc).__name__}: {exc}")
                 continue
             if r.ts[-1] > horizon_us:  # accepted, it would make every later reading of its series "late"
-                self.windower.add_consumed(tp, rec.offset)
+                windower.add_consumed(tp, rec.offset)
                 self._dlq(rec, "bad_field", f"field {fmt.ts_field!r}: more than input.max_future_s={ahead_s:g} s "
                           "ahead of this host's clock")
                 continue
-            batches, rejected = self.windower.add(tp, rec.offset, r)
+            batches, rejected = windower.add(tp, rec.offset, r)
             if rejected:
                 rj = rejected[0]
                 self._dlq(rec, rj.reason, rj.message, samples=sum(x.count for x in rejected))
-            for b in batches:
-                if not self._pending:
-                    self._pending_since = now
-                self._pending.append((b, rec.timestamp))
-                self._pending_n += len(b)
-            if self._pending_n >= self.cfg.scoring.max_batch:
-                self._score_pending()
-        self.stats["records"] += len(recs)
-        for t, n in counts.items():
-            self.metrics.record_consumed(t, n)
+            if batches:
+                for b in batches:
+                    if not pending:
+                        self._pending_since = now
+                    pending.append((b, rec.timestamp))
+                    self._pending_n += len(b)
+                if self._pending_n >= max_batch:
+                    self._score_pending()
 
     def _score_pending(self) -> None:
         """Score everything pending, in batches of at most max_batch windows (one model call each)."""
