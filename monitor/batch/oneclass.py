@@ -47,6 +47,11 @@ MN = {"epochs": 15, "batch_size": 128}
 LENET = {"network": "lenet", "rep_dim": 32, "preprocess": "gcn", "pretrain_epochs": 50, "pretrain_lr": 1e-3,
          "pretrain_lr_milestone": 40, "epochs": 20, "lr": 1e-4, "lr_milestone": None, "batch_size": 200,
          "weight_decay": 5e-7}
+#: The soft-boundary objective keeps the earlier settings (30 + 30 epochs at lr 1e-3, divided by 10
+#: after epoch 20, in both phases): on the same validation split, soft-boundary nu 0.1 gave 0.9454 with
+#: them and 0.9308 (9 digits) with LENET's; its protocol figure with them is 0.9435.
+LENET_SOFT = {"pretrain_epochs": 30, "pretrain_lr": None, "pretrain_lr_milestone": None, "epochs": 30, "lr": 1e-3,
+              "lr_milestone": 20}
 #: OC-NN on MNIST: the LeNet-type autoencoder of Deep SVDD pretrained with Ruff et al.'s autoencoder
 #: settings (150 epochs, lr 1e-4, weight decay 0.5e-3, batch 200), frozen, and an RBF head
 #: (``g="rbf"``) chosen on the MNIST validation split (train on digit d of MNIST train, score the
@@ -74,6 +79,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "deep-svdd": {
         "variants": {"deep-svdd one-class": {"objective": "one-class"},
                      "deep-svdd soft-boundary": {"objective": "soft-boundary", "nu": 0.1}},
+        "mnist_variants": {"deep-svdd one-class": {"objective": "one-class"},
+                           "deep-svdd soft-boundary": {"objective": "soft-boundary", "nu": 0.1, **LENET_SOFT}},
         "tabular": {**TAB, "hidden": [32, 16], "rep_dim": 8, "pretrain_epochs": 100},
         "mnist": LENET,
     },
