@@ -49,7 +49,7 @@ LENET = {"network": "lenet", "rep_dim": 32, "preprocess": "gcn", "pretrain_epoch
          "weight_decay": 5e-7}
 #: The soft-boundary objective keeps the earlier settings (30 + 30 epochs at lr 1e-3, divided by 10
 #: after epoch 20, in both phases): on the same validation split, soft-boundary nu 0.1 gave 0.9454 with
-#: them and 0.9308 (9 digits) with LENET's; its protocol figure with them is 0.9435.
+#: them and 0.9329 with LENET's; its protocol figure with them is 0.9435.
 LENET_SOFT = {"pretrain_epochs": 30, "pretrain_lr": None, "pretrain_lr_milestone": None, "epochs": 30, "lr": 1e-3,
               "lr_milestone": 20}
 #: OC-NN on MNIST: the LeNet-type autoencoder of Deep SVDD pretrained with Ruff et al.'s autoencoder
