@@ -37,21 +37,25 @@ MN = {"epochs": 15, "batch_size": 128}
 #:     the same, pretraining weight decay 0.5e-3 (Ruff's AE)                        0.9425
 #:   pretrain 50 @1e-3 (ms 40) + SVDD 10 @1e-3                                      0.9445
 #:   pretrain 30 @1e-3 (ms 20) + SVDD 20 @1e-4                                      0.9453
-#:   pretrain 50 @1e-3 (ms 40) + SVDD 20 @1e-4  (chosen; digits 2 / 5: 0.895 / 0.878)  0.9509
-#: Protocol (mnist-one-class, seed 0, 1 CPU thread, ~75 s/digit) with these settings, run once after the
+#:   pretrain 50 @1e-3 (ms 40) + SVDD 20 @1e-4  (digits 2 / 5: 0.895 / 0.878)       0.9509
+#:     the same, SVDD 10 @1e-4 (stopped after 4 digits, each lower)                 0.9483
+#:     the same, rep_dim 64 (chosen; digits 2 / 5: 0.931 / 0.920)                   0.9587
+#: Protocol (mnist-one-class, seed 0, 1 CPU thread, ~75 s/digit) with rep_dim 32, run after that
 #: choice: one-class 0.9465 (digits 0.973 0.997 0.900 0.939 0.946 0.891 0.976 0.934 0.941 0.967),
-#: soft-boundary (nu 0.1) 0.9357: short of the bar 0.948 (one-class was 0.9413 before).
+#: soft-boundary (nu 0.1) 0.9357 (one-class was 0.9413 before). With rep_dim 64 (the job's one-class
+#: now; the rule "adopt iff validation > 0.9509" was fixed before its protocol figure was read):
+#: 0.9583 (digits 0.989 0.995 0.927 0.923 0.960 0.939 0.982 0.950 0.943 0.975).
 #: Before: 30 + 30 epochs at lr 1e-3 gave 0.9413 one-class / 0.9435 soft-boundary; 60 + 60 epochs
 #: 0.9348; Ruff et al.'s PyTorch settings exactly (150 + 150 epochs, lr 1e-4 with milestone 50,
 #: pretraining weight decay 0.5e-3; on a GPU) 0.9361 / 0.9276.
-LENET = {"network": "lenet", "rep_dim": 32, "preprocess": "gcn", "pretrain_epochs": 50, "pretrain_lr": 1e-3,
+LENET = {"network": "lenet", "rep_dim": 64, "preprocess": "gcn", "pretrain_epochs": 50, "pretrain_lr": 1e-3,
          "pretrain_lr_milestone": 40, "epochs": 20, "lr": 1e-4, "lr_milestone": None, "batch_size": 200,
          "weight_decay": 5e-7}
 #: The soft-boundary objective keeps the earlier settings (30 + 30 epochs at lr 1e-3, divided by 10
 #: after epoch 20, in both phases): on the same validation split, soft-boundary nu 0.1 gave 0.9454 with
 #: them and 0.9329 with LENET's; its protocol figure with them is 0.9435.
-LENET_SOFT = {"pretrain_epochs": 30, "pretrain_lr": None, "pretrain_lr_milestone": None, "epochs": 30, "lr": 1e-3,
-              "lr_milestone": 20}
+LENET_SOFT = {"rep_dim": 32, "pretrain_epochs": 30, "pretrain_lr": None, "pretrain_lr_milestone": None,
+              "epochs": 30, "lr": 1e-3, "lr_milestone": 20}
 #: OC-NN on MNIST: the LeNet-type autoencoder of Deep SVDD pretrained with Ruff et al.'s autoencoder
 #: settings (150 epochs, lr 1e-4, weight decay 0.5e-3, batch 200), frozen, and an RBF head
 #: (``g="rbf"``) chosen on the MNIST validation split (train on digit d of MNIST train, score the
