@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.base import Component, Detector, InputError, register
+from models.sklearn_baselines import rank_counts, subsample_rows
 
 
 def _sq_dists(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -69,14 +70,9 @@ class ECODDetector(Detector):
         out = np.empty(len(X))
         for a in range(0, len(X), 8192):
             xb = X[a : a + 8192]
-            left = np.empty(xb.shape)
-            right = np.empty(xb.shape)
-            for j in range(xb.shape[1]):
-                col = self.sorted_[:, j]
-                left[:, j] = np.searchsorted(col, xb[:, j], side="right")  # training values <= x
-                right[:, j] = n - np.searchsorted(col, xb[:, j], side="left")  # training values >= x
-            nl = -np.log((left + 1.0) / (n + 1.0))
-            nr = -np.log((right + 1.0) / (n + 1.0))
+            below, upto = rank_counts(self.sorted_, xb)  # training values < x, <= x
+            nl = -np.log((upto + 1.0) / (n + 1.0))  # left tail: values <= x
+            nr = -np.log((n - below + 1.0) / (n + 1.0))  # right tail: values >= x
             auto = np.where(self.skew_sign_ < 0, nl, nr)
             out[a : a + 8192] = np.maximum.reduce([nl.sum(1), nr.sum(1), auto.sum(1)])
         return {"ecod": out}
@@ -193,8 +189,7 @@ class LOFDetector(Detector):
             raise InputError(f"lof: k must be >= 1, got {self.k!r}")
         if len(X) < 2:
             raise InputError("lof: needs at least 2 training rows")
-        if len(X) > self.max_train:
-            X = X[np.sort(np.random.default_rng(self.seed).choice(len(X), self.max_train, replace=False))]
+        X = subsample_rows(X, self.max_train, self.seed)
         k = min(int(self.k), len(X) - 1)
         idx, dk = self._neighbours(X, X, k, offset=0)
         kdist = dk[:, -1]

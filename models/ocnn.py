@@ -231,8 +231,8 @@ class OCNN(GCNPrep, TabularTorchDetector):
         self.loss_history_ = np.asarray(hist)
 
     def _init_rbf(self, Z, gen):
-        """Centres at ``hidden`` distinct training points; ``rbf_scale_`` = ``rbf_bandwidth`` x the
-        median pairwise distance of (up to 2,000) training features / sqrt(2)."""
+        """Centres at ``hidden`` distinct training points (repeating beyond 2,000); ``rbf_scale_`` =
+        ``rbf_bandwidth`` x the median pairwise distance of (up to 2,000) training features / sqrt(2)."""
         import torch
 
         n = len(Z)

@@ -25,6 +25,23 @@ import numpy as np
 from models.base import Component, Detector, InputError, get_detector, register
 
 
+def subsample_rows(X: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
+    """``X`` itself, or ``max_rows`` of its rows drawn with ``default_rng(seed)``, in their order."""
+    if len(X) <= max_rows:
+        return X
+    return X[np.sort(np.random.default_rng(seed).choice(len(X), max_rows, replace=False))]
+
+
+def rank_counts(sorted_ref: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature, how many reference values are ``< x`` and ``<= x`` (``sorted_ref``: each
+    column sorted). The empirical CDF and tail counts of kNN's rank scale and of ECOD."""
+    below, upto = np.empty(X.shape), np.empty(X.shape)
+    for j in range(X.shape[1]):
+        below[:, j] = np.searchsorted(sorted_ref[:, j], X[:, j], side="left")
+        upto[:, j] = np.searchsorted(sorted_ref[:, j], X[:, j], side="right")
+    return below, upto
+
+
 def _average_path_length(n: np.ndarray) -> np.ndarray:
     """c(n) of Liu et al.: average path length of an unsuccessful BST search (as scikit-learn)."""
     n = np.asarray(n, dtype=np.float64)
@@ -167,14 +184,10 @@ class KNNDetector(Detector):
         self.seed = seed
 
     def _transform(self, X):
-        ref = getattr(self, "ecdf_sorted_", None)
-        if ref is None:
+        if self.scale != "ecdf":
             return X
-        out = np.empty(X.shape)
-        for j in range(X.shape[1]):
-            col = ref[:, j]
-            out[:, j] = np.searchsorted(col, X[:, j], side="left") + np.searchsorted(col, X[:, j], side="right")
-        return out / (2.0 * len(ref))
+        below, upto = rank_counts(self.ecdf_sorted_, X)
+        return (below + upto) / (2.0 * len(self.ecdf_sorted_))
 
     def fit(self, X, y=None):
         X = self._validate(X, fitting=True)
@@ -182,17 +195,13 @@ class KNNDetector(Detector):
             raise InputError(f"knn: method must be 'mean' or 'kth', got {self.method!r}")
         if self.scale not in (None, "none", "ecdf"):
             raise InputError(f"knn: scale must be None or 'ecdf', got {self.scale!r}")
+        self.__dict__.pop("ecdf_sorted_", None)  # a refit without the rank scale keeps no stale copy
         if self.scale == "ecdf":
-            ref = X
-            if len(X) > self.max_train:
-                ref = X[np.sort(np.random.default_rng(self.seed).choice(len(X), self.max_train, replace=False))]
-            self.ecdf_sorted_ = np.sort(ref, axis=0)
+            self.ecdf_sorted_ = np.sort(subsample_rows(X, self.max_train, self.seed), axis=0)
             X = self._transform(X)
         if self.deduplicate:
             X = np.unique(X, axis=0)
-        if len(X) > self.max_train:
-            idx = np.sort(np.random.default_rng(self.seed).choice(len(X), self.max_train, replace=False))
-            X = X[idx]
+        X = subsample_rows(X, self.max_train, self.seed)
         self.train_ = np.ascontiguousarray(X, dtype=np.float64)
         self.n_features_in_ = int(X.shape[1])
         return self
