@@ -564,7 +564,7 @@ class Daemon:
         now = time.monotonic()
         ahead_s = self.cfg.input.max_future_s
         horizon_us = (time.time() + ahead_s) * 1e6 if ahead_s > 0 else math.inf
-        windower, pending, max_batch = self.windower, self._pending, self.cfg.scoring.max_batch
+        windower, max_batch = self.windower, self.cfg.scoring.max_batch
         for rec in recs:
             try:
                 r = decode_record(rec.value, rec.key, fmt, width)
@@ -589,9 +589,9 @@ class Daemon:
                 self._dlq(rec, rj.reason, rj.message, samples=sum(x.count for x in rejected))
             if batches:
                 for b in batches:
-                    if not pending:
+                    if not self._pending:
                         self._pending_since = now
-                    pending.append((b, rec.timestamp))
+                    self._pending.append((b, rec.timestamp))
                     self._pending_n += len(b)
                 if self._pending_n >= max_batch:
                     self._score_pending()

@@ -40,22 +40,14 @@ def main(argv=None) -> int:
         ap.error("development seeds must be >= 20: seeds 0-19 are the protocol's reported ones")
     grid = json.loads(a.grid)
     DAGMM = get_detector("dagmm")
-    shared = None if a.dataset == "kddcup-rev" else tp.load_protocol_data(a.dataset)  # seed-free data
-
-    def data(s):
-        return shared if shared is not None else tp.load_protocol_data(a.dataset, s)
     rows = []
     for values in itertools.product(*grid.values()):
         setting = dict(zip(grid, values))
         params = {**DEFAULT_PARAMS[a.dataset], **setting}
-        f1s, aucs, t0 = [], [], time.perf_counter()
-        for s in seeds:
-            X, y = data(s)
-            tr, te = tp.dagmm_split(y, s)
-            det = DAGMM(**{**params, "seed": s}).fit(X[tr])
-            m = tp.dagmm_metrics(y[te], det.score(X[te])["energy"])
-            f1s.append(m["f1"])
-            aucs.append(m["roc_auc"])
+        t0 = time.perf_counter()
+        res = tp.evaluate_detector(lambda s, p=params: DAGMM(**{**p, "seed": s}), a.dataset, seeds)
+        f1s = [m["f1"] for m in res["per_seed"]]
+        aucs = [m["roc_auc"] for m in res["per_seed"]]
         row = {"dataset": a.dataset, "seeds": a.seeds, **setting, "f1_mean": float(np.mean(f1s)),
                "f1_std": float(np.std(f1s)), "roc_auc_mean": float(np.mean(aucs)),
                "f1": [round(f, 4) for f in f1s], "seconds": round(time.perf_counter() - t0, 1)}
