@@ -397,6 +397,13 @@ class VRAE(_SeqAEBase):
         torch CPU threads during fit/score (None = leave as is).
     score_batch_size
         Windows per scoring chunk (does not change the scores).
+    n_members
+        Deep ensemble: fit this many VRAEs, identical but for their seeds (member ``i`` has seed
+        ``seed + 1000 * i``, so member 0 is the single model of ``seed`` and the members of seeds below
+        1000 never coincide), and score each component as the mean over the members. Averaging the
+        latent k-NN distances of independently trained latent spaces removes much of the variance of one
+        space (see ``monitor/protocols/ecg.py`` for the development figures). Costs ``n_members`` times
+        the fit and scoring time.
     """
 
     name = "vrae"
@@ -449,6 +456,7 @@ class VRAE(_SeqAEBase):
         device: str = "auto",
         n_threads: int | None = None,
         score_batch_size: int = 256,
+        n_members: int = 1,
     ):
         self.hidden_size = hidden_size
         self.latent_dim = latent_dim
@@ -482,6 +490,104 @@ class VRAE(_SeqAEBase):
         self.device = device
         self.n_threads = n_threads
         self.score_batch_size = score_batch_size
+        self.n_members = n_members
+
+    # ---- deep ensemble (n_members > 1): members are single VRAEs; components are member means
+    #: seed offset between ensemble members
+    MEMBER_SEED_STRIDE = 1000
+
+    def _n_members(self) -> int:
+        n = self.n_members
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise InputError(f"vrae: n_members must be an integer >= 1, got {n!r}")
+        return int(n)
+
+    def _member(self, i: int) -> VRAE:
+        params = dict(self.get_params(), n_members=1, seed=int(self.seed) + self.MEMBER_SEED_STRIDE * i)
+        return type(self)(**params)
+
+    @property
+    def members(self) -> list[VRAE]:
+        """The fitted single VRAEs this detector averages (``[self]`` when ``n_members`` is 1)."""
+        self._check_fitted()
+        return list(self.members_) if getattr(self, "members_", None) is not None else [self]
+
+    def fit(self, X, y=None):
+        n = self._n_members()
+        if n == 1:
+            super().fit(X, y)
+            self.members_ = None
+            return self
+        X = self._validate(X, fitting=True)
+        t0 = time.perf_counter()
+        members = []
+        for i in range(n):
+            log.info("vrae: fitting ensemble member %d/%d (seed %d)", i + 1, n, self.seed + self.MEMBER_SEED_STRIDE * i)
+            members.append(self._member(i).fit(X))
+        self.members_ = members
+        first = members[0]
+        self.mean_, self.scale_ = first.mean_, first.scale_
+        self.n_features_in_, self.window_length_ = first.n_features_in_, first.window_length_
+        self.member_epochs_ = [m.n_epochs_ for m in members]
+        self.n_epochs_ = int(max(self.member_epochs_))
+        self.best_val_loss_ = float(np.mean([m.best_val_loss_ for m in members]))
+        self.history_ = first.history_
+        self.fit_seconds_ = round(time.perf_counter() - t0, 3)
+        return self
+
+    def _score(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        if getattr(self, "members_", None) is None:
+            return super()._score(X)
+        parts = [m._score(X) for m in self.members_]
+        return {k: np.mean([p[k] for p in parts], axis=0) for k in parts[0]}
+
+    def _get_state(self):
+        if getattr(self, "members_", None) is None:
+            arrays, meta = super()._get_state()
+            meta.pop("members_", None)
+            return arrays, meta
+        arrays: dict[str, np.ndarray] = {}
+        metas = []
+        for i, m in enumerate(self.members_):
+            a, meta = m._get_state()
+            arrays.update({f"member{i}.{k}": v for k, v in a.items()})
+            metas.append(meta)
+        own = {k: v for k, v in vars(self).items()
+               if k.endswith("_") and not k.startswith("_") and k not in ("members_", "history_")}
+        for k, v in own.items():
+            if isinstance(v, np.ndarray):
+                arrays[k] = v
+        meta = {k: v for k, v in own.items() if not isinstance(v, np.ndarray)}
+        meta["members_"] = metas
+        return arrays, meta
+
+    def _set_state(self, arrays, meta) -> None:
+        meta = dict(meta)
+        metas = meta.pop("members_", None)
+        if not metas:
+            self.members_ = None
+            super()._set_state(arrays, meta)
+            if getattr(self, "major_mu_", None) is None and getattr(self, "ref_mu_", None) is not None:
+                # saved before latent_wasserstein_major existed: its bank falls back to the latent_wasserstein one
+                log.warning("vrae model saved without a majority bank: latent_wasserstein_major uses the "
+                            "latent_wasserstein bank (retrain for the largest-cluster bank)")
+                self.major_mu_, self.major_sigma_ = self.ref_mu_, self.ref_sigma_
+            return
+        if len(metas) != self._n_members():
+            raise ValueError(f"saved ensemble has {len(metas)} members, its config says n_members={self.n_members}")
+        members = []
+        for i, mmeta in enumerate(metas):
+            m = self._member(i)
+            pre = f"member{i}."
+            m._set_state({k[len(pre):]: v for k, v in arrays.items() if k.startswith(pre)}, mmeta)
+            members.append(m)
+        self.members_ = members
+        for k, v in meta.items():
+            setattr(self, k, v)
+        for k, v in arrays.items():
+            if not k.startswith("member"):
+                setattr(self, k, v)
+        self.history_ = members[0].__dict__.get("history_", [])
 
     # ---- network
     def _meta(self, C: int) -> dict[str, Any]:
@@ -515,14 +621,6 @@ class VRAE(_SeqAEBase):
         return loss.mean(), neg_elbo.mean()
 
     # ---- scoring state
-    def _set_state(self, arrays, meta) -> None:
-        super()._set_state(arrays, meta)
-        if getattr(self, "major_mu_", None) is None and getattr(self, "ref_mu_", None) is not None:
-            # saved before latent_wasserstein_major existed: its bank falls back to the latent_wasserstein one
-            log.warning("vrae model saved without a majority bank: latent_wasserstein_major uses the "
-                        "latent_wasserstein bank (retrain for the largest-cluster bank)")
-            self.major_mu_, self.major_sigma_ = self.ref_mu_, self.ref_sigma_
-
     def _eps_bank(self, T: int):
         """Common random numbers: (L, latent) for z and (L, T, context) for c, fixed by ``seed``."""
         key = (T, str(self._device()))
@@ -679,9 +777,12 @@ class VRAE(_SeqAEBase):
 
     # ---- extras for reports and the supervised variant
     def transform(self, X) -> np.ndarray:
-        """Latent means ``mu_z`` of windows, shape ``(n, latent_dim)``."""
+        """Latent means ``mu_z`` of windows, shape ``(n, latent_dim)`` (``(n, n_members * latent_dim)``
+        for an ensemble)."""
         self._check_fitted()
         X = self._validate(X, fitting=False)
+        if getattr(self, "members_", None) is not None:  # ensemble: the members' latent means side by side
+            return np.hstack([m.transform(X) for m in self.members_])
         with torch_threads(self.n_threads):
             return self._encode_np(self._standardise(X))[0]
 
@@ -689,6 +790,8 @@ class VRAE(_SeqAEBase):
         """Mean reconstruction (over the L samples), in the input's units: ``(n, T, C)``."""
         self._check_fitted()
         X = self._validate(X, fitting=False)
+        if getattr(self, "members_", None) is not None:  # ensemble: mean of the members' reconstructions
+            return np.mean([m.reconstruct(X) for m in self.members_], axis=0)
         with torch_threads(self.n_threads):
             Xs = self._standardise(X)
             rec = np.concatenate([self._forward_scores(Xs[i:i + self.score_batch_size])["reconstruction"]

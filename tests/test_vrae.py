@@ -99,6 +99,38 @@ def test_model_saved_without_major_bank_still_scores(tmp_path):
     np.testing.assert_allclose(s["latent_wasserstein_major"], s["latent_wasserstein"])
 
 
+def test_ensemble_is_the_mean_of_independent_members(tmp_path):
+    """n_members: member 0 is the single model of the same seed, the others differ; every component is
+    the members' mean; save/load keeps the scores bit for bit; the size of the ensemble is checked."""
+    X = _sines(40)
+    single = VRAE(**TINY).fit(X)
+    ens = VRAE(**TINY, n_members=3).fit(X)
+    members = ens.members
+    assert len(members) == 3 and [m.seed for m in members] == [0, 1000, 2000]
+    assert single.members == [single] and ens.member_epochs_ == [m.n_epochs_ for m in members]
+    s1, se, parts = single.score(X[:6]), ens.score(X[:6]), [m.score(X[:6]) for m in members]
+    for c in se:
+        np.testing.assert_array_equal(parts[0][c], s1[c], err_msg=c)
+        np.testing.assert_allclose(se[c], np.mean([p[c] for p in parts], axis=0), err_msg=c)
+    assert not np.array_equal(parts[0]["reconstruction_error"], parts[1]["reconstruction_error"])
+    ens.save(tmp_path / "e")
+    back = load_detector(tmp_path / "e")
+    s2 = back.score(X[:6])
+    for c in se:
+        np.testing.assert_array_equal(s2[c], se[c], err_msg=c)
+    assert back.transform(X[:2]).shape == (2, 3 * TINY["latent_dim"])
+    assert back.reconstruct(X[:2]).shape == (2, 20, 1)
+    cfg = json.loads((tmp_path / "e" / "config.json").read_text())
+    cfg["params"]["n_members"] = 2
+    (tmp_path / "e" / "config.json").write_text(json.dumps(cfg))
+    from models.base import IncompatibleModelError
+
+    with pytest.raises(IncompatibleModelError, match="3 members"):
+        load_detector(tmp_path / "e")
+    with pytest.raises(Exception, match="n_members"):
+        VRAE(**TINY, n_members=0).fit(X)
+
+
 def test_training_improves_validation_elbo(sine_vrae):
     _, det = sine_vrae
     h = det.history_

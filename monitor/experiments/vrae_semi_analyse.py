@@ -12,6 +12,12 @@ Metrics on the development test set (remaining normals + half the anomalies); th
 anomaly ratio, half the protocol's here) it shows recall at that threshold::
 
     .venv/bin/python -m monitor.experiments.vrae_semi_analyse runs/dev/*.npz
+
+``--ensemble`` instead treats the runs of one recipe and split (different model seeds, the same data) as
+the members of a deep ensemble (``VRAE(n_members=...)``) and reports, per recipe and split, every
+component as the members' mean, which is exactly what the ensemble scores::
+
+    .venv/bin/python -m monitor.experiments.vrae_semi_analyse --ensemble runs/dev/*.npz
 """
 from __future__ import annotations
 
@@ -67,11 +73,38 @@ def variants(d) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
+def ensemble_report(files) -> int:
+    """Per recipe and split: each component averaged over the runs (members), and its metrics."""
+    groups: dict[tuple[str, str], list] = defaultdict(list)
+    for f in sorted(files):
+        m = re.match(r"(.*)-s(\d+)-\d+$", Path(f).stem)
+        if m:
+            groups[(m.group(1), m.group(2))].append(np.load(f))
+    per_recipe: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for (recipe, split), ds in sorted(groups.items()):
+        comps = sorted(k.split("/", 1)[1] for k in ds[0].files if k.startswith("test/") and k not in ("test/mu", "test/sd"))
+        for c in comps:
+            mt = metrics(ds[0]["y_test"], np.mean([d[f"test/{c}"] for d in ds], axis=0),
+                         np.mean([d[f"val/{c}"] for d in ds], axis=0))
+            per_recipe[f"{recipe} x{len(ds)}"][c].append((split, mt))
+    for recipe, comps in per_recipe.items():
+        print(f"== {recipe} members (ensemble per split)")
+        for c, ms in comps.items():
+            auc = [m["roc_auc"] for _, m in ms]
+            print(f"  {c:28s} auc {np.mean(auc):.4f}  per split " + ", ".join(
+                f"s{s}: {m['roc_auc']:.4f} / f1 {m['f1']:.4f}" for s, m in ms))
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+")
     p.add_argument("--only", nargs="*", help="variants to show (default: all)")
+    p.add_argument("--ensemble", action="store_true",
+                   help="average the components of the runs of one recipe and split (a deep ensemble)")
     a = p.parse_args(argv)
+    if a.ensemble:
+        return ensemble_report(a.files)
     res: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for f in sorted(a.files):
         recipe = re.sub(r"-s\d+-\d+$", "", Path(f).stem)

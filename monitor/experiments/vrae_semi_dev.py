@@ -93,17 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     res = {"split": a.split, "seed": a.seed, "params": parse_params(a.param), "fit_seconds": round(fit_s, 1),
            "epochs_run": det.n_epochs_, "best_val_loss": det.best_val_loss_,
            "components": {c: metrics(yte, S["test"][c], S["val"][c]) for c in S["test"]}}
-    arrays = {"y_test": yte, "holdout": holdout, "latent_scale": np.asarray(det.latent_scale_)}
+    first = det.members[0]  # an ensemble (n_members > 1) saves the posteriors of its first member
+    arrays = {"y_test": yte, "holdout": holdout, "latent_scale": np.asarray(first.latent_scale_)}
     for part, idx in (("train", tr), ("val", va), ("test", te)):
         for c, v in S[part].items():
             arrays[f"{part}/{c}"] = v
-        mu, sd = det._encode_np(det._standardise(X[idx]))
+        mu, sd = first._encode_np(first._standardise(X[idx]))
         arrays[f"{part}/mu"], arrays[f"{part}/sd"] = mu, sd
     # unsupervised criterion: negative ELBO (beta = 1) of the normal-only development validation windows
-    gv = torch.Generator().manual_seed(det.seed + 2)
+    gv = torch.Generator().manual_seed(first.seed + 2)
     with torch.no_grad():
-        xv = torch.from_numpy(det._standardise(X[va])).to(det._device())
-        res["val_neg_elbo"] = float(det._batch_loss(det.module_, xv, xv, 1.0, gv)[1])
+        xv = torch.from_numpy(first._standardise(X[va])).to(first._device())
+        res["val_neg_elbo"] = float(first._batch_loss(first.module_, xv, xv, 1.0, gv)[1])
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out.with_suffix(".npz"), **arrays)
