@@ -33,6 +33,7 @@ nan_or_inf - field 'value': NaN or inf at sample 0
 from __future__ import annotations
 
 import json
+import json.scanner
 import math
 import re
 from dataclasses import dataclass
@@ -315,6 +316,116 @@ def decode_record(value: bytes | str | None, key: bytes | str | None, fmt: Recor
     if np.abs(arr).max() > 3.0e38:
         raise RecordError("nan_or_inf", f"field {field!r}: value too large for float32")
     return Readings(series, ts, arr)
+
+
+_SCAN = json.scanner.make_scanner(_PLAIN)  # the C scanner: one call per value, no wrapper
+_KEY_BYTES = re.compile(rb'"\s*:')
+_F32_MAX = 3.0e38
+
+
+def _plain_number(x: Any) -> float | None:
+    """``x`` as a float when it is an int or float that :func:`decode_record` accepts unchanged, else None."""
+    tx = type(x)
+    if tx is float:
+        return x if -_F32_MAX <= x <= _F32_MAX else None  # False for NaN
+    if tx is int and -_F32_MAX <= x <= _F32_MAX:
+        return float(x)
+    return None
+
+
+def _plain_element(x: Any) -> float | None:
+    """:func:`_plain_number` for an element of a ``values`` list: there numpy decides, and an int
+    beyond int64 makes an object (or unsigned) array that :func:`decode_record` rejects."""
+    if type(x) is int and not -9_223_372_036_854_775_808 <= x <= 9_223_372_036_854_775_807:
+        return None
+    return _plain_number(x)
+
+
+def decode_plain_readings(values: list, keys: list, fmt: RecordFormat, width: int | None = None) -> list:
+    """Fast path of :func:`decode_record` for a batch of records holding one reading each.
+
+    For each record, ``(series, ts_us, row)`` (``row`` a tuple of ``width`` floats) when it is a plain
+    single reading (``"value"``, or ``"values"`` as one flat multivariate sample) that
+    :func:`decode_record` accepts, with exactly the result it would give; ``None`` for anything
+    else (chunks, other types, bad input, ISO timestamps), which the caller then decodes with
+    :func:`decode_record` (that also gives the error). Skips the per-record Python wrappers of
+    ``json.loads``: one C scanner call per value, and one key count for the whole batch.
+
+    >>> decode_plain_readings([b'{"series":"a","ts":5,"value":1.5}', b'{"ts":1}'], [None, b"k"], RecordFormat(), 1)
+    [('a', 5000, (1.5,)), None]
+    """
+    n = len(values)
+    out: list = [None] * n
+    unit = fmt.ts_unit
+    if unit not in _TS_SCALE or width is not None and width < 1:
+        return out
+    scale = _TS_SCALE[unit]
+    max_bytes, max_sid = fmt.max_message_bytes, fmt.max_series_len
+    sf, tf, vf, vsf, pf = fmt.series_field, fmt.ts_field, fmt.value_field, fmt.values_field, fmt.period_field
+    scan, number = _SCAN, _plain_number
+    n_keys = 0
+    for i in range(n):
+        v = values[i]
+        if type(v) is not bytes or len(v) > max_bytes:
+            continue
+        try:
+            text = v.decode("utf-8")
+            obj, end = scan(text, 0)
+        except (UnicodeDecodeError, ValueError, StopIteration, RecursionError):
+            continue
+        if end != len(text) or type(obj) is not dict:
+            continue
+        t = obj.get(tf)
+        if type(t) is int:
+            if not 0 <= t <= _TS_MAX_US:  # (bounds the int before it becomes a float; any unit)
+                continue
+            us = t * scale
+        elif type(t) is float:
+            us = t * scale
+        else:
+            continue
+        if not 0.0 <= us <= _TS_MAX_US:  # False for NaN
+            continue
+        if vsf in obj:
+            raw = obj[vsf]
+            if pf in obj or type(raw) is not list or not raw or (width is not None and len(raw) != width):
+                continue
+            row = tuple(map(_plain_element, raw))
+            if None in row:
+                continue
+        elif vf in obj:
+            if width is not None and width != 1:
+                continue
+            x = number(obj[vf])
+            if x is None:
+                continue
+            row = (x,)
+        else:
+            continue
+        k = keys[i]
+        if k:
+            if type(k) is bytes:
+                try:
+                    sid = k.decode("utf-8")
+                except UnicodeDecodeError:
+                    continue
+            else:
+                sid = k
+        else:
+            sid = obj.get(sf)
+            if type(sid) is not str:
+                continue
+        if not sid or len(sid) > max_sid:
+            continue
+        out[i] = (sid, int(round(us)), row)
+        n_keys += len(obj)
+    # a repeated key is not a plain reading: count the keys of every accepted value at once (the count
+    # over-counts when a string holds '":', never under-counts: equal counts prove no key repeats)
+    if n_keys and len(_KEY_BYTES.findall(b"\n".join(values[i] for i in range(n) if out[i] is not None))) != n_keys:
+        for i in range(n):
+            if out[i] is not None and len(_KEY_BYTES.findall(values[i])) != len(_SCAN(values[i].decode(), 0)[0]):
+                out[i] = None
+    return out
 
 
 def encode_reading(series: str, ts_ms: float, value: float | list[float], fmt: RecordFormat | None = None) -> bytes:

@@ -53,6 +53,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from streams.records import Readings
+
 # --------------------------------------------------------------------------- clocks
 
 
@@ -158,6 +160,9 @@ class _Reorder:
 
 #: packed state: header (smallest offset still needed or -1, start ts of the next window or -1), then zlib
 _PACK_HEAD = struct.Struct("<qq")
+#: one block entry of the state buffer (start ts, smallest offset), and one int64 of it
+_BLOCK = struct.Struct("<qq")
+_Q = struct.Struct("<q")
 #: blocks whose smallest offsets are merged (to their minimum) when a series is packed
 _PACK_GROUP = 16
 
@@ -343,6 +348,79 @@ class Windower:
         else:
             self._add_lateness(st, sid, partition, offset, ts, vals, out, rejected)
         return out, rejected
+
+    def add_values(self, partition: Any, items: list) -> tuple[list, list]:
+        """Add single readings, in offset order: ``items`` holds ``(offset, series, ts_us, row)`` with
+        ``row`` a tuple of ``channels`` floats. The result is what :meth:`add` gives for each of them
+        as a one-reading :class:`~streams.records.Readings`, as ``[(i, WindowBatch)]`` and
+        ``[(i, Rejection)]`` tagged with the item's index; the common case (a known, unpacked series,
+        no lateness, no resume point) runs without numpy temporaries.
+
+        >>> w = Windower(WindowSpec(length=2, stride=1), clock=ManualClock())
+        >>> wins, rej = w.add_values(0, [(5, "a", 1000, (1.0,)), (6, "a", 2000, (2.0,)), (7, "a", 2000, (3.0,))])
+        >>> [(i, b.X[:, :, 0].tolist(), b.end_offset.tolist()) for i, b in wins], [(i, r.reason) for i, r in rej]
+        ([(1, [[1.0, 2.0]], [6])], [(2, 'duplicate')])
+        """
+        wins: list = []
+        rejs: list = []
+        if not items:
+            return wins, rejs
+        series_map = self._parts.get(partition)
+        if series_map is None:
+            self.assign(partition)
+            series_map = self._parts[partition]
+        spec = self.spec
+        T, S, nb, C = spec.length, spec.stride, self._nb, spec.channels
+        gap = self._gap_us
+        fast = self._lat_us == 0
+        now = self.clock.now()
+        ring_off, row_bytes = nb * 16, 4 * C
+        pack_row = struct.Struct(f"<{C}f").pack_into
+        pack_block, unpack_q = _BLOCK.pack_into, _Q.unpack_from
+        last_off = self._next_off.get(partition, 0)
+        for i, (off, sid, t, row) in enumerate(items):
+            st = series_map.get(sid) if fast else None
+            if st is None or type(st.buf) is bytes or st.resume_ts >= 0 or len(row) != C:
+                b, r = self.add(partition, off, Readings(sid, np.array([t], dtype=np.int64), np.array([row], dtype=np.float64)))
+                wins.extend((i, x) for x in b)
+                rejs.extend((i, x) for x in r)
+                continue
+            if off >= last_off:
+                last_off = off + 1
+            if st.seen != now:
+                st.seen = now
+                del series_map[sid]  # re-insert: dicts keep insertion order, so the front is the idlest
+                series_map[sid] = st
+            last = st.last_ts
+            if t <= last:
+                rejs.append((i, Rejection("duplicate", 1, f"timestamp already seen for series {sid!r}") if t == last
+                             else Rejection("late", 1, f"older than the last reading for series {sid!r}")))
+                continue
+            n0 = st.n
+            if gap is not None and n0 and t - last > gap:
+                n0 = st.n = st.w_next = 0
+            buf = st.buf
+            pack_row(buf, ring_off + row_bytes * (n0 % T), *row)
+            w = st.w_next
+            if n0 >= w * S:  # needed by the next window: keep its block's start and smallest offset
+                k = 16 * ((n0 // S) % nb)
+                if n0 % S == 0:
+                    pack_block(buf, k, t, off)
+                elif off < unpack_q(buf, k + 8)[0]:
+                    pack_block(buf, k, unpack_q(buf, k)[0], off)
+            if n0 == w * S + T - 1:  # a window completes
+                ring = np.frombuffer(buf, np.float32, T * C, ring_off).reshape(T, C)
+                j = (n0 + 1) % T
+                X = np.concatenate([ring[j:], ring[:j]])[None] if j else ring[None].copy()
+                start = t if T == 1 else unpack_q(buf, 16 * (w % nb))[0]
+                wins.append((i, WindowBatch(sid, partition, X, np.array([start], dtype=np.int64),
+                                            np.array([t], dtype=np.int64), np.array([off], dtype=np.int64))))
+                st.w_next = w + 1
+            st.n = n0 + 1
+            st.last_ts = t
+        if last_off > self._next_off.get(partition, 0):
+            self._next_off[partition] = last_off
+        return wins, rejs
 
     @staticmethod
     def _sorted_unique(ts, vals):

@@ -125,3 +125,89 @@ def test_arbitrary_bytes_never_crash(raw):
         decode_record(raw, None, FMT)
     except RecordError as e:
         assert e.reason in REASONS
+
+
+_PLAIN_CASES = [
+    (b'{"series":"a","ts":1732280000123,"value":0.42}', None),
+    (b'{"series":"a","ts":1732280000123,"value":3}', b"key-1"),
+    (b'{"series":"a","ts":1732280000123.5,"value":-1e-3}', None),
+    (b'{"ts":1732280000123,"value":1.0}', b"k"),
+    (b'{"ts":1732280000123,"value":1.0}', None),  # no series anywhere
+    (b'{"series":"","ts":1,"value":1.0}', None),
+    (b'{"series":7,"ts":1,"value":1.0}', None),  # int series: the slow path's str()
+    (b'{"series":"a","ts":1,"value":true}', None),
+    (b'{"series":"a","ts":true,"value":1}', None),
+    (b'{"series":"a","ts":1,"value":NaN}', None),
+    (b'{"series":"a","ts":1,"value":Infinity}', None),
+    (b'{"series":"a","ts":1,"value":1e39}', None),
+    (b'{"series":"a","ts":1,"value":100000000000000000000000000000000000000000}', None),
+    (b'{"series":"a","ts":-5,"value":1}', None),
+    (b'{"series":"a","ts":99999999999999999999999,"value":1}', None),
+    (b'{"series":"a","ts":"2024-01-01","value":1}', None),
+    (b'{"series":"a","ts":1,"value":"1"}', None),
+    (b'{"series":"a","ts":1,"value":1,"value":2}', None),  # repeated key
+    (b'{"series":"a\\":","ts":1,"value":1}', None),  # '":' inside a string: a key count that over-counts
+    (b'{"series":"a","ts":1,"values":[1,2.5]}', None),
+    (b'{"series":"a","ts":1,"values":[1,true]}', None),
+    (b'{"series":"a","ts":1,"values":[1,[2]]}', None),
+    (b'{"series":"a","ts":1,"values":[]}', None),
+    (b'{"series":"a","ts":1,"values":[100000000000000000000000000000]}', None),  # beyond int64: numpy's object
+    (b'{"series":"a","ts":1,"values":[9223372036854775808, 1]}', None),
+    (b'{"series":"a","ts":1,"values":[9223372036854775807, 1]}', None),
+    (b'{"series":"a","ts":1,"values":[-3, 1e38]}', None),
+    (b'{"series":"a","ts":1,"values":[1,2],"period_ms":2}', None),  # a chunk
+    (b'{"series":"a","ts":1,"values":[[1],[2]],"period_ms":2}', None),
+    (b'{"series":"a","ts":1,"value":1} ', None),  # trailing space: valid JSON, slow path
+    (b'{"series":"a","ts":1,"value":1}x', None),
+    (b'{"series":"a","ts":1,"value":1', None),
+    (b'[1,2]', None),
+    (b'\xff\xfe', None),
+    (b'{"series":"a","ts":1,"value":1}', b'\xff'),
+    (b'{"series":"\xc3\xa9t\xc3\xa9","ts":1,"value":1}', None),
+    (b'{"series":"a","ts":1,"value":1,"extra":{"x":1}}', None),
+    (None, b"k"),
+]
+
+
+@pytest.mark.parametrize("width", [1, 2, None])
+@pytest.mark.parametrize("unit", ["ms", "s", "us", "iso"])
+def test_plain_reading_fast_path_agrees_with_decode_record(width, unit):
+    """decode_plain_readings accepts only what decode_record accepts, with the same series, time and
+    values; everything else is left to decode_record; a batch gives what single calls give."""
+    from streams.records import decode_plain_readings
+
+    fmt = RecordFormat(ts_unit=unit)
+    values = [v for v, _ in _PLAIN_CASES]
+    keys = [k for _, k in _PLAIN_CASES]
+    batch = decode_plain_readings(values, keys, fmt, width)
+    accepted = 0
+    for (v, k), got in zip(_PLAIN_CASES, batch):
+        assert decode_plain_readings([v], [k], fmt, width) == [got], v
+        if got is None:
+            continue
+        accepted += 1
+        r = decode_record(v, k, fmt, width)
+        assert (r.series, int(r.ts[0]), tuple(r.values[0].tolist())) == got, v
+        assert r.n == 1
+    if unit == "ms":
+        assert accepted >= (5 if width in (1, None) else 1)
+    elif unit == "iso":
+        assert accepted == 0
+
+
+_scalar = st.one_of(st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
+                    st.none(), st.text(max_size=3), st.sampled_from([1732280000123, 0, -1, 2**63, 3.0e38, 4e38]))
+_field = st.one_of(_scalar, st.lists(_scalar, max_size=3), st.lists(st.lists(_scalar, max_size=2), max_size=2))
+
+
+@settings(max_examples=400, deadline=None)
+@given(obj=st.dictionaries(st.sampled_from(["series", "ts", "value", "values", "period_ms", "x"]), _field, max_size=5),
+       key=st.sampled_from([None, b"", b"k", b"\xff"]), width=st.sampled_from([1, 2]))
+def test_plain_reading_fast_path_agrees_with_decode_record_on_any_object(obj, key, width):
+    from streams.records import decode_plain_readings
+
+    v = json.dumps(obj).encode()
+    got = decode_plain_readings([v], [key], RecordFormat(), width)[0]
+    if got is not None:
+        r = decode_record(v, key, RecordFormat(), width)
+        assert (r.series, int(r.ts[0]), tuple(r.values[0].tolist())) == got

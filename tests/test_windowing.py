@@ -305,3 +305,51 @@ def test_an_idle_regular_series_packs_under_1_kib_at_stride_1():
     out, _ = w.add(0, 99_999, Readings("series-000007", np.array([1_700_000_000_000_000 + 139 * 2778]),
                                        np.ones((1, 1))))
     assert len(out) == 1 and out[0].X.shape == (1, 140, 1) and out[0].X[0, -1, 0] == 1.0
+
+
+def _drive(w: Windower, clock: ManualClock, items: list, fast: bool, chunk: int, pack_every: int) -> list:
+    """Feed single readings through add() (one Readings each) or add_values() (in chunks); return a
+    trace of windows, rejections and committable offsets."""
+    trace = []
+    for lo in range(0, len(items), chunk):
+        part = items[lo:lo + chunk]
+        if fast:
+            wins, rejs = w.add_values(0, part)
+        else:
+            wins, rejs = [], []
+            for i, (off, sid, t, row) in enumerate(part):
+                b, r = w.add(0, off, Readings(sid, np.array([t], dtype=np.int64), np.array([row], dtype=np.float64)))
+                wins += [(i, x) for x in b]
+                rejs += [(i, x) for x in r]
+        trace.append(([(lo + i, b.series, b.X.tolist(), b.start_ts.tolist(), b.end_ts.tolist(), b.end_offset.tolist())
+                       for i, b in wins],
+                      [(lo + i, r.reason, r.count, r.message) for i, r in rejs], w.committable(0), w.snapshot(0)))
+        clock.advance(1.0)
+        if pack_every and (lo // chunk) % pack_every == pack_every - 1:
+            w.pack_idle(0.5)
+    return trace
+
+
+@settings(max_examples=60, deadline=None)
+@given(T=st.integers(1, 6), S=st.integers(1, 7), C=st.integers(1, 3), gap=st.sampled_from([None, 3.0]),
+       lateness=st.sampled_from([0.0, 2.0]), chunk=st.integers(1, 9), pack_every=st.sampled_from([0, 2]),
+       seed=st.integers(0, 10_000))
+def test_add_values_equals_add_one_reading_at_a_time(T, S, C, gap, lateness, chunk, pack_every, seed):
+    """The single-reading fast path gives exactly what add() gives: windows (values, times, offsets),
+    rejections (late, duplicate) with their messages, committable offsets and resume snapshots;
+    with gaps, lateness (delegated), packed states and resume points in between."""
+    rng = np.random.default_rng(seed)
+    items, last = [], {}
+    for off in range(120):
+        sid = f"s{rng.integers(0, 3)}"
+        t = last.get(sid, 0) + int(rng.choice([1000, 1000, 1000, 0, -1000, 5000]))  # dup, late, gap
+        last[sid] = max(last.get(sid, 0), t)
+        items.append((off, sid, max(t, 0), tuple(float(x) for x in rng.normal(size=C).astype(np.float32))))
+    spec = WindowSpec(length=T, stride=S, channels=C, gap_ms=gap, lateness_ms=lateness)
+    traces = []
+    for fast in (False, True):
+        clock = ManualClock()
+        w = Windower(spec, clock=clock)
+        w.assign(0, resume={"s1": [4000, 1]})
+        traces.append(_drive(w, clock, items, fast, chunk, pack_every))
+    assert traces[0] == traces[1]
