@@ -34,6 +34,8 @@ import numpy as np
 
 from monitor.config import Config
 from monitor.modelstore import Bundle, ModelWatcher
+from monitor.score_records import ScoreRecordEncoder
+from monitor.score_records import ms as _ms
 
 log = logging.getLogger("anomon.daemon")
 
@@ -49,10 +51,6 @@ class _NullMetrics:
 
     def __getattr__(self, name: str) -> Any:
         return lambda *a, **k: None
-
-
-def _ms(us: int) -> int | float:
-    return us // 1000 if us % 1000 == 0 else us / 1000.0
 
 
 class Thresholds:
@@ -92,6 +90,13 @@ class Thresholds:
             elif c in self.fixed:
                 flags |= scores[c] > self.fixed[c]
         return flags, before
+
+
+def _timed_score(bundle: Any, X: np.ndarray) -> tuple[Any, float]:
+    """One model call (on the scoring thread): the scores and the seconds it took."""
+    t0 = time.perf_counter()
+    scores = bundle.score_windows(X)
+    return scores, time.perf_counter() - t0
 
 
 def _freeze_heap(refreeze: bool = False) -> None:
@@ -156,6 +161,9 @@ class Daemon:
         self._pending: list[tuple[Any, float]] = []  # (WindowBatch, record timestamp ms)
         self._pending_n = 0
         self._pending_since = 0.0
+        # model call in flight on the scoring thread: (future, take, bundle, thresholds); one at a time
+        self._inflight: tuple | None = None
+        self._scorer: Any = None  # ThreadPoolExecutor(1), started with the first batch
         self._alerts: dict[str, list] = {}  # series -> [anom_run, normal_run, alert_id|None, start_us, max, partition]
         self._progress_parts = 1
         self.connected = False
@@ -205,6 +213,7 @@ class Daemon:
         if new is not None:
             with self._lock:
                 self._score_pending()
+                self._finish_inflight()
                 self._setup_model(new, reload=True)
             _freeze_heap(refreeze=True)
         elif self.watcher.failures != before:
@@ -315,6 +324,7 @@ class Daemon:
     _to_drop: set = set()
 
     def _drop(self, tp: Any) -> None:
+        self._finish_inflight()  # its windows are emitted (at least once) before the state goes
         self._owned.discard(tp)
         self._new.discard(tp)
         self._park(tp)
@@ -645,37 +655,57 @@ class Daemon:
         self._pending_n = 0
 
     def _score(self, take: list) -> None:
+        """Start the model on a batch on the scoring thread, after finishing the batch before it: the
+        main thread goes on polling and decoding while the model runs (torch and numpy release the
+        GIL). Outputs keep their order; :meth:`_finish_inflight` emits them."""
+        self._finish_inflight()
         bundle = self.bundle
         X = np.concatenate([b.X for b, _ in take]) if len(take) > 1 else take[0][0].X
-        t0 = time.perf_counter()
-        scores = bundle.score_windows(X)
-        dt = time.perf_counter() - t0
+        if self._scorer is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._scorer = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-score")
+        self._inflight = (self._scorer.submit(_timed_score, bundle, X), take, bundle, self.thresholds)
+
+    def _finish_inflight(self) -> None:
+        """Wait for the batch on the scoring thread (if any) and emit its scores and alerts."""
+        if self._inflight is None:
+            return
+        fut, take, bundle, thresholds = self._inflight
+        self._inflight = None
+        scores, dt = fut.result()
+        self._emit(take, bundle, thresholds, scores, dt)
+
+    def _emit(self, take: list, bundle: Any, thresholds: Any, scores: Any, dt: float) -> None:
         self.stats["score_s"] += dt
-        flags, thr = self.thresholds.classify(scores)
+        flags, thr = thresholds.classify(scores)
         now_ms = time.time() * 1000.0
         comps = bundle.components
         cols = {c: scores[c].tolist() for c in comps}
-        thr_json = {c: round(v, 6) for c, v in thr.items()}
+        rows = list(zip(*[cols[c] for c in comps]))
+        flag_list = flags.tolist()
+        enc = ScoreRecordEncoder(comps, {c: round(v, 6) for c, v in thr.items()}, bundle.name, bundle.version, now_ms)
         out_topic = self.cfg.output.scores_topic
         send = self.sink.send
         i = 0
         lat = []
         series_ids = []
         primary = bundle.alert_components[0]
+        primary_col = cols[primary]
         for b, rec_ts in take:
             k = len(b)
-            key = b.series.encode()
+            series = b.series
+            key = series.encode()
+            sid_json = enc.series(series)
+            part = b.partition.partition
             start_ts, end_ts = b.start_ts.tolist(), b.end_ts.tolist()
             for j in range(k):
                 e = end_ts[j]
-                rec = {"id": f"{b.series}@{e}", "series": b.series, "start_ts": _ms(start_ts[j]), "end_ts": _ms(e),
-                       "scores": {c: cols[c][i] for c in comps}, "thresholds": thr_json,
-                       "anomalous": bool(flags[i]), "model": bundle.name, "version": bundle.version,
-                       "partition": b.partition.partition, "scored_at": round(now_ms, 1)}
-                send(out_topic, json.dumps(rec, separators=(",", ":")).encode(), key=key)
-                self._hysteresis(b.series, b.partition, e, bool(flags[i]), cols[primary][i])
-                series_ids.append(b.series)
+                f = bool(flag_list[i])
+                send(out_topic, enc.record(sid_json, start_ts[j], e, rows[i], f, part), key=key)
+                self._hysteresis(series, b.partition, e, f, primary_col[i])
                 i += 1
+            series_ids.extend([series] * k)
             if rec_ts and rec_ts > 0:
                 lat.append((now_ms - rec_ts) / 1000.0)
                 self.latencies.extend([lat[-1]] * k)
@@ -690,7 +720,7 @@ class Daemon:
             m.observe_latency(bundle.name, lat)
         for c in comps:
             m.observe_scores(bundle.name, c, scores[c])
-        for c, v in self.thresholds.current().items():
+        for c, v in thresholds.current().items():
             m.set_threshold(bundle.name, c, v)
         m.observe_series(bundle.name, series_ids, scores[primary], component=primary)
         if self.adwin is not None:
@@ -772,6 +802,7 @@ class Daemon:
         from streams.kafka import DeliveryError
 
         self._score_pending()
+        self._finish_inflight()
         tps = [tp for tp in (self._owned if only is None else only) if tp not in self._new]
         try:
             self.sink.flush(timeout_s=30)
@@ -877,6 +908,8 @@ class Daemon:
                 timeout = 0.2
                 if self._pending:
                     timeout = max(0.0, min(timeout, self._pending_since + max_wait - time.monotonic()))
+                if self._inflight is not None:  # its outputs go out soon after the model returns
+                    timeout = min(timeout, 0.005)
                 try:
                     recs = self.source.poll(timeout)
                     self.connected = self._coordinator_known()
@@ -906,6 +939,8 @@ class Daemon:
                         self._process(recs)
                     if self._pending and (time.monotonic() - self._pending_since >= max_wait):
                         self._score_pending()
+                    if self._inflight is not None and self._inflight[0].done():
+                        self._finish_inflight()
                     now = time.monotonic()
                     if now >= next_commit:
                         self._checkpoint(is_async=True)
@@ -923,6 +958,9 @@ class Daemon:
                 log.info("drained", extra={"committed": ok, **self.stats})
         finally:
             self.metrics.set_ready(False)
+            if self._scorer is not None:
+                self._scorer.shutdown(wait=True, cancel_futures=True)
+                self._scorer = None
             try:
                 self.source.close(commit=False)
             except Exception:  # noqa: BLE001

@@ -1,0 +1,66 @@
+"""The JSON of score records (one per window), built without ``json.dumps`` per record.
+
+A score record is::
+
+    {"id": "SERIES@END_US", "series": ..., "start_ts": ms, "end_ts": ms, "scores": {component: value},
+     "thresholds": {component: value}, "anomalous": bool, "model": ..., "version": ...,
+     "partition": int, "scored_at": ms}
+
+:class:`ScoreRecordEncoder` writes exactly the bytes of ``json.dumps(record, separators=(",", ":"))``
+(same key order, same escaping, ``NaN``/``Infinity`` for non-finite scores), but serialises what a batch
+shares (thresholds, model, version, time) once, and each series id once per run of its windows: at
+stride 1 every reading yields a record, and ``json.dumps`` was a tenth of the daemon's time.
+
+>>> enc = ScoreRecordEncoder(["nll"], {"nll": 2.5}, "m", "1", 1700000000000.0)
+>>> s = enc.series("ecg-1")
+>>> enc.record(s, 1000, 141000, (0.5,), False, 3)
+b'{"id":"ecg-1@141000","series":"ecg-1","start_ts":1,"end_ts":141,"scores":{"nll":0.5},"thresholds":{"nll":2.5},"anomalous":false,"model":"m","version":"1","partition":3,"scored_at":1700000000000.0}'
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+_dumps = json.dumps
+_float_repr = float.__repr__
+
+
+def ms(us: int) -> int | float:
+    """Microseconds as epoch milliseconds: an int when whole, else a float."""
+    return us // 1000 if us % 1000 == 0 else us / 1000.0
+
+
+def _number(x: Any) -> str:
+    """A number as ``json.dumps`` writes it."""
+    if type(x) is float:
+        if x == x and x not in (math.inf, -math.inf):
+            return _float_repr(x)
+        return "NaN" if x != x else ("Infinity" if x > 0 else "-Infinity")
+    return _dumps(x)
+
+
+class ScoreRecordEncoder:
+    """Score records of one scored batch (see the module docstring)."""
+
+    def __init__(self, components: list[str], thresholds: dict[str, float], model: str, version: str,
+                 scored_at_ms: float):
+        self.components = list(components)
+        self._keys = ['"' + _dumps(c)[1:-1] + '":' for c in self.components]
+        self._tail_thr = (',"thresholds":' + _dumps(thresholds, separators=(",", ":")) + ',"anomalous":')
+        self._tail_model = ',"model":' + _dumps(model) + ',"version":' + _dumps(version) + ',"partition":'
+        self._tail_end = ',"scored_at":' + _number(round(scored_at_ms, 1)) + "}"
+
+    @staticmethod
+    def series(series: str) -> str:
+        """The series id as a JSON string (pass it to :meth:`record`)."""
+        return _dumps(series)
+
+    def record(self, series_json: str, start_us: int, end_us: int, scores: tuple | list, anomalous: bool,
+               partition: int) -> bytes:
+        """One record's bytes; ``scores`` are the window's scores in the order of ``components``."""
+        scores = ",".join([k + _number(v) for k, v in zip(self._keys, scores)])
+        return ('{"id":' + series_json[:-1] + "@" + str(end_us) + '","series":' + series_json
+                + ',"start_ts":' + _number(ms(start_us)) + ',"end_ts":' + _number(ms(end_us))
+                + ',"scores":{' + scores + "}" + self._tail_thr + ("true" if anomalous else "false")
+                + self._tail_model + str(int(partition)) + self._tail_end).encode()
