@@ -645,11 +645,14 @@ class Daemon:
         """Score everything pending, in batches of at most max_batch windows (one model call each)."""
         mb = self.cfg.scoring.max_batch
         while self._pending:
+            pending, i, m = self._pending, 0, len(self._pending)
             take, n = [], 0
-            while self._pending and (n == 0 or n + len(self._pending[0][0]) <= mb):
-                b, t = self._pending.pop(0)
-                take.append((b, t))
-                n += len(b)
+            while i < m and (n == 0 or n + len(pending[i][0]) <= mb):
+                take.append(pending[i])
+                n += len(pending[i][0])
+                i += 1
+            # one slice per model call (popping the front one window at a time is quadratic at stride 1)
+            self._pending = pending[i:]
             self._pending_n -= n
             self._score(take)
         self._pending_n = 0

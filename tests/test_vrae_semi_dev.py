@@ -46,7 +46,7 @@ def test_dev_split_refuses_the_protocol_split():
 
 def test_ecg5000_semi_applies_the_dev_chosen_recipe():
     det = make_detector("vrae", 1, None, "ecg5000-semi")
-    assert (det.kl_weight, det.epochs, det.patience, det.n_members, det.seed) == (1.0, 300, 30, 3, 1)
+    assert (det.kl_weight, det.epochs, det.patience, det.n_members, det.seed) == (1.0, 300, 30, 5, 1)
     # user overrides still win; other protocols keep their own settings
     assert make_detector("vrae", 0, {"epochs": 7}, "ecg5000-semi").epochs == 7
     assert make_detector("vrae", 0, None, "ecg5000-unsup").kl_weight == 2.0

@@ -84,9 +84,14 @@ PROTOCOL_PARAMS: dict[tuple[str, str], dict[str, Any]] = {
     # the ensemble's component is their mean (monitor/experiments/vrae_semi_analyse.py --ensemble).
     # Best component of a 3-member ensemble, mean dev ROC AUC over the 2 splits: kl_weight 1 + 300 epochs
     # -> latent_knn 0.9976 (0.9977 / 0.9976; combined 0.9957); kl_weight 0.5 + 300 epochs -> combined
-    # 0.9957 (latent_knn 0.9917); kl_weight 0.5, 150 epochs -> combined 0.9952. So: kl_weight 1, 300 epochs,
-    # 3 members.
-    ("ecg5000-semi", "vrae"): {"epochs": 300, "patience": 30, "n_members": 3},
+    # 0.9957 (latent_knn 0.9917); kl_weight 0.5, 150 epochs -> combined 0.9952. So: kl_weight 1, 300 epochs.
+    # The protocol run with 3 members then gave latent_cluster 0.9947 +- 0.0002 / F1 0.9872 (latent_knn
+    # 0.9945 / 0.9865): F1 bar met, ROC AUC 0.0003 short. Size of the ensemble, again on dev only: 2 more
+    # seeds (13, 14) per split, ROC AUC averaged over every subset of the 5 runs of a split: 1 member
+    # 0.9923 / 0.9936 (latent_knn, splits 1 / 2), 3 members 0.9964 / 0.9971, 5 members 0.9975 / 0.9977
+    # (latent_cluster 0.9920 / 0.9931, 0.9967 / 0.9970, 0.9978 / 0.9976): 5 beats 3 by 0.0006-0.0011, more
+    # than the noise (0.0003), so 5 members.
+    ("ecg5000-semi", "vrae"): {"epochs": 300, "patience": 30, "n_members": 5},
 }
 
 #: Bars from issue 3, for the report.
