@@ -690,6 +690,7 @@ class Daemon:
         enc = ScoreRecordEncoder(comps, {c: round(v, 6) for c, v in thr.items()}, bundle.name, bundle.version, now_ms)
         out_topic = self.cfg.output.scores_topic
         send = self.sink.send
+        partition_of = self.sink.keyed_partitioner(out_topic)
         i = 0
         lat = []
         series_ids = []
@@ -699,13 +700,14 @@ class Daemon:
             k = len(b)
             series = b.series
             key = series.encode()
+            out_part = partition_of(key)
             sid_json = enc.series(series)
             part = b.partition.partition
             start_ts, end_ts = b.start_ts.tolist(), b.end_ts.tolist()
             for j in range(k):
                 e = end_ts[j]
                 f = bool(flag_list[i])
-                send(out_topic, enc.record(sid_json, start_ts[j], e, rows[i], f, part), key=key)
+                send(out_topic, enc.record(sid_json, start_ts[j], e, rows[i], f, part), key=key, partition=out_part)
                 self._hysteresis(series, b.partition, e, f, primary_col[i])
                 i += 1
             series_ids.extend([series] * k)

@@ -33,11 +33,19 @@ def ms(us: int) -> int | float:
 
 def _number(x: Any) -> str:
     """A number as ``json.dumps`` writes it."""
-    if type(x) is float:
-        if x == x and x not in (math.inf, -math.inf):
+    tx = type(x)
+    if tx is int:
+        return int.__repr__(x)
+    if tx is float:
+        if -math.inf < x < math.inf:
             return _float_repr(x)
         return "NaN" if x != x else ("Infinity" if x > 0 else "-Infinity")
     return _dumps(x)
+
+
+def _ms_json(us: int) -> str:
+    """:func:`ms` as JSON text."""
+    return int.__repr__(us // 1000) if us % 1000 == 0 else _number(us / 1000.0)
 
 
 class ScoreRecordEncoder:
@@ -47,9 +55,13 @@ class ScoreRecordEncoder:
                  scored_at_ms: float):
         self.components = list(components)
         self._keys = ['"' + _dumps(c)[1:-1] + '":' for c in self.components]
-        self._tail_thr = (',"thresholds":' + _dumps(thresholds, separators=(",", ":")) + ',"anomalous":')
-        self._tail_model = ',"model":' + _dumps(model) + ',"version":' + _dumps(version) + ',"partition":'
-        self._tail_end = ',"scored_at":' + _number(round(scored_at_ms, 1)) + "}"
+        tail_thr = ',"thresholds":' + _dumps(thresholds, separators=(",", ":")) + ',"anomalous":'
+        tail_model = ',"model":' + _dumps(model) + ',"version":' + _dumps(version) + ',"partition":'
+        tail_end = ',"scored_at":' + _number(round(scored_at_ms, 1)) + "}"
+        self._one = len(self.components) == 1
+        self._fmt = ('{"id":%s@%d","series":%s,"start_ts":%s,"end_ts":%s,"scores":{%s}'
+                     + tail_thr.replace("%", "%%") + "%s" + tail_model.replace("%", "%%") + "%d"
+                     + tail_end.replace("%", "%%"))
 
     @staticmethod
     def series(series: str) -> str:
@@ -59,8 +71,9 @@ class ScoreRecordEncoder:
     def record(self, series_json: str, start_us: int, end_us: int, scores: tuple | list, anomalous: bool,
                partition: int) -> bytes:
         """One record's bytes; ``scores`` are the window's scores in the order of ``components``."""
-        scores = ",".join([k + _number(v) for k, v in zip(self._keys, scores)])
-        return ('{"id":' + series_json[:-1] + "@" + str(end_us) + '","series":' + series_json
-                + ',"start_ts":' + _number(ms(start_us)) + ',"end_ts":' + _number(ms(end_us))
-                + ',"scores":{' + scores + "}" + self._tail_thr + ("true" if anomalous else "false")
-                + self._tail_model + str(int(partition)) + self._tail_end).encode()
+        if self._one:
+            body = self._keys[0] + _number(scores[0])
+        else:
+            body = ",".join([k + _number(v) for k, v in zip(self._keys, scores)])
+        return (self._fmt % (series_json[:-1], end_us, series_json, _ms_json(start_us), _ms_json(end_us), body,
+                             "true" if anomalous else "false", partition)).encode()

@@ -47,7 +47,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -971,6 +971,7 @@ class Sink:
         self._failed = 0
         self._last_error: BaseException | None = None
         self.sent = 0
+        self._key_parts: dict[str, tuple[list[int], dict[bytes, int]]] = {}
 
     @property
     def producer(self) -> KafkaProducer:
@@ -1006,6 +1007,33 @@ class Sink:
         fut.add_errback(self._on_error)
         self.sent += 1
         return fut
+
+    #: most keys whose partition a keyed partitioner remembers (per topic)
+    KEY_PARTITION_CACHE = 65_536
+
+    def keyed_partitioner(self, topic: str) -> Callable[[bytes], int | None]:
+        """A function ``key -> partition`` for ``topic``: the partition kafka-python's default partitioner
+        (murmur2 of the key, as Java clients do) picks, remembered per key. ``send(..., partition=p)``
+        then skips hashing the key in Python on every record. Get a fresh one per batch: it is valid
+        for the topic's partitions as they are now."""
+        from kafka.partitioner.default import DefaultPartitioner, murmur2
+
+        if type(self.producer.config.get("partitioner")) is not DefaultPartitioner:
+            return lambda key: None  # a partitioner of the user's: the producer applies it
+        parts = sorted(self.producer.partitions_for(topic))
+        cached = self._key_parts.get(topic)
+        if cached is None or cached[0] != parts or len(cached[1]) > self.KEY_PARTITION_CACHE:
+            cached = self._key_parts[topic] = (parts, {})
+        memo = cached[1]
+        n = len(parts)
+
+        def partition(key: bytes) -> int:
+            p = memo.get(key)
+            if p is None:  # DefaultPartitioner.partition for a non-null key
+                p = memo[key] = parts[(murmur2(key) & 0x7FFFFFFF) % n]
+            return p
+
+        return partition
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Wait for every queued record; raise :class:`DeliveryError` if any failed."""

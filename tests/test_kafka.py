@@ -237,3 +237,19 @@ def test_sink_flush_reports_failed_delivery(own_broker, fresh_topic):
             sink.flush(timeout_s=10)
     finally:
         sink.close(timeout_s=1)
+
+
+def test_keyed_partitioner_matches_the_producers_default(settings):
+    """Sink.keyed_partitioner picks the partition kafka-python's default partitioner picks for a key
+    (records sent with it land where key-only sends land), and remembers it."""
+    import uuid
+
+    topic = f"kp-{uuid.uuid4().hex[:8]}"
+    create_topics(settings, {topic: 5})
+    with Sink(settings) as sink:
+        part = sink.keyed_partitioner(topic)
+        for i in range(40):
+            key = f"series-{i}".encode()
+            by_default = sink.send(topic, b"x", key=key).get(timeout=10).partition
+            assert part(key) == by_default == sink.send(topic, b"y", key=key, partition=part(key)).get(timeout=10).partition
+        assert len({part(f"series-{i}".encode()) for i in range(40)}) > 1
