@@ -265,7 +265,7 @@ class Daemon:
     def _make_sink(self) -> Any:
         from streams.kafka import Sink
 
-        return Sink(self.settings, linger_ms=self.cfg.output.linger_ms,
+        return Sink(self.settings, linger_ms=self.cfg.output.linger_ms, batch_size=self.cfg.output.batch_bytes,
                     producer_options={"retries": 2**31 - 1, "max_in_flight_requests_per_connection": 5})
 
     def _renew_sink(self) -> None:
