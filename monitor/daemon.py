@@ -92,6 +92,11 @@ class Thresholds:
         return flags, before
 
 
+#: model calls shorter than this (moving average) run inline: handing a batch to the scoring thread and
+#: back costs up to a GIL switch interval (5 ms) while other Python threads (the Kafka client's) run
+INLINE_SCORE_S = 0.002
+
+
 def _timed_score(bundle: Any, X: np.ndarray) -> tuple[Any, float]:
     """One model call (on the scoring thread): the scores and the seconds it took."""
     t0 = time.perf_counter()
@@ -163,7 +168,8 @@ class Daemon:
         self._pending_since = 0.0
         # model call in flight on the scoring thread: (future, take, bundle, thresholds); one at a time
         self._inflight: tuple | None = None
-        self._scorer: Any = None  # ThreadPoolExecutor(1), started with the first batch
+        self._scorer: Any = None  # ThreadPoolExecutor(1), started with the first batch that uses it
+        self._score_ewma_s = 0.0  # moving average of the model call's seconds (picks inline or threaded)
         self._alerts: dict[str, list] = {}  # series -> [anom_run, normal_run, alert_id|None, start_us, max, partition]
         self._progress_parts = 1
         self.connected = False
@@ -660,10 +666,16 @@ class Daemon:
     def _score(self, take: list) -> None:
         """Start the model on a batch on the scoring thread, after finishing the batch before it: the
         main thread goes on polling and decoding while the model runs (torch and numpy release the
-        GIL). Outputs keep their order; :meth:`_finish_inflight` emits them."""
+        GIL). Outputs keep their order; :meth:`_finish_inflight` emits them. A model whose calls take
+        under ``INLINE_SCORE_S`` on average is called inline instead."""
         self._finish_inflight()
         bundle = self.bundle
         X = np.concatenate([b.X for b, _ in take]) if len(take) > 1 else take[0][0].X
+        if self._score_ewma_s < INLINE_SCORE_S:  # a cheap model: a thread handoff costs more than it overlaps
+            scores, dt = _timed_score(bundle, X)
+            self._score_ewma_s += 0.2 * (dt - self._score_ewma_s)
+            self._emit(take, bundle, self.thresholds, scores, dt)
+            return
         if self._scorer is None:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -677,6 +689,7 @@ class Daemon:
         fut, take, bundle, thresholds = self._inflight
         self._inflight = None
         scores, dt = fut.result()
+        self._score_ewma_s += 0.2 * (dt - self._score_ewma_s)
         self._emit(take, bundle, thresholds, scores, dt)
 
     def _emit(self, take: list, bundle: Any, thresholds: Any, scores: Any, dt: float) -> None:
