@@ -177,7 +177,8 @@ class Daemon:
         self.started = False
         self.draining = False
         self.stats = {"records": 0, "windows": 0, "dlq": 0, "alerts": 0, "batches": 0, "commits": 0,
-                      "rewinds": 0, "drift": 0, "suppressed": 0, "score_s": 0.0}
+                      "rewinds": 0, "drift": 0, "suppressed": 0, "score_s": 0.0,
+                      "threaded_batches": 0}
         self.latencies: deque[float] = deque(maxlen=100_000)
         self.first_record_at: float | None = None  # monotonic time of the first consumed record (benchmarks)
         self.last_scored_at: float | None = None
@@ -330,7 +331,11 @@ class Daemon:
     _to_drop: set = set()
 
     def _drop(self, tp: Any) -> None:
-        self._finish_inflight()  # its windows are emitted (at least once) before the state goes
+        try:
+            self._finish_inflight()  # its windows are emitted (at least once) before the state goes
+        except Exception as exc:  # noqa: BLE001 - not committed: the next owner replays those windows
+            log.error("scoring the batch in flight failed while dropping %s:%d (%s); its windows are replayed "
+                      "from the last commit", tp.topic, tp.partition, exc)
         self._owned.discard(tp)
         self._new.discard(tp)
         self._park(tp)
@@ -681,6 +686,7 @@ class Daemon:
 
             self._scorer = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-score")
         self._inflight = (self._scorer.submit(_timed_score, bundle, X), take, bundle, self.thresholds)
+        self.stats["threaded_batches"] += 1
 
     def _finish_inflight(self) -> None:
         """Wait for the batch on the scoring thread (if any) and emit its scores and alerts."""

@@ -27,8 +27,15 @@ def _create(bootstrap, topic, partitions=4):
     create_topics(KafkaSettings(bootstrap_servers=bootstrap), {topic: partitions})
 
 
-@pytest.mark.parametrize("form", ["single", "chunk"])
-def test_every_window_scored_exactly_once(broker, fresh_topic, daemon_bundle, inprocess_daemon, form):
+@pytest.mark.parametrize("form,scoring", [("single", "inline"), ("chunk", "inline"), ("single", "thread")])
+def test_every_window_scored_exactly_once(broker, fresh_topic, daemon_bundle, inprocess_daemon, form, scoring,
+                                          monkeypatch):
+    """Every window once, with the model called inline (a cheap model) and on the scoring thread (the
+    path of slow models, forced here)."""
+    if scoring == "thread":
+        import monitor.daemon
+
+        monkeypatch.setattr(monitor.daemon, "INLINE_SCORE_S", -1.0)
     _create(broker.bootstrap, fresh_topic)
     series = [f"s{i}" for i in range(5)]
     produce_readings(broker.bootstrap, fresh_topic, series, 150, form=form, anomaly=(100, 110))
@@ -65,6 +72,7 @@ def test_every_window_scored_exactly_once(broker, fresh_topic, daemon_bundle, in
     starts = [a for a in alerts if a["event"] == "start" and a["series"] == "s0"]
     assert len(starts) >= 1 and starts[0]["id"].startswith("s0@")
     assert stats["windows"] == len(want) and stats["commits"] >= 1
+    assert (stats["threaded_batches"] > 0) == (scoring == "thread")
 
 
 def test_bad_records_go_to_the_dlq_with_a_reason(broker, fresh_topic, daemon_bundle, inprocess_daemon):
