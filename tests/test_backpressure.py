@@ -89,7 +89,7 @@ def test_slow_consumer_bounded_memory_lag_reported_nothing_dropped(broker, fresh
     sampler.start()
     time.sleep(0.5)
     # two equal bursts: memory that grew with the backlog (or leaked) would climb again in the second
-    burst, n, records, peaks, lags, produce_s, drain_s = 5000, warm, 0, [], [], [], []
+    burst, n, records, peaks, lags, produce_s, drain_s = 15000, warm, 0, [], [], [], []
     for _ in range(2):
         t0 = time.monotonic()
         first = len(sampler.samples)
