@@ -522,8 +522,9 @@ class VRAE(_SeqAEBase):
         t0 = time.perf_counter()
         members = []
         for i in range(n):
-            log.info("vrae: fitting ensemble member %d/%d (seed %d)", i + 1, n, self.seed + self.MEMBER_SEED_STRIDE * i)
-            members.append(self._member(i).fit(X))
+            member = self._member(i)
+            log.info("vrae: fitting ensemble member %d/%d (seed %d)", i + 1, n, member.seed)
+            members.append(member.fit(X))
         self.members_ = members
         first = members[0]
         self.mean_, self.scale_ = first.mean_, first.scale_

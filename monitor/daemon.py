@@ -609,13 +609,7 @@ class Daemon:
         for i, rj in rejs:
             self._dlq(item_recs[i], rj.reason, rj.message, samples=rj.count)
         if wins:
-            if not self._pending:
-                self._pending_since = now
-            for i, b in wins:
-                self._pending.append((b, item_recs[i].timestamp))
-            self._pending_n += len(wins)
-            if self._pending_n >= self.cfg.scoring.max_batch:
-                self._score_pending()
+            self._queue([(b, item_recs[i].timestamp) for i, b in wins], now)
 
     def _process_record(self, tp: Any, rec: Any, horizon_us: float, now: float) -> None:
         """Decode, window and queue one record (any form), dead-lettering what is wrong with it."""
@@ -644,13 +638,16 @@ class Daemon:
             rj = rejected[0]
             self._dlq(rec, rj.reason, rj.message, samples=sum(x.count for x in rejected))
         if batches:
-            for b in batches:
-                if not self._pending:
-                    self._pending_since = now
-                self._pending.append((b, rec.timestamp))
-                self._pending_n += len(b)
-            if self._pending_n >= self.cfg.scoring.max_batch:
-                self._score_pending()
+            self._queue([(b, rec.timestamp) for b in batches], now)
+
+    def _queue(self, batches: list, now: float) -> None:
+        """Queue windows for scoring, ``(WindowBatch, record timestamp ms)`` each; score once a batch is full."""
+        if not self._pending:
+            self._pending_since = now
+        self._pending.extend(batches)
+        self._pending_n += sum(len(b) for b, _ in batches)
+        if self._pending_n >= self.cfg.scoring.max_batch:
+            self._score_pending()
 
     def _score_pending(self) -> None:
         """Score everything pending, in batches of at most max_batch windows (one model call each)."""
@@ -678,7 +675,6 @@ class Daemon:
         X = np.concatenate([b.X for b, _ in take]) if len(take) > 1 else take[0][0].X
         if self._score_ewma_s < INLINE_SCORE_S:  # a cheap model: a thread handoff costs more than it overlaps
             scores, dt = _timed_score(bundle, X)
-            self._score_ewma_s += 0.2 * (dt - self._score_ewma_s)
             self._emit(take, bundle, self.thresholds, scores, dt)
             return
         if self._scorer is None:
@@ -695,11 +691,12 @@ class Daemon:
         fut, take, bundle, thresholds = self._inflight
         self._inflight = None
         scores, dt = fut.result()
-        self._score_ewma_s += 0.2 * (dt - self._score_ewma_s)
         self._emit(take, bundle, thresholds, scores, dt)
 
     def _emit(self, take: list, bundle: Any, thresholds: Any, scores: Any, dt: float) -> None:
+        """Write a scored batch out (score records, alerts, metrics); ``dt``: the model call's seconds."""
         self.stats["score_s"] += dt
+        self._score_ewma_s += 0.2 * (dt - self._score_ewma_s)
         flags, thr = thresholds.classify(scores)
         now_ms = time.time() * 1000.0
         comps = bundle.components

@@ -43,11 +43,6 @@ def _number(x: Any) -> str:
     return _dumps(x)
 
 
-def _ms_json(us: int) -> str:
-    """:func:`ms` as JSON text."""
-    return int.__repr__(us // 1000) if us % 1000 == 0 else _number(us / 1000.0)
-
-
 class ScoreRecordEncoder:
     """Score records of one scored batch (see the module docstring)."""
 
@@ -75,5 +70,5 @@ class ScoreRecordEncoder:
             body = self._keys[0] + _number(scores[0])
         else:
             body = ",".join([k + _number(v) for k, v in zip(self._keys, scores)])
-        return (self._fmt % (series_json[:-1], end_us, series_json, _ms_json(start_us), _ms_json(end_us), body,
+        return (self._fmt % (series_json[:-1], end_us, series_json, _number(ms(start_us)), _number(ms(end_us)), body,
                              "true" if anomalous else "false", partition)).encode()

@@ -198,6 +198,8 @@ class Windower:
         self.spec = spec
         self.clock = clock or SystemClock()
         self._nb = math.ceil(spec.length / spec.stride) + 1
+        self._pack_row = struct.Struct(f"<{spec.channels}f").pack_into  # one reading into the ring
+        self._row_bytes = 4 * spec.channels
         self._lat_us = int(round(spec.lateness_ms * 1000))
         self._gap_us = None if spec.gap_ms is None else int(round(spec.gap_ms * 1000))
         self._parts: dict[Any, dict[str, _Series]] = {}  # insertion order = least recently seen first
@@ -318,14 +320,12 @@ class Windower:
         out: list[WindowBatch] = []
         if self._lat_us == 0 and len(ts) == 1 and st.resume_ts < 0:
             t = int(ts[0])
-            if t <= st.last_ts:
-                reason = "duplicate" if t == st.last_ts else "late"
-                return out, [Rejection(reason, 1, f"{'timestamp already seen' if t == st.last_ts else 'older than the last reading'}"
-                                               f" for series {sid!r}")]
-            if self._gap_us is not None and st.n and t - st.last_ts > self._gap_us:
-                st.n = 0
-                st.w_next = 0
-            self._append_one(st, sid, partition, t, vals[0], offset, out)
+            rj = self._admit_one(st, sid, t)
+            if rj is not None:
+                return out, [rj]
+            b = self._append_one(st, sid, partition, t, vals[0], offset)
+            if b is not None:
+                out.append(b)
             return out, rejected
         if self._lat_us == 0:
             if ts[0] <= st.last_ts:
@@ -369,14 +369,10 @@ class Windower:
         if series_map is None:
             self.assign(partition)
             series_map = self._parts[partition]
-        spec = self.spec
-        T, S, nb, C = spec.length, spec.stride, self._nb, spec.channels
-        gap = self._gap_us
+        C = self.spec.channels
         fast = self._lat_us == 0
         now = self.clock.now()
-        ring_off, row_bytes = nb * 16, 4 * C
-        pack_row = struct.Struct(f"<{C}f").pack_into
-        pack_block, unpack_q = _BLOCK.pack_into, _Q.unpack_from
+        admit, append = self._admit_one, self._append_one
         last_off = self._next_off.get(partition, 0)
         for i, (off, sid, t, row) in enumerate(items):
             st = series_map.get(sid) if fast else None
@@ -391,33 +387,13 @@ class Windower:
                 st.seen = now
                 del series_map[sid]  # re-insert: dicts keep insertion order, so the front is the idlest
                 series_map[sid] = st
-            last = st.last_ts
-            if t <= last:
-                rejs.append((i, Rejection("duplicate", 1, f"timestamp already seen for series {sid!r}") if t == last
-                             else Rejection("late", 1, f"older than the last reading for series {sid!r}")))
+            rj = admit(st, sid, t)
+            if rj is not None:
+                rejs.append((i, rj))
                 continue
-            n0 = st.n
-            if gap is not None and n0 and t - last > gap:
-                n0 = st.n = st.w_next = 0
-            buf = st.buf
-            pack_row(buf, ring_off + row_bytes * (n0 % T), *row)
-            w = st.w_next
-            if n0 >= w * S:  # needed by the next window: keep its block's start and smallest offset
-                k = 16 * ((n0 // S) % nb)
-                if n0 % S == 0:
-                    pack_block(buf, k, t, off)
-                elif off < unpack_q(buf, k + 8)[0]:
-                    pack_block(buf, k, unpack_q(buf, k)[0], off)
-            if n0 == w * S + T - 1:  # a window completes
-                ring = np.frombuffer(buf, np.float32, T * C, ring_off).reshape(T, C)
-                j = (n0 + 1) % T
-                X = np.concatenate([ring[j:], ring[:j]])[None] if j else ring[None].copy()
-                start = t if T == 1 else unpack_q(buf, 16 * (w % nb))[0]
-                wins.append((i, WindowBatch(sid, partition, X, np.array([start], dtype=np.int64),
-                                            np.array([t], dtype=np.int64), np.array([off], dtype=np.int64))))
-                st.w_next = w + 1
-            st.n = n0 + 1
-            st.last_ts = t
+            b = append(st, sid, partition, t, row, off)
+            if b is not None:
+                wins.append((i, b))
         if last_off > self._next_off.get(partition, 0):
             self._next_off[partition] = last_off
         return wins, rejs
@@ -500,32 +476,45 @@ class Windower:
                 ts, vals, offs = ts[start:], vals[start:], offs[start:]
         self._extend(st, sid, partition, ts, vals, offs, out)
 
-    def _append_one(self, st: _Series, sid: str, partition: Any, t: int, row: np.ndarray, off: int,
-                    out: list[WindowBatch]) -> None:
-        """:meth:`_extend` for one reading, without array temporaries (the single-reading fast path)."""
+    def _admit_one(self, st: _Series, sid: str, t: int) -> Rejection | None:
+        """Whether one reading (no lateness, no resume point) may be appended: a Rejection when it is late
+        or a duplicate; a gap longer than ``gap_ms`` restarts the series' run."""
+        last = st.last_ts
+        if t <= last:
+            if t == last:
+                return Rejection("duplicate", 1, f"timestamp already seen for series {sid!r}")
+            return Rejection("late", 1, f"older than the last reading for series {sid!r}")
+        if self._gap_us is not None and st.n and t - last > self._gap_us:
+            st.n = st.w_next = 0
+        return None
+
+    def _append_one(self, st: _Series, sid: str, partition: Any, t: int, row: Any, off: int) -> WindowBatch | None:
+        """:meth:`_extend` for one reading (``row``: C numbers), without numpy temporaries: the reading
+        goes into the state buffer with ``struct``; returns the window it completes, if any."""
         T, S, nb = self.spec.length, self.spec.stride, self._nb
         buf = st.buf
         n0 = st.n
-        blocks = np.frombuffer(buf, np.int64, 2 * nb)
-        ring = np.frombuffer(buf, np.float32, offset=nb * 16).reshape(T, -1)
-        ring[n0 % T] = row
+        ring_off = nb * 16
+        self._pack_row(buf, ring_off + self._row_bytes * (n0 % T), *row)
         w = st.w_next
         if n0 >= w * S:  # this reading is needed by the next window: keep its block's start and min offset
-            k = (n0 // S) % nb
+            k = 16 * ((n0 // S) % nb)
             if n0 % S == 0:
-                blocks[2 * k] = t
-                blocks[2 * k + 1] = off
-            elif off < blocks[2 * k + 1]:
-                blocks[2 * k + 1] = off
-        if n0 == w * S + T - 1:  # a window completes
-            j = (n0 + 1) % T
-            X = np.concatenate([ring[j:], ring[:j]])[None] if j else ring[None].copy()
-            start = t if T == 1 else int(blocks[2 * (w % nb)])
-            out.append(WindowBatch(sid, partition, X, np.array([start], dtype=np.int64),
-                                   np.array([t], dtype=np.int64), np.array([off], dtype=np.int64)))
-            st.w_next = w + 1
+                _BLOCK.pack_into(buf, k, t, off)
+            elif off < _Q.unpack_from(buf, k + 8)[0]:
+                _Q.pack_into(buf, k + 8, off)
         st.n = n0 + 1
         st.last_ts = t
+        if n0 != w * S + T - 1:
+            return None
+        # a window completes
+        st.w_next = w + 1
+        ring = np.frombuffer(buf, np.float32, T * self.spec.channels, ring_off).reshape(T, -1)
+        j = (n0 + 1) % T
+        X = np.concatenate([ring[j:], ring[:j]])[None] if j else ring[None].copy()
+        start = t if T == 1 else _Q.unpack_from(buf, 16 * (w % nb))[0]
+        return WindowBatch(sid, partition, X, np.array([start], dtype=np.int64), np.array([t], dtype=np.int64),
+                           np.array([off], dtype=np.int64))
 
     def _extend(self, st: _Series, sid: str, partition: Any, ts: np.ndarray, vals: np.ndarray, offs: np.ndarray,
                 out: list[WindowBatch]) -> None:
