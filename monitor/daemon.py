@@ -705,31 +705,46 @@ class Daemon:
         flag_list = flags.tolist()
         enc = ScoreRecordEncoder(comps, {c: round(v, 6) for c, v in thr.items()}, bundle.name, bundle.version, now_ms)
         out_topic = self.cfg.output.scores_topic
-        send = self.sink.send
         partition_of = self.sink.keyed_partitioner(out_topic)
+        by_part: dict[Any, list] = {}  # output partition -> [(key, value)], in emission order
         i = 0
         lat = []
         series_ids = []
         primary = bundle.alert_components[0]
         primary_col = cols[primary]
+        alerts = self._alerts
         for b, rec_ts in take:
             k = len(b)
             series = b.series
             key = series.encode()
             out_part = partition_of(key)
+            out = by_part.get(out_part)
+            if out is None:
+                out = by_part[out_part] = []
+            put = out.append
             sid_json = enc.series(series)
             part = b.partition.partition
-            start_ts, end_ts = b.start_ts.tolist(), b.end_ts.tolist()
-            for j in range(k):
-                e = end_ts[j]
-                f = bool(flag_list[i])
-                send(out_topic, enc.record(sid_json, start_ts[j], e, rows[i], f, part), key=key, partition=out_part)
-                self._hysteresis(series, b.partition, e, f, primary_col[i])
-                i += 1
+            end_ts = b.end_ts.tolist()
+            fl = flag_list[i:i + k]
+            values = enc.records(sid_json, b.start_ts.tolist(), end_ts, rows[i:i + k], fl, part)
+            if k == 1:
+                put((key, values[0]))
+            else:
+                out.extend(zip([key] * k, values))
+            if series in alerts or any(fl):  # else hysteresis has nothing to do
+                for j in range(k):
+                    self._hysteresis(series, b.partition, end_ts[j], bool(fl[j]), primary_col[i + j])
+            i += k
             series_ids.extend([series] * k)
             if rec_ts and rec_ts > 0:
                 lat.append((now_ms - rec_ts) / 1000.0)
                 self.latencies.extend([lat[-1]] * k)
+        for out_part, out in by_part.items():
+            if out_part is None:  # the user's own partitioner places each record
+                for key, value in out:
+                    self.sink.send(out_topic, value, key=key)
+            else:
+                self.sink.send_batch(out_topic, out_part, out)
         n_anom = int(flags.sum())
         self.stats["windows"] += i
         self.last_scored_at = time.monotonic()

@@ -54,6 +54,7 @@ class ScoreRecordEncoder:
         tail_model = ',"model":' + _dumps(model) + ',"version":' + _dumps(version) + ',"partition":'
         tail_end = ',"scored_at":' + _number(round(scored_at_ms, 1)) + "}"
         self._one = len(self.components) == 1
+        self._tail_thr, self._tail_model, self._tail_end = tail_thr, tail_model, tail_end
         self._fmt = ('{"id":%s@%d","series":%s,"start_ts":%s,"end_ts":%s,"scores":{%s}'
                      + tail_thr.replace("%", "%%") + "%s" + tail_model.replace("%", "%%") + "%d"
                      + tail_end.replace("%", "%%"))
@@ -72,3 +73,36 @@ class ScoreRecordEncoder:
             body = ",".join([k + _number(v) for k, v in zip(self._keys, scores)])
         return (self._fmt % (series_json[:-1], end_us, series_json, _number(ms(start_us)), _number(ms(end_us)), body,
                              "true" if anomalous else "false", partition)).encode()
+
+    def records(self, series_json: str, start_us: list, end_us: list, rows: list, anomalous: list,
+                partition: int) -> list[bytes]:
+        """The records of a run of one series' windows: the same bytes as :meth:`record` for each
+        ``(start_us[i], end_us[i], rows[i], anomalous[i])``, with what the run shares formatted once
+        (about half the cost per record at stride 1).
+
+        >>> enc = ScoreRecordEncoder(["a", "b"], {"a": 1.0, "b": 2.0}, "m", "1", 5.0)
+        >>> s = enc.series("x")
+        >>> args = ([1500, 2000], [3000, 4001], [(0.5, float("nan")), (2, 1e300)], [True, False])
+        >>> enc.records(s, *args, 0) == [enc.record(s, *a, 0) for a in zip(*args)]
+        True
+        """
+        head = ('{"id":' + series_json[:-1].replace("%", "%%") + '@%d","series":' + series_json.replace("%", "%%")
+                + ',"start_ts":%s,"end_ts":%s,"scores":{%s}')
+        fmt_true = head + (self._tail_thr + "true" + self._tail_model + str(int(partition))
+                           + self._tail_end).replace("%", "%%")
+        fmt_false = head + (self._tail_thr + "false" + self._tail_model + str(int(partition))
+                            + self._tail_end).replace("%", "%%")
+        fr, num, keys, one = _float_repr, _number, self._keys, self._one
+        key0 = keys[0]
+        out = []
+        put = out.append
+        for s, e, r, f in zip(start_us, end_us, rows, anomalous):
+            if one:
+                v = r[0]
+                body = key0 + (fr(v) if type(v) is float and v - v == 0.0 else num(v))
+            else:
+                body = ",".join([k + num(v) for k, v in zip(keys, r)])
+            sm = str(s // 1000) if s % 1000 == 0 else fr(s / 1000.0)
+            em = str(e // 1000) if e % 1000 == 0 else fr(e / 1000.0)
+            put(((fmt_true if f else fmt_false) % (e, sm, em, body)).encode())
+        return out

@@ -57,6 +57,9 @@ with warnings.catch_warnings():  # kafka-python 3.0.12 uses deprecated importlib
     import kafka.errors as kafka_errors
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
     from kafka.consumer.subscription_state import ConsumerRebalanceListener
+    from kafka.producer.future import FutureRecordMetadata
+    from kafka.producer.producer_batch import ProducerBatch
+    from kafka.record.memory_records import MemoryRecordsBuilder
 
 __all__ = [
     "KafkaConfigError", "KafkaPlumbingError", "SeekOutOfRangeError", "DeliveryError",
@@ -922,6 +925,7 @@ class Source:
 
 
 # --------------------------------------------------------------------------- sink
+_BATCH_HEADER = 61  # bytes of a v2 record batch's header
 def _to_bytes(v: Any) -> bytes | None:
     if v is None or isinstance(v, bytes):
         return v
@@ -930,6 +934,93 @@ def _to_bytes(v: Any) -> bytes | None:
     if isinstance(v, str):
         return v.encode("utf-8")
     return json.dumps(v, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def _zigzag_varint(v: int) -> bytes:
+    """Kafka's zigzag varint of ``v`` (as kafka-python's ``encode_varint``), as bytes."""
+    v = (v << 1) ^ (v >> 63)
+    out = bytearray()
+    while v > 0x7F:
+        out.append(0x80 | (v & 0x7F))
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+_VARINTS = [_zigzag_varint(v) for v in range(1 << 14)]  # 0 .. 16383: offsets, key and value lengths
+
+
+def _varint(v: int, table: list = _VARINTS) -> bytes:
+    return table[v] if v < 16384 else _zigzag_varint(v)
+
+
+def encode_records(
+    records: Sequence[tuple[bytes | None, bytes | None]],
+    limit_bytes: int,
+    *,
+    start_offset: int = 0,
+    first_limit_bytes: int | None = None,
+) -> list[tuple[bytes, int]]:
+    """Encode ``(key, value)`` pairs as the records part of Kafka v2 record batches (no headers,
+    every record at the batch's first timestamp), split so that no part exceeds ``limit_bytes``
+    (a record bigger than that gets a part of its own).
+
+    The first part continues a batch that already holds ``start_offset`` records and has
+    ``first_limit_bytes`` left (default ``limit_bytes``); it is empty, ``(b"", 0)``, when even the
+    first record does not fit there. Returns a list of ``(payload, count)``: the bytes that follow
+    what the batch holds, and how many records they add. They are byte for byte what
+    kafka-python's ``DefaultRecordBatchBuilder.append`` writes for the same records, at a fraction
+    of the cost (~0.4 us per record here against ~3 us per ``append`` call).
+
+    Examples
+    --------
+    >>> [(bytes(p).hex(), n) for p, n in encode_records([(b"k", b"v")], 1 << 20)]
+    [('10000000026b027600', 1)]
+    >>> [n for p, n in encode_records([(b"k", b"v")] * 5, 20, start_offset=7, first_limit_bytes=8)]
+    [0, 2, 2, 1]
+    """
+    out: list[tuple[bytes, int]] = []
+    parts: list[bytes] = []
+    add = parts.extend
+    off = start_offset
+    n = 0
+    room = limit_bytes if first_limit_bytes is None else first_limit_bytes
+    size = 0
+    table = _VARINTS
+    for key, value in records:
+        if key is None:
+            kb = b"\x01"  # varint(-1): a null key
+            kl = 0
+        else:
+            kl = len(key)
+            kb = table[kl] if kl < 16384 else _zigzag_varint(kl)
+        if value is None:
+            vb = b"\x01"
+            vl = 0
+        else:
+            vl = len(value)
+            vb = table[vl] if vl < 16384 else _zigzag_varint(vl)
+        ob = table[off] if off < 16384 else _zigzag_varint(off)
+        blen = 3 + len(ob) + len(kb) + kl + len(vb) + vl  # attributes, timestamp delta, headers count
+        lb = table[blen] if blen < 16384 else _zigzag_varint(blen)
+        rec = len(lb) + blen
+        if size + rec > room and (n or off):  # full: start the next batch (a first record always goes in)
+            out.append((b"".join(parts), n))
+            parts = []
+            add = parts.extend
+            size = off = n = 0
+            room = limit_bytes
+            ob = table[0]
+            blen = 3 + 1 + len(kb) + kl + len(vb) + vl
+            lb = table[blen] if blen < 16384 else _zigzag_varint(blen)
+            rec = len(lb) + blen
+        add((lb, b"\x00\x00", ob, kb, key or b"", vb, value or b"", b"\x00"))
+        size += rec
+        off += 1
+        n += 1
+    if n or not out:
+        out.append((b"".join(parts), n))
+    return out
 
 
 def _headers(headers: Mapping[str, Any] | Sequence[tuple[str, Any]] | None) -> list[tuple[str, bytes]] | None:
@@ -972,6 +1063,7 @@ class Sink:
         self._last_error: BaseException | None = None
         self.sent = 0
         self._key_parts: dict[str, tuple[list[int], dict[bytes, int]]] = {}
+        self._bulk_ok: bool | None = None
 
     @property
     def producer(self) -> KafkaProducer:
@@ -979,9 +1071,9 @@ class Sink:
             raise KafkaPlumbingError("sink is closed")
         return self._producer
 
-    def _on_error(self, exc: BaseException) -> None:
+    def _on_error(self, exc: BaseException, n: int = 1) -> None:
         with self._lock:
-            self._failed += 1
+            self._failed += n
             self._last_error = exc
         log.warning("delivery failed: %s", exc)
 
@@ -1007,6 +1099,107 @@ class Sink:
         fut.add_errback(self._on_error)
         self.sent += 1
         return fut
+
+    def _bulk_ready(self) -> bool:
+        """Whether :meth:`send_batch` can hand whole record batches to this producer's accumulator:
+        kafka-python 3.0's internals as pinned (checked once), message format v2, not transactional
+        (an idempotent producer is fine: the sender numbers each batch when it drains it)."""
+        ok = self._bulk_ok
+        if ok is None:
+            p = self.producer
+            acc = getattr(p, "_accumulator", None)
+            ok = (
+                acc is not None
+                and all(hasattr(acc, a) for a in ("_tp_lock", "_batches", "_incomplete", "_appends_in_progress"))
+                and acc.config.get("message_version") == 2
+                and not (acc.config.get("transaction_manager") is not None
+                         and acc.config["transaction_manager"].is_transactional())  # idempotence alone is fine
+                and hasattr(p, "_sender") and hasattr(p, "_metadata") and hasattr(p, "_wait_on_metadata")
+            )
+            if ok:
+                try:
+                    b = MemoryRecordsBuilder(2, acc.config["compression_attrs"], 1024)
+                    inner = b._builder
+                    ok = all(hasattr(inner, a) for a in ("_buffer", "_first_timestamp", "_max_timestamp",
+                                                         "_last_offset", "_num_records")) and hasattr(b, "_next_offset")
+                except Exception:  # noqa: BLE001 - any surprise: per-record sends
+                    ok = False
+            self._bulk_ok = ok
+            if not ok:
+                log.info("bulk sends unavailable with this kafka-python; sending record by record")
+        return ok
+
+    def send_batch(self, topic: str, partition: int, records: Sequence[tuple[bytes | None, bytes | None]]) -> list:
+        """Queue keyed records for one partition, in order, as whole record batches.
+
+        The same delivery as :meth:`send` (acks, retries, idempotence, :meth:`flush`), without
+        kafka-python's per-record bookkeeping: the records are encoded in one pass
+        (:func:`encode_records`) into batches of at most the producer's ``batch_size`` and
+        queued behind the partition's earlier records; an open batch that an earlier call queued
+        takes more. Records carry no headers, and their batch's timestamp: the time it was opened
+        (a few ms before the record's own queueing, with ``linger_ms`` 5). Returns one future per batch (its ``.get()`` resolves or
+        raises for all its records); a failed batch counts all its records as failed.
+        """
+        if not records:
+            return []
+        if not self._bulk_ready():
+            return [self.send(topic, v, key=k, partition=partition) for k, v in records]
+        p = self.producer
+        if p._metadata.partitions_for_topic(topic) is None:
+            p._wait_on_metadata(topic, p.config["max_block_ms"])
+        parts = p._metadata.partitions_for_topic(topic) or ()
+        if partition not in parts:
+            raise KafkaPlumbingError(f"topic {topic!r} has no partition {partition} (partitions: {sorted(parts)})")
+        acc = p._accumulator
+        cap = min(acc.config["batch_size"], p.config["max_request_size"])
+        compression = acc.config["compression_attrs"]
+        ts = int(time.time() * 1000)
+        tp = TopicPartition(topic, partition)
+        futures = []
+        acc._appends_in_progress.increment()
+        try:
+            # under the partition's lock the sender neither drains nor closes its batches, so the
+            # last one, if it is an open batch of ours, can take more records
+            with acc._tp_lock(tp):
+                if acc._closed:
+                    raise KafkaPlumbingError("sink is closed")
+                dq = acc._batches[tp]
+                last = dq[-1] if dq else None
+                if last is not None and getattr(last, "_bulk_sink", False) and not last.records._closed:
+                    inner = last.records._builder
+                    start, room = inner._num_records, cap - len(inner._buffer)
+                else:
+                    last, start, room = None, 0, cap - _BATCH_HEADER
+                chunks = encode_records(records, cap - _BATCH_HEADER, start_offset=start, first_limit_bytes=room)
+                for i, (payload, n) in enumerate(chunks):
+                    if not n:
+                        continue
+                    if i == 0 and last is not None:
+                        batch, b = last, last.records
+                    else:
+                        b = MemoryRecordsBuilder(2, compression, acc.config["batch_size"])
+                        batch = ProducerBatch(tp, b)
+                        batch._bulk_sink = True
+                        b._builder._first_timestamp = b._builder._max_timestamp = ts
+                    inner = b._builder
+                    first = inner._num_records
+                    inner._buffer += payload  # timestamp delta 0: records carry their batch's first timestamp
+                    inner._num_records = inner._last_offset = first + n
+                    inner._last_offset -= 1
+                    b._next_offset = first + n
+                    batch.max_record_size = max(batch.max_record_size, len(payload))
+                    fut = FutureRecordMetadata(batch.produce_future, first, inner._first_timestamp, None, -1, -1, -1)
+                    batch._record_futures.append(fut)
+                    fut.add_errback(self._on_error, n=n)
+                    futures.append(fut)
+                    if batch is not last:
+                        dq.append(batch)
+                        acc._incomplete.add(batch)
+        finally:
+            acc._appends_in_progress.decrement()
+        p._sender.wakeup()
+        self.sent += len(records)
+        return futures
 
     #: most keys whose partition a keyed partitioner remembers (per topic)
     KEY_PARTITION_CACHE = 65_536

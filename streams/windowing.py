@@ -353,13 +353,16 @@ class Windower:
         """Add single readings, in offset order: ``items`` holds ``(offset, series, ts_us, row)`` with
         ``row`` a tuple of ``channels`` floats. The result is what :meth:`add` gives for each of them
         as a one-reading :class:`~streams.records.Readings`, as ``[(i, WindowBatch)]`` and
-        ``[(i, Rejection)]`` tagged with the item's index; the common case (a known, unpacked series,
-        no lateness, no resume point) runs without numpy temporaries.
+        ``[(i, Rejection)]`` tagged with the item's index, except that the windows one series
+        completes in this call come as one batch (in order), tagged with the index of the item that
+        completed its first window. The common case (a known, unpacked series, no lateness, no resume
+        point) runs without numpy temporaries per reading.
 
         >>> w = Windower(WindowSpec(length=2, stride=1), clock=ManualClock())
-        >>> wins, rej = w.add_values(0, [(5, "a", 1000, (1.0,)), (6, "a", 2000, (2.0,)), (7, "a", 2000, (3.0,))])
+        >>> items = [(5, "a", 1000, (1.0,)), (6, "a", 2000, (2.0,)), (7, "a", 2000, (3.0,)), (8, "a", 3000, (4.0,))]
+        >>> wins, rej = w.add_values(0, items)
         >>> [(i, b.X[:, :, 0].tolist(), b.end_offset.tolist()) for i, b in wins], [(i, r.reason) for i, r in rej]
-        ([(1, [[1.0, 2.0]], [6])], [(2, 'duplicate')])
+        ([(1, [[1.0, 2.0], [2.0, 4.0]], [6, 8])], [(2, 'duplicate')])
         """
         wins: list = []
         rejs: list = []
@@ -372,11 +375,14 @@ class Windower:
         C = self.spec.channels
         fast = self._lat_us == 0
         now = self.clock.now()
-        admit, append = self._admit_one, self._append_one
+        admit, append = self._admit_one, self._append_raw
         last_off = self._next_off.get(partition, 0)
+        done: dict = {}  # series -> [index of its first window's item, window bytes, starts, ends, offsets]
         for i, (off, sid, t, row) in enumerate(items):
             st = series_map.get(sid) if fast else None
             if st is None or type(st.buf) is bytes or st.resume_ts >= 0 or len(row) != C:
+                if done:  # keep each series' windows in order
+                    self._done_batches(partition, done, wins)
                 b, r = self.add(partition, off, Readings(sid, np.array([t], dtype=np.int64), np.array([row], dtype=np.float64)))
                 wins.extend((i, x) for x in b)
                 rejs.extend((i, x) for x in r)
@@ -391,12 +397,32 @@ class Windower:
             if rj is not None:
                 rejs.append((i, rj))
                 continue
-            b = append(st, sid, partition, t, row, off)
-            if b is not None:
-                wins.append((i, b))
+            x = append(st, t, row, off)
+            if x is not None:
+                d = done.get(sid)
+                if d is None:
+                    done[sid] = [i, [x[0]], [x[1]], [t], [off]]
+                else:
+                    d[1].append(x[0])
+                    d[2].append(x[1])
+                    d[3].append(t)
+                    d[4].append(off)
+        if done:
+            self._done_batches(partition, done, wins)
         if last_off > self._next_off.get(partition, 0):
             self._next_off[partition] = last_off
         return wins, rejs
+
+    def _done_batches(self, partition: Any, done: dict, wins: list) -> None:
+        """The windows :meth:`add_values` collected, one :class:`WindowBatch` per series; empties ``done``."""
+        T, C = self.spec.length, self.spec.channels
+        for sid, (i, xs, starts, ends, offs) in done.items():
+            k = len(xs)
+            X = np.frombuffer(bytearray(b"".join(xs)), np.float32).reshape(k, T, C)
+            wins.append((i, WindowBatch(sid, partition, X, np.array(starts, dtype=np.int64),
+                                        np.array(ends, dtype=np.int64), np.array(offs, dtype=np.int64))))
+        done.clear()
+        wins.sort(key=lambda x: x[0])
 
     @staticmethod
     def _sorted_unique(ts, vals):
@@ -489,13 +515,23 @@ class Windower:
         return None
 
     def _append_one(self, st: _Series, sid: str, partition: Any, t: int, row: Any, off: int) -> WindowBatch | None:
-        """:meth:`_extend` for one reading (``row``: C numbers), without numpy temporaries: the reading
-        goes into the state buffer with ``struct``; returns the window it completes, if any."""
+        """:meth:`_extend` for one reading (``row``: C numbers): the window it completes, if any."""
+        x = self._append_raw(st, t, row, off)
+        if x is None:
+            return None
+        X = np.frombuffer(bytearray(x[0]), np.float32).reshape(1, self.spec.length, self.spec.channels)
+        return WindowBatch(sid, partition, X, np.array([x[1]], dtype=np.int64), np.array([t], dtype=np.int64),
+                           np.array([off], dtype=np.int64))
+
+    def _append_raw(self, st: _Series, t: int, row: Any, off: int) -> tuple[bytes, int] | None:
+        """Append one reading to the series' state buffer with ``struct`` (no numpy temporaries); return
+        the window it completes, if any, as ``(float32 bytes in time order, start time)``."""
         T, S, nb = self.spec.length, self.spec.stride, self._nb
         buf = st.buf
         n0 = st.n
         ring_off = nb * 16
-        self._pack_row(buf, ring_off + self._row_bytes * (n0 % T), *row)
+        rb = self._row_bytes
+        self._pack_row(buf, ring_off + rb * (n0 % T), *row)
         w = st.w_next
         if n0 >= w * S:  # this reading is needed by the next window: keep its block's start and min offset
             k = 16 * ((n0 // S) % nb)
@@ -507,14 +543,12 @@ class Windower:
         st.last_ts = t
         if n0 != w * S + T - 1:
             return None
-        # a window completes
+        # a window completes: the ring from its oldest row on, then from its start
         st.w_next = w + 1
-        ring = np.frombuffer(buf, np.float32, T * self.spec.channels, ring_off).reshape(T, -1)
-        j = (n0 + 1) % T
-        X = np.concatenate([ring[j:], ring[:j]])[None] if j else ring[None].copy()
         start = t if T == 1 else _Q.unpack_from(buf, 16 * (w % nb))[0]
-        return WindowBatch(sid, partition, X, np.array([start], dtype=np.int64), np.array([t], dtype=np.int64),
-                           np.array([off], dtype=np.int64))
+        j = ring_off + rb * ((n0 + 1) % T)
+        end = ring_off + rb * T
+        return (buf[j:end] if j == ring_off else buf[j:end] + buf[ring_off:j]), start
 
     def _extend(self, st: _Series, sid: str, partition: Any, ts: np.ndarray, vals: np.ndarray, offs: np.ndarray,
                 out: list[WindowBatch]) -> None:

@@ -253,3 +253,58 @@ def test_keyed_partitioner_matches_the_producers_default(settings):
             by_default = sink.send(topic, b"x", key=key).get(timeout=10).partition
             assert part(key) == by_default == sink.send(topic, b"y", key=key, partition=part(key)).get(timeout=10).partition
         assert len({part(f"series-{i}".encode()) for i in range(40)}) > 1
+
+
+def test_sink_send_batch_in_order_with_sends_and_large_records(settings):
+    """send_batch delivers every record to its partition in order, interleaved with send() on the same
+    partition, keys and values intact (null ones too), across several record batches (small
+    batch_size), a record bigger than a batch included; flush waits for all of them."""
+    import uuid
+
+    topic = f"sb-{uuid.uuid4().hex[:8]}"
+    create_topics(settings, {topic: 2})
+    expect: dict[int, list] = {0: [], 1: []}
+    with Sink(settings, batch_size=2048, linger_ms=50) as sink:
+        n = 0
+        for rnd in range(6):
+            for p in (0, 1):
+                recs = [(f"k{p}-{n + j}".encode() if j % 7 else None, (b"v%d-" % (n + j)) * (1 + j % 5))
+                        for j in range(150)]
+                if rnd == 3:
+                    recs.append((b"big", b"x" * 5000))  # bigger than batch_size: a batch of its own
+                    recs.append((b"null-value", None))
+                futs = sink.send_batch(topic, p, recs)
+                assert futs and len(futs) >= 2  # 150 records of ~10-40 bytes do not fit one 2 KiB batch
+                expect[p] += recs
+                n += len(recs)
+                sink.send(topic, b"single-%d" % n, key=b"s", partition=p)  # behind this batch, before the next
+                expect[p].append((b"s", b"single-%d" % n))
+        assert sink.sent == n + 12
+        sink.flush()
+        for f in futs:
+            assert f.get(timeout=5).partition == 1
+    got: dict[int, list] = {0: [], 1: []}
+    with Source(settings, [topic], group_id=f"g-{topic}", auto_offset_reset="earliest") as src:
+        src.wait_for_assignment()
+        for r in drain(src, sum(map(len, expect.values()))):
+            got[r.partition].append((r.key, r.value))
+            assert r.headers == [] and r.timestamp > 0
+    assert got == expect
+
+
+def test_sink_send_batch_refuses_a_missing_partition_and_counts_failed_records(own_broker, fresh_topic):
+    b = own_broker()
+    s = KafkaSettings(bootstrap_servers=b.bootstrap)
+    create_topics(s, {fresh_topic: 1})
+    sink = Sink(s, producer_options=dict(delivery_timeout_ms=1500, request_timeout_ms=1000, max_block_ms=1500, retries=0))
+    try:
+        with pytest.raises(Exception, match="no partition 3"):
+            sink.send_batch(fresh_topic, 3, [(b"k", b"v")])
+        sink.send_batch(fresh_topic, 0, [(b"k", b"ok")] * 10)
+        sink.flush()
+        b.stop(timeout=0.5)
+        sink.send_batch(fresh_topic, 0, [(b"k", b"lost")] * 25)
+        with pytest.raises(DeliveryError, match="25 record"):
+            sink.flush(timeout_s=10)
+    finally:
+        sink.close(timeout_s=1)

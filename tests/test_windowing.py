@@ -309,7 +309,7 @@ def test_an_idle_regular_series_packs_under_1_kib_at_stride_1():
 
 def _drive(w: Windower, clock: ManualClock, items: list, fast: bool, chunk: int, pack_every: int) -> list:
     """Feed single readings through add() (one Readings each) or add_values() (in chunks); return a
-    trace of windows, rejections and committable offsets."""
+    trace of windows (per series, in order), rejections and committable offsets."""
     trace = []
     for lo in range(0, len(items), chunk):
         part = items[lo:lo + chunk]
@@ -321,8 +321,11 @@ def _drive(w: Windower, clock: ManualClock, items: list, fast: bool, chunk: int,
                 b, r = w.add(0, off, Readings(sid, np.array([t], dtype=np.int64), np.array([row], dtype=np.float64)))
                 wins += [(i, x) for x in b]
                 rejs += [(i, x) for x in r]
-        trace.append(([(lo + i, b.series, b.X.tolist(), b.start_ts.tolist(), b.end_ts.tolist(), b.end_offset.tolist())
-                       for i, b in wins],
+        per_series: dict = {}  # add_values gives one batch per series and call: compare window by window
+        for i, b in wins:
+            per_series.setdefault(b.series, []).extend(zip(b.X.tolist(), b.start_ts.tolist(), b.end_ts.tolist(),
+                                                           b.end_offset.tolist()))
+        trace.append((per_series,
                       [(lo + i, r.reason, r.count, r.message) for i, r in rejs], w.committable(0), w.snapshot(0)))
         clock.advance(1.0)
         if pack_every and (lo // chunk) % pack_every == pack_every - 1:

@@ -1,0 +1,48 @@
+"""streams.kafka.encode_records writes exactly what kafka-python's record batch builder writes
+(a regression test for an upgrade of kafka-python: Sink.send_batch relies on both)."""
+from __future__ import annotations
+
+import hypothesis.strategies as st
+from hypothesis import given, settings
+
+from kafka.record.default_records import DefaultRecordBatchBuilder, DefaultRecordBatch
+from streams.kafka import encode_records
+
+_HEADER = DefaultRecordBatchBuilder.HEADER_STRUCT.size
+
+blobs = st.one_of(st.none(), st.binary(max_size=40), st.binary(min_size=8000, max_size=20000))
+
+
+@settings(max_examples=80, deadline=None)
+@given(records=st.lists(st.tuples(blobs, blobs), max_size=60), limit=st.integers(1, 30_000),
+       start=st.integers(0, 20_000), first=st.integers(0, 3_000))
+def test_encode_records_is_what_kafka_python_writes(records, limit, start, first):
+    chunks = encode_records(records, limit, start_offset=start, first_limit_bytes=first)
+    assert sum(n for _, n in chunks) == len(records)
+    i = 0
+    for c, (payload, n) in enumerate(chunks):
+        if c > 0:
+            assert n >= 1  # only the first part may be empty (when the open batch has no room)
+        off0 = start if c == 0 else 0
+        room = first if c == 0 else limit
+        assert len(payload) <= room or n == 1 or (c == 0 and off0 == 0 and n == 1)
+        b = DefaultRecordBatchBuilder(2, 0, False, -1, -1, -1, 10**9)
+        for j in range(n):
+            k, v = records[i + j]
+            assert b.append(off0 + j, 1_700_000_000_000, k, v, []) is not None
+        assert bytes(b._buffer[_HEADER:]) == bytes(payload)
+        i += n
+
+
+def test_encoded_records_read_back():
+    """A batch built from encode_records' payload reads back (crc, keys, values, offsets)."""
+    recs = [(b"key-%d" % i, b"value" * i) for i in range(300)] + [(None, b"v"), (b"k", None)]
+    (payload, n), = encode_records(recs, 1 << 20)
+    b = DefaultRecordBatchBuilder(2, 0, False, -1, -1, -1, 1 << 22)
+    b._buffer += payload
+    b._first_timestamp = b._max_timestamp = 1_700_000_000_000
+    b._num_records, b._last_offset = n, n - 1
+    batch = DefaultRecordBatch(bytes(b.build()))
+    assert batch.validate_crc()
+    got = [(r.offset, r.key, r.value, r.timestamp) for r in batch]
+    assert got == [(i, k, v, 1_700_000_000_000) for i, (k, v) in enumerate(recs)]
