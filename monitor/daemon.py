@@ -167,7 +167,7 @@ class Daemon:
         self._pending_n = 0
         self._pending_since = 0.0
         # model call in flight on the scoring thread: (future, take, bundle, thresholds); one at a time
-        self._inflight: tuple | None = None
+        self._inflight: deque = deque()  # (future, windows, bundle, thresholds): at most 2, in order
         self._scorer: Any = None  # ThreadPoolExecutor(1), started with the first batch that uses it
         self._score_ewma_s = 0.0  # moving average of the model call's seconds (picks inline or threaded)
         self._alerts: dict[str, list] = {}  # series -> [anom_run, normal_run, alert_id|None, start_us, max, partition]
@@ -331,11 +331,12 @@ class Daemon:
     _to_drop: set = set()
 
     def _drop(self, tp: Any) -> None:
-        try:
-            self._finish_inflight()  # its windows are emitted (at least once) before the state goes
-        except Exception as exc:  # noqa: BLE001 - not committed: the next owner replays those windows
-            log.error("scoring the batch in flight failed while dropping %s:%d (%s); its windows are replayed "
-                      "from the last commit", tp.topic, tp.partition, exc)
+        while self._inflight:
+            try:
+                self._finish_one()  # its windows are emitted (at least once) before the state goes
+            except Exception as exc:  # noqa: BLE001 - not committed: the next owner replays those windows
+                log.error("scoring a batch in flight failed while dropping %s:%d (%s); its windows are replayed "
+                          "from the last commit", tp.topic, tp.partition, exc)
         self._owned.discard(tp)
         self._new.discard(tp)
         self._park(tp)
@@ -666,14 +667,15 @@ class Daemon:
         self._pending_n = 0
 
     def _score(self, take: list) -> None:
-        """Start the model on a batch on the scoring thread, after finishing the batch before it: the
-        main thread goes on polling and decoding while the model runs (torch and numpy release the
-        GIL). Outputs keep their order; :meth:`_finish_inflight` emits them. A model whose calls take
-        under ``INLINE_SCORE_S`` on average is called inline instead."""
-        self._finish_inflight()
+        """Queue a batch for the model on the scoring thread, then emit the batch before it: the main
+        thread goes on polling and decoding while the model runs (torch and numpy release the GIL),
+        and the model goes from one batch to the next without waiting for the emission of the
+        previous (at most two batches in flight). Outputs keep their order; :meth:`_finish_inflight`
+        emits them. A model whose calls take under ``INLINE_SCORE_S`` on average is called inline."""
         bundle = self.bundle
         X = np.concatenate([b.X for b, _ in take]) if len(take) > 1 else take[0][0].X
         if self._score_ewma_s < INLINE_SCORE_S:  # a cheap model: a thread handoff costs more than it overlaps
+            self._finish_inflight()
             scores, dt = _timed_score(bundle, X)
             self._emit(take, bundle, self.thresholds, scores, dt)
             return
@@ -681,17 +683,24 @@ class Daemon:
             from concurrent.futures import ThreadPoolExecutor
 
             self._scorer = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-score")
-        self._inflight = (self._scorer.submit(_timed_score, bundle, X), take, bundle, self.thresholds)
+        self._inflight.append((self._scorer.submit(_timed_score, bundle, X), take, bundle, self.thresholds))
         self.stats["threaded_batches"] += 1
+        while len(self._inflight) > 1:
+            self._finish_one()
 
-    def _finish_inflight(self) -> None:
-        """Wait for the batch on the scoring thread (if any) and emit its scores and alerts."""
-        if self._inflight is None:
-            return
-        fut, take, bundle, thresholds = self._inflight
-        self._inflight = None
+    def _finish_one(self) -> None:
+        """Wait for the oldest batch in flight and emit its scores and alerts (it leaves the queue
+        even when the model failed: the error propagates)."""
+        fut, take, bundle, thresholds = self._inflight.popleft()
         scores, dt = fut.result()
         self._emit(take, bundle, thresholds, scores, dt)
+
+    def _finish_inflight(self, done_only: bool = False) -> None:
+        """Emit the batches in flight, in order: all of them (waiting for the model), or with
+        ``done_only`` those the model has finished."""
+        q = self._inflight
+        while q and (not done_only or q[0][0].done()):
+            self._finish_one()
 
     def _emit(self, take: list, bundle: Any, thresholds: Any, scores: Any, dt: float) -> None:
         """Write a scored batch out (score records, alerts, metrics); ``dt``: the model call's seconds."""
@@ -928,6 +937,7 @@ class Daemon:
         from streams.kafka import TopicPartition  # noqa: F401
 
         self._open()
+        blas = self._limit_blas()
         _freeze_heap()
         self.started = True
         self.metrics.set_up(True)
@@ -944,7 +954,7 @@ class Daemon:
                 timeout = 0.2
                 if self._pending:
                     timeout = max(0.0, min(timeout, self._pending_since + max_wait - time.monotonic()))
-                if self._inflight is not None:  # its outputs go out soon after the model returns
+                if self._inflight:  # its outputs go out soon after the model returns
                     timeout = min(timeout, 0.005)
                 try:
                     recs = self.source.poll(timeout)
@@ -975,8 +985,8 @@ class Daemon:
                         self._process(recs)
                     if self._pending and (time.monotonic() - self._pending_since >= max_wait):
                         self._score_pending()
-                    if self._inflight is not None and self._inflight[0].done():
-                        self._finish_inflight()
+                    if self._inflight:
+                        self._finish_inflight(done_only=True)
                     now = time.monotonic()
                     if now >= next_commit:
                         self._checkpoint(is_async=True)
@@ -997,6 +1007,8 @@ class Daemon:
             if self._scorer is not None:
                 self._scorer.shutdown(wait=True, cancel_futures=True)
                 self._scorer = None
+            if blas is not None:
+                blas.restore_original_limits()
             try:
                 self.source.close(commit=False)
             except Exception:  # noqa: BLE001
@@ -1006,6 +1018,20 @@ class Daemon:
             except Exception:  # noqa: BLE001
                 pass
         return dict(self.stats)
+
+    def _limit_blas(self) -> Any:
+        """Cap BLAS threads at ``scoring.blas_threads`` for the daemon's run (process-wide, restored at
+        the end); None when left as is."""
+        n = self.cfg.scoring.blas_threads
+        if not n:
+            return None
+        try:
+            from threadpoolctl import threadpool_limits
+
+            return threadpool_limits(limits=int(n), user_api="blas")
+        except Exception as exc:  # noqa: BLE001 - a cap is an optimisation, never a reason not to run
+            log.warning("could not cap BLAS threads at %d: %s", n, exc)
+            return None
 
     def _coordinator_known(self) -> bool:
         try:

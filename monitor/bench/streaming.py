@@ -5,7 +5,8 @@ Each case (series x stride x message form, window 140) is measured in three ways
 * **end to end**: readings pre-produced into a topic, then the daemon (in-process, the real
   code path: consumer group, decode, windows, micro-batches, model, scores topic, commits)
   drains the backlog; readings/s and windows/s from its first consumed record to its last scored window;
-* **model only**: the same bundle scoring random windows at the daemon's mean batch size;
+* **model only**: the same bundle scoring random windows at the daemon's mean batch size, on a worker
+  thread with the daemon's BLAS cap (``scoring.blas_threads``);
 * **raw consume**: a bare kafka-python consumer reading the same records (no decoding), median of 3 passes;
 * **raw pipe**: the same consumer that also produces as many output records as the daemon
   writes score records (the Kafka-only cost of the work; at stride 1 the producer binds).
@@ -66,8 +67,10 @@ def make_bench_bundle(path: Path, detector: str) -> Path:
     X = np.sin(2 * np.pi * (t[None, :] + rng.integers(0, 50, (512, 1))) / 35.0)[:, :, None].astype(np.float32)
     X += rng.normal(scale=0.05, size=X.shape).astype(np.float32)
     if detector == "vrae":
+        # one torch thread: this small model scores ~2x faster with 1 than with 2 threads on a 2-core
+        # machine (3,364 against 1,735 windows/s at batch 134, alone), and leaves a core to Kafka
         det = get_detector("vrae")(hidden_size=32, latent_dim=8, context_dim=4, epochs=1, n_samples=4,
-                                   n_wasserstein=64, patch_len=1, device="cpu", n_threads=2)
+                                   n_wasserstein=64, patch_len=1, device="cpu", n_threads=1)
         det.fit(X)
         comps = ["reconstruction_probability"]
     else:
@@ -175,12 +178,19 @@ def _raw_pipe(bootstrap: str, topic: str, n_records: int, out_per_record: float,
     return got / max(dt, 1e-9)
 
 
-def _model_only(bundle_path: Path, batch: int, seconds: float = 2.0) -> float:
-    """Scoring rate of the bundle alone, in a worker thread like the daemon's scoring."""
+def _model_only(bundle_path: Path, batch: int, seconds: float = 2.0, blas_threads: int = 0) -> float:
+    """Scoring rate of the bundle alone, in a worker thread like the daemon's scoring, with the
+    daemon's BLAS thread cap (``scoring.blas_threads``; 0 = as is)."""
+    import contextlib
+
+    from threadpoolctl import threadpool_limits
+
     out: list[float] = []
-    t = threading.Thread(target=lambda: out.append(_model_only_here(bundle_path, batch, seconds)))
-    t.start()
-    t.join()
+    cap = threadpool_limits(limits=blas_threads, user_api="blas") if blas_threads else contextlib.nullcontext()
+    with cap:
+        t = threading.Thread(target=lambda: out.append(_model_only_here(bundle_path, batch, seconds)))
+        t.start()
+        t.join()
     return out[0]
 
 
@@ -287,7 +297,7 @@ def run_case(bootstrap: str, bundle_path: Path, detector: str, n_series: int, st
         lat = _latency(bootstrap, topic, d, n_series, rate, latency_s, form, T, t0_ms + per_series * 10.0)
     finally:
         r.stop()
-    model_rate = _model_only(bundle_path, int(round(mean_batch)))
+    model_rate = _model_only(bundle_path, int(round(mean_batch)), blas_threads=cfg.scoring.blas_threads)
     e2e_w = scored / max(e2e_s, 1e-9)
     rec_per_reading = n_rec / readings
     out = {
@@ -297,7 +307,7 @@ def run_case(bootstrap: str, bundle_path: Path, detector: str, n_series: int, st
         "e2e_readings_per_s": round(readings / max(e2e_s, 1e-9), 1), "e2e_records_per_s": round(n_rec / max(e2e_s, 1e-9), 1),
         "e2e_windows_per_s": round(e2e_w, 1), "mean_batch": round(mean_batch, 1),
         "model_seconds_in_daemon": round(score_s, 2), "model_rate_in_daemon_windows_per_s": round(scored / max(score_s, 1e-9), 1),
-        "model_only_windows_per_s": round(model_rate, 1),
+        "model_only_windows_per_s": round(model_rate, 1), "blas_threads": cfg.scoring.blas_threads,
         "raw_consume_records_per_s": round(raw, 1), "raw_consume_passes_records_per_s": [round(r, 1) for r in raws], "raw_consume_readings_per_s": round(raw / rec_per_reading, 1),
         "ratio_vs_model": round(e2e_w / model_rate, 3),
         "raw_pipe_records_per_s": round(pipe, 1),
