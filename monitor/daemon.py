@@ -34,7 +34,7 @@ import numpy as np
 
 from monitor.config import Config
 from monitor.modelstore import Bundle, ModelWatcher
-from monitor.score_records import ScoreRecordEncoder
+from monitor.score_records import ScoreRecordEncoder, ms_strings, number_strings
 from monitor.score_records import ms as _ms
 
 log = logging.getLogger("anomon.daemon")
@@ -710,7 +710,6 @@ class Daemon:
         now_ms = time.time() * 1000.0
         comps = bundle.components
         cols = {c: scores[c].tolist() for c in comps}
-        rows = list(zip(*[cols[c] for c in comps]))
         flag_list = flags.tolist()
         enc = ScoreRecordEncoder(comps, {c: round(v, 6) for c, v in thr.items()}, bundle.name, bundle.version, now_ms)
         out_topic = self.cfg.output.scores_topic
@@ -722,6 +721,11 @@ class Daemon:
         primary = bundle.alert_components[0]
         primary_col = cols[primary]
         alerts = self._alerts
+        # every number of the batch's records written as JSON, one C call per column
+        ends = np.concatenate([b.end_ts for b, _ in take]) if len(take) > 1 else take[0][0].end_ts
+        starts = np.concatenate([b.start_ts for b, _ in take]) if len(take) > 1 else take[0][0].start_ts
+        end_s, start_ms, end_ms = number_strings(ends.tolist()), ms_strings(starts), ms_strings(ends)
+        score_s = list(zip(*[number_strings(cols[c]) for c in comps]))
         for b, rec_ts in take:
             k = len(b)
             series = b.series
@@ -733,14 +737,15 @@ class Daemon:
             put = out.append
             sid_json = enc.series(series)
             part = b.partition.partition
-            end_ts = b.end_ts.tolist()
             fl = flag_list[i:i + k]
-            values = enc.records(sid_json, b.start_ts.tolist(), end_ts, rows[i:i + k], fl, part)
+            values = enc.records_from_strings(sid_json, end_s[i:i + k], start_ms[i:i + k], end_ms[i:i + k],
+                                              score_s[i:i + k], fl, part)
             if k == 1:
                 put((key, values[0]))
             else:
                 out.extend(zip([key] * k, values))
             if series in alerts or any(fl):  # else hysteresis has nothing to do
+                end_ts = b.end_ts.tolist()
                 for j in range(k):
                     self._hysteresis(series, b.partition, end_ts[j], bool(fl[j]), primary_col[i + j])
             i += k

@@ -1137,8 +1137,10 @@ class Sink:
         (:func:`encode_records`) into batches of at most the producer's ``batch_size`` and
         queued behind the partition's earlier records; an open batch that an earlier call queued
         takes more. Records carry no headers, and their batch's timestamp: the time it was opened
-        (a few ms before the record's own queueing, with ``linger_ms`` 5). Returns one future per batch (its ``.get()`` resolves or
-        raises for all its records); a failed batch counts all its records as failed.
+        (a few ms before the record's own queueing, with ``linger_ms`` 5). Returns one future per
+        batch (its ``.get()`` resolves or raises for all its records); a failed batch counts all its
+        records as failed. With a kafka-python whose internals differ from 3.0.12's, or a
+        transactional producer, it falls back to :meth:`send` per record.
         """
         if not records:
             return []

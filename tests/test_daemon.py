@@ -61,6 +61,10 @@ def test_every_window_scored_exactly_once(broker, fresh_topic, daemon_bundle, in
     ids = score_ids(got)
     assert set(ids) == want
     assert len(ids) == len(want)  # exactly once on a clean run
+    ends: dict[str, list] = {}  # each series' records in window order (one partition, batches in order)
+    for _, v, _ in got:
+        ends.setdefault(json.loads(v)["series"], []).append(json.loads(v)["end_ts"])
+    assert all(e == sorted(e) for e in ends.values())
     rec = json.loads(got[0][1])
     assert set(rec) >= {"id", "series", "start_ts", "end_ts", "scores", "thresholds", "anomalous", "model", "version"}
     assert set(rec["scores"]) == {"max_abs_z", "mean_sq_z"}

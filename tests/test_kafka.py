@@ -255,6 +255,24 @@ def test_keyed_partitioner_matches_the_producers_default(settings):
         assert len({part(f"series-{i}".encode()) for i in range(40)}) > 1
 
 
+def test_sink_send_batch_falls_back_to_send(settings):
+    """Where kafka-python's internals are not what send_batch expects, it sends record by record."""
+    import uuid
+
+    topic = f"sbf-{uuid.uuid4().hex[:8]}"
+    create_topics(settings, {topic: 1})
+    recs = [(b"k%d" % i, b"v%d" % i) for i in range(30)]
+    with Sink(settings) as sink:
+        sink._bulk_ok = False
+        futs = sink.send_batch(topic, 0, recs)
+        assert len(futs) == 30 and sink.sent == 30
+        sink.flush()
+        assert [f.get(timeout=5).offset for f in futs] == list(range(30))
+    with Source(settings, [topic], group_id=f"g-{topic}", auto_offset_reset="earliest") as src:
+        src.wait_for_assignment()
+        assert [(r.key, r.value) for r in drain(src, 30)] == recs
+
+
 def test_sink_send_batch_in_order_with_sends_and_large_records(settings):
     """send_batch delivers every record to its partition in order, interleaved with send() on the same
     partition, keys and values intact (null ones too), across several record batches (small
