@@ -223,11 +223,17 @@ def test_describe_group_and_committed(settings, fresh_topic):
     assert committed_offsets(settings, group) == committed
 
 
-def test_sink_flush_reports_failed_delivery(own_broker, fresh_topic):
+def _short_lived_sink(own_broker, topic):
+    """A broker of the test's own (to stop) and a sink that gives up on it within ~1.5 s."""
     b = own_broker()
     s = KafkaSettings(bootstrap_servers=b.bootstrap)
-    create_topics(s, {fresh_topic: 1})
-    sink = Sink(s, producer_options=dict(delivery_timeout_ms=1500, request_timeout_ms=1000, max_block_ms=1500, retries=0))
+    create_topics(s, {topic: 1})
+    return b, Sink(s, producer_options=dict(delivery_timeout_ms=1500, request_timeout_ms=1000, max_block_ms=1500,
+                                            retries=0))
+
+
+def test_sink_flush_reports_failed_delivery(own_broker, fresh_topic):
+    b, sink = _short_lived_sink(own_broker, fresh_topic)
     try:
         sink.send(fresh_topic, "ok")
         sink.flush()
@@ -311,10 +317,7 @@ def test_sink_send_batch_in_order_with_sends_and_large_records(settings):
 
 
 def test_sink_send_batch_refuses_a_missing_partition_and_counts_failed_records(own_broker, fresh_topic):
-    b = own_broker()
-    s = KafkaSettings(bootstrap_servers=b.bootstrap)
-    create_topics(s, {fresh_topic: 1})
-    sink = Sink(s, producer_options=dict(delivery_timeout_ms=1500, request_timeout_ms=1000, max_block_ms=1500, retries=0))
+    b, sink = _short_lived_sink(own_broker, fresh_topic)
     try:
         with pytest.raises(Exception, match="no partition 3"):
             sink.send_batch(fresh_topic, 3, [(b"k", b"v")])
