@@ -9,7 +9,9 @@ A score record is::
 :class:`ScoreRecordEncoder` writes exactly the bytes of ``json.dumps(record, separators=(",", ":"))``
 (same key order, same escaping, ``NaN``/``Infinity`` for non-finite scores), but serialises what a batch
 shares (thresholds, model, version, time) once, and each series id once per run of its windows: at
-stride 1 every reading yields a record, and ``json.dumps`` was a tenth of the daemon's time.
+stride 1 every reading yields a record, and ``json.dumps`` was a tenth of the daemon's time. The daemon
+uses :meth:`ScoreRecordEncoder.records_from_strings`, with the numbers of a whole scored batch written by
+one ``json.dumps`` call per column (:func:`number_strings`, :func:`ms_strings`).
 
 >>> enc = ScoreRecordEncoder(["nll"], {"nll": 2.5}, "m", "1", 1700000000000.0)
 >>> s = enc.series("ecg-1")
