@@ -137,6 +137,11 @@ class ScoringSection:
     #: little from more, and an idle BLAS worker spins on the core the Kafka client needs (the
     #: bench's VRAE: 2,584 -> 2,761 windows/s end to end, median of 3)
     blas_threads: int = 1
+    #: a slow model (calls averaging over 2 ms) scores in a child process instead of a thread of the
+    #: daemon's, so it does not share the interpreter with the Kafka client (the thread scores while the
+    #: child loads the model, and takes over if the child fails). Off by default: on the streaming
+    #: bench's VRAE case it did not beat the thread (median of 6 runs 0.75 of model-only vs 0.78 of 3)
+    child_process: bool = False
 
 
 @dataclass

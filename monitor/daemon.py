@@ -21,6 +21,7 @@ seeks back to it, so nothing that was not durably written is skipped.
 """
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import logging
@@ -104,6 +105,19 @@ def _timed_score(bundle: Any, X: np.ndarray) -> tuple[Any, float]:
     return scores, time.perf_counter() - t0
 
 
+def _child_score(child: Any, bundle: Any, X: np.ndarray) -> tuple[Any, float]:
+    """One model call in the scoring child; in this process instead if the child has died (the scores
+    are the same: the same bundle, deterministic scoring)."""
+    from monitor.score_process import ScoringProcessError
+
+    try:
+        return child.score(bundle, X)
+    except ScoringProcessError:
+        if child.error is None:  # the model itself failed on this batch: as on the thread
+            raise
+        return _timed_score(bundle, X)
+
+
 def _freeze_heap(refreeze: bool = False) -> None:
     """Move every object alive now (modules, the model, clients) out of the garbage collector's view.
 
@@ -167,6 +181,7 @@ class Daemon:
         self._pending_n = 0
         self._pending_since = 0.0
         # model call in flight on the scoring thread: (future, take, bundle, thresholds); one at a time
+        self._child: Any = None  # monitor.score_process.ScoringProcess of a slow model
         self._inflight: deque = deque()  # (future, windows, bundle, thresholds): at most 2, in order
         self._scorer: Any = None  # ThreadPoolExecutor(1), started with the first batch that uses it
         self._score_ewma_s = 0.0  # moving average of the model call's seconds (picks inline or threaded)
@@ -178,7 +193,7 @@ class Daemon:
         self.draining = False
         self.stats = {"records": 0, "windows": 0, "dlq": 0, "alerts": 0, "batches": 0, "commits": 0,
                       "rewinds": 0, "drift": 0, "suppressed": 0, "score_s": 0.0,
-                      "threaded_batches": 0}
+                      "threaded_batches": 0, "child_batches": 0}
         self.latencies: deque[float] = deque(maxlen=100_000)
         self.first_record_at: float | None = None  # monotonic time of the first consumed record (benchmarks)
         self.last_scored_at: float | None = None
@@ -200,6 +215,14 @@ class Daemon:
         self.bundle = bundle
         self.thresholds = Thresholds(bundle, sc.threshold, sc.q, sc.dspot_depth)
         self.adwin = ADWIN(delta=sc.drift_delta) if sc.drift else None
+        if sc.child_process:  # a slow model: start its scoring process now, not at the first full batch
+            X = np.zeros((8, bundle.length, bundle.channels), dtype=np.float32)
+            try:
+                _, dt = _timed_score(bundle, X)
+            except Exception:  # noqa: BLE001 - the first real batch will tell
+                dt = 0.0
+            if dt / len(X) * sc.max_batch >= INLINE_SCORE_S:
+                self._child_for(bundle)
         self.metrics.model_load(bundle.name, bundle.version, detector=bundle.detector.name, reload=reload,
                                 components=bundle.components)
         for c, v in self.thresholds.current().items():
@@ -683,10 +706,39 @@ class Daemon:
             from concurrent.futures import ThreadPoolExecutor
 
             self._scorer = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-score")
-        self._inflight.append((self._scorer.submit(_timed_score, bundle, X), take, bundle, self.thresholds))
+        child = self._child_for(bundle)
+        call = _timed_score if child is None else functools.partial(_child_score, child)
+        self._inflight.append((self._scorer.submit(call, bundle, X), take, bundle, self.thresholds))
+        if child is not None:
+            self.stats["child_batches"] += 1
         self.stats["threaded_batches"] += 1
         while len(self._inflight) > 1:
             self._finish_one()
+
+    def _child_for(self, bundle: Any) -> Any:
+        """The child process scoring ``bundle`` once it has loaded it (``scoring.child_process``); None
+        meanwhile, when off or when the child failed (the scoring thread scores then). A new bundle
+        (reload) gets a new child."""
+        if not self.cfg.scoring.child_process or getattr(bundle, "path", None) is None:
+            return None
+        proc = self._child
+        if proc is None or proc.bundle is not bundle:
+            if proc is not None and proc.error is None:
+                self._close_child()
+            elif proc is not None:
+                return None  # failed for this bundle: stay on the thread
+            from monitor.score_process import ScoringProcess
+
+            proc = self._child = ScoringProcess(bundle, blas_threads=self.cfg.scoring.blas_threads)
+        return proc if proc.ready() else None
+
+    def _close_child(self) -> None:
+        proc, self._child = self._child, None
+        if proc is not None:
+            try:
+                proc.close()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("stopping the scoring process failed: %s", exc)
 
     def _finish_one(self) -> None:
         """Wait for the oldest batch in flight and emit its scores and alerts (it leaves the queue
@@ -1012,6 +1064,7 @@ class Daemon:
             if self._scorer is not None:
                 self._scorer.shutdown(wait=True, cancel_futures=True)
                 self._scorer = None
+            self._close_child()
             if blas is not None:
                 blas.restore_original_limits()
             try:

@@ -79,6 +79,46 @@ def test_every_window_scored_exactly_once(broker, fresh_topic, daemon_bundle, in
     assert (stats["threaded_batches"] > 0) == (scoring == "thread")
 
 
+def test_child_process_scores_every_window_once_in_order(broker, fresh_topic, daemon_bundle, inprocess_daemon,
+                                                          monkeypatch):
+    """A slow model (forced) scores in a child process once the child has loaded it, the scoring thread
+    meanwhile: every window once, each series in order, the same scores as the model in this process."""
+    import monitor.daemon
+    from monitor.modelstore import load_bundle
+
+    monkeypatch.setattr(monitor.daemon, "INLINE_SCORE_S", -1.0)
+    _create(broker.bootstrap, fresh_topic)
+    series = [f"s{i}" for i in range(5)]
+    produce_readings(broker.bootstrap, fresh_topic, series, 150)
+    r = inprocess_daemon(daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, daemon_bundle,
+                                       scoring__child_process=True))
+    assert wait_until(lambda: r.daemon._child is not None and r.daemon._child.ready(), timeout_s=120)
+    produce_readings(broker.bootstrap, fresh_topic, series, 300, start=150)
+    want = expected_window_ids(series, 300, T, S)
+    got = read_topic(broker.bootstrap, f"{fresh_topic}.scores", min_count=len(want), timeout_s=60)
+    stats = r.stop()
+    assert stats["child_batches"] > 0 and stats["windows"] == len(want)
+    assert sorted(score_ids(got)) == sorted(want)
+    recs = [json.loads(v) for _, v, _ in got]
+    ends: dict[str, list] = {}
+    for rec in recs:
+        ends.setdefault(rec["series"], []).append(rec["end_ts"])
+    assert all(e == sorted(e) for e in ends.values())
+    # the child's scores are the model's: score the last windows of s1 here and compare
+    import numpy as np
+
+    from tests.fixtures.daemon import _sine
+
+    b = load_bundle(daemon_bundle)
+    X = np.array([_sine(1, np.arange(w * S, w * S + T)) for w in range((300 - T) // S - 2, (300 - T) // S + 1)],
+                 dtype=np.float32)[:, :, None]
+    here = b.score_windows(X)
+    mine = {rec["end_ts"]: rec["scores"] for rec in recs if rec["series"] == "s1"}
+    last = sorted(mine)[-3:]
+    for c in here.keys():
+        assert np.allclose([mine[e][c] for e in last], here[c], rtol=1e-5, atol=1e-6)
+
+
 def test_bad_records_go_to_the_dlq_with_a_reason(broker, fresh_topic, daemon_bundle, inprocess_daemon):
     from streams.kafka import KafkaSettings, Sink
 

@@ -287,6 +287,7 @@ def run_case(bootstrap: str, bundle_path: Path, detector: str, n_series: int, st
         scored = d.stats["windows"]
         mean_batch = scored / max(1, d.stats["batches"])
         score_s = d.stats["score_s"]
+        child_batches, threaded = d.stats["child_batches"], d.stats["threaded_batches"]
         # latency at half the maximum load: a live feed that continues every series where the backlog
         # ended (no gap, so windows keep completing every `stride` readings). The backlog of many
         # series holds few windows per series, so its readings/s overstates what the daemon sustains
@@ -308,6 +309,7 @@ def run_case(bootstrap: str, bundle_path: Path, detector: str, n_series: int, st
         "e2e_windows_per_s": round(e2e_w, 1), "mean_batch": round(mean_batch, 1),
         "model_seconds_in_daemon": round(score_s, 2), "model_rate_in_daemon_windows_per_s": round(scored / max(score_s, 1e-9), 1),
         "model_only_windows_per_s": round(model_rate, 1), "blas_threads": cfg.scoring.blas_threads,
+        "batches": d.stats["batches"], "batches_on_scoring_thread": threaded, "batches_in_child_process": child_batches,
         "raw_consume_records_per_s": round(raw, 1), "raw_consume_passes_records_per_s": [round(r, 1) for r in raws], "raw_consume_readings_per_s": round(raw / rec_per_reading, 1),
         "ratio_vs_model": round(e2e_w / model_rate, 3),
         "raw_pipe_records_per_s": round(pipe, 1),
