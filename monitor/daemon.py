@@ -721,16 +721,13 @@ class Daemon:
         (reload) gets a new child."""
         if not self.cfg.scoring.child_process or getattr(bundle, "path", None) is None:
             return None
-        proc = self._child
-        if proc is None or proc.bundle is not bundle:
-            if proc is not None and proc.error is None:
-                self._close_child()
-            elif proc is not None:
-                return None  # failed for this bundle: stay on the thread
+        if self._child is not None and self._child.bundle is not bundle:
+            self._close_child()
+        if self._child is None:
             from monitor.score_process import ScoringProcess
 
-            proc = self._child = ScoringProcess(bundle, blas_threads=self.cfg.scoring.blas_threads)
-        return proc if proc.ready() else None
+            self._child = ScoringProcess(bundle, blas_threads=self.cfg.scoring.blas_threads)
+        return self._child if self._child.ready() else None  # a failed child stays not ready
 
     def _close_child(self) -> None:
         proc, self._child = self._child, None
