@@ -414,15 +414,12 @@ class Windower:
         return wins, rejs
 
     def _done_batches(self, partition: Any, done: dict, wins: list) -> None:
-        """The windows :meth:`add_values` collected, one :class:`WindowBatch` per series; empties ``done``."""
-        T, C = self.spec.length, self.spec.channels
-        for sid, (i, xs, starts, ends, offs) in done.items():
-            k = len(xs)
-            X = np.frombuffer(bytearray(b"".join(xs)), np.float32).reshape(k, T, C)
-            wins.append((i, WindowBatch(sid, partition, X, np.array(starts, dtype=np.int64),
-                                        np.array(ends, dtype=np.int64), np.array(offs, dtype=np.int64))))
+        """The windows :meth:`add_values` collected, one :class:`WindowBatch` per series; empties ``done``.
+        ``wins`` stays in item order: ``done`` holds series in the order of their first window, all after
+        what ``wins`` holds."""
+        wins.extend((i, self._raw_batch(sid, partition, xs, starts, ends, offs))
+                    for sid, (i, xs, starts, ends, offs) in done.items())
         done.clear()
-        wins.sort(key=lambda x: x[0])
 
     @staticmethod
     def _sorted_unique(ts, vals):
@@ -517,11 +514,13 @@ class Windower:
     def _append_one(self, st: _Series, sid: str, partition: Any, t: int, row: Any, off: int) -> WindowBatch | None:
         """:meth:`_extend` for one reading (``row``: C numbers): the window it completes, if any."""
         x = self._append_raw(st, t, row, off)
-        if x is None:
-            return None
-        X = np.frombuffer(bytearray(x[0]), np.float32).reshape(1, self.spec.length, self.spec.channels)
-        return WindowBatch(sid, partition, X, np.array([x[1]], dtype=np.int64), np.array([t], dtype=np.int64),
-                           np.array([off], dtype=np.int64))
+        return None if x is None else self._raw_batch(sid, partition, [x[0]], [x[1]], [t], [off])
+
+    def _raw_batch(self, sid: str, partition: Any, xs: list, starts: list, ends: list, offs: list) -> WindowBatch:
+        """A :class:`WindowBatch` of windows given as :meth:`_append_raw` returns them (bytes, in order)."""
+        X = np.frombuffer(bytearray(b"".join(xs)), np.float32).reshape(len(xs), self.spec.length, self.spec.channels)
+        return WindowBatch(sid, partition, X, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64),
+                           np.array(offs, dtype=np.int64))
 
     def _append_raw(self, st: _Series, t: int, row: Any, off: int) -> tuple[bytes, int] | None:
         """Append one reading to the series' state buffer with ``struct`` (no numpy temporaries); return

@@ -321,6 +321,7 @@ def _drive(w: Windower, clock: ManualClock, items: list, fast: bool, chunk: int,
                 b, r = w.add(0, off, Readings(sid, np.array([t], dtype=np.int64), np.array([row], dtype=np.float64)))
                 wins += [(i, x) for x in b]
                 rejs += [(i, x) for x in r]
+        assert [i for i, _ in wins] == sorted(i for i, _ in wins)  # in the order of the items completing them
         per_series: dict = {}  # add_values gives one batch per series and call: compare window by window
         for i, b in wins:
             per_series.setdefault(b.series, []).extend(zip(b.X.tolist(), b.start_ts.tolist(), b.end_ts.tolist(),
