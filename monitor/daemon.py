@@ -779,20 +779,13 @@ class Daemon:
             k = len(b)
             series = b.series
             key = series.encode()
-            out_part = partition_of(key)
-            out = by_part.get(out_part)
-            if out is None:
-                out = by_part[out_part] = []
-            put = out.append
+            out = by_part.setdefault(partition_of(key), [])
             sid_json = enc.series(series)
             part = b.partition.partition
             fl = flag_list[i:i + k]
             values = enc.records_from_strings(sid_json, end_s[i:i + k], start_ms[i:i + k], end_ms[i:i + k],
                                               score_s[i:i + k], fl, part)
-            if k == 1:
-                put((key, values[0]))
-            else:
-                out.extend(zip([key] * k, values))
+            out.extend(zip([key] * k, values))
             if series in alerts or any(fl):  # else hysteresis has nothing to do
                 end_ts = b.end_ts.tolist()
                 for j in range(k):
