@@ -57,11 +57,7 @@ class ScoreRecordEncoder:
         tail_thr = ',"thresholds":' + _dumps(thresholds, separators=(",", ":")) + ',"anomalous":'
         tail_model = ',"model":' + _dumps(model) + ',"version":' + _dumps(version) + ',"partition":'
         tail_end = ',"scored_at":' + _number(round(scored_at_ms, 1)) + "}"
-        self._one = len(self.components) == 1
         self._tail_thr, self._tail_model, self._tail_end = tail_thr, tail_model, tail_end
-        self._fmt = ('{"id":%s@%d","series":%s,"start_ts":%s,"end_ts":%s,"scores":{%s}'
-                     + tail_thr.replace("%", "%%") + "%s" + tail_model.replace("%", "%%") + "%d"
-                     + tail_end.replace("%", "%%"))
 
     @staticmethod
     def series(series: str) -> str:
@@ -71,23 +67,19 @@ class ScoreRecordEncoder:
     def record(self, series_json: str, start_us: int, end_us: int, scores: tuple | list, anomalous: bool,
                partition: int) -> bytes:
         """One record's bytes; ``scores`` are the window's scores in the order of ``components``."""
-        if self._one:
-            body = self._keys[0] + _number(scores[0])
-        else:
-            body = ",".join([k + _number(v) for k, v in zip(self._keys, scores)])
-        return (self._fmt % (series_json[:-1], end_us, series_json, _number(ms(start_us)), _number(ms(end_us)), body,
-                             "true" if anomalous else "false", partition)).encode()
+        return self.records(series_json, [start_us], [end_us], [scores], [anomalous], partition)[0]
 
     def records(self, series_json: str, start_us: list, end_us: list, rows: list, anomalous: list,
                 partition: int) -> list[bytes]:
-        """The records of a run of one series' windows: the same bytes as :meth:`record` for each
-        ``(start_us[i], end_us[i], rows[i], anomalous[i])``.
+        """The records of a run of one series' windows, ``(start_us[i], end_us[i], rows[i], anomalous[i])``
+        each (``rows[i]``: the window's scores in the order of ``components``).
 
         >>> enc = ScoreRecordEncoder(["a", "b"], {"a": 1.0, "b": 2.0}, "m", "1", 5.0)
-        >>> s = enc.series("x")
-        >>> args = ([1500, 2000], [3000, 4001], [(0.5, float("nan")), (2, 1e300)], [True, False])
-        >>> enc.records(s, *args, 0) == [enc.record(s, *a, 0) for a in zip(*args)]
-        True
+        >>> for r in enc.records(enc.series("x"), [1500, 2000], [3000, 4001], [(0.5, float("nan")), (2, 1e300)],
+        ...                      [True, False], 0):
+        ...     print(r.decode())
+        {"id":"x@3000","series":"x","start_ts":1.5,"end_ts":3,"scores":{"a":0.5,"b":NaN},"thresholds":{"a":1.0,"b":2.0},"anomalous":true,"model":"m","version":"1","partition":0,"scored_at":5.0}
+        {"id":"x@4001","series":"x","start_ts":2,"end_ts":4.001,"scores":{"a":2,"b":1e+300},"thresholds":{"a":1.0,"b":2.0},"anomalous":false,"model":"m","version":"1","partition":0,"scored_at":5.0}
         """
         cols = list(zip(*rows)) if rows else [[] for _ in self.components]
         return self.records_from_strings(series_json, number_strings(list(end_us)), ms_strings(start_us),

@@ -33,16 +33,19 @@ def test_encoder_writes_the_json_dumps_bytes(series, comps, data, start, end, fl
 @settings(max_examples=200, deadline=None)
 @given(comps=st.lists(st.text(min_size=1, max_size=5), min_size=1, max_size=3, unique=True), data=st.data(),
        series=st.text(min_size=1, max_size=8), part=st.integers(0, 1000))
-def test_batch_encoding_equals_one_record_at_a_time(comps, data, series, part):
+def test_batch_encoding_writes_the_json_dumps_bytes(comps, data, series, part):
     """records() (whole columns written by one json.dumps call each: number_strings, ms_strings) gives
-    record()'s bytes for every window: NaN, infinities, ints, fractional and whole milliseconds."""
+    json.dumps' bytes for every window of a run: NaN, infinities, ints, fractional and whole milliseconds."""
     n = data.draw(st.integers(0, 12))
     num = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**20, 10**20))
     ts = st.one_of(st.integers(0, 2**62), st.integers(0, 2**40).map(lambda x: x * 1000))
     rows = [tuple(data.draw(num) for _ in comps) for _ in range(n)]
     starts, ends = [data.draw(ts) for _ in range(n)], [data.draw(ts) for _ in range(n)]
     flags = [data.draw(st.booleans()) for _ in range(n)]
-    enc = ScoreRecordEncoder(comps, {c: 1.5 for c in comps}, "m%", "v", 1e12)
-    sj = enc.series(series)
-    assert enc.records(sj, starts, ends, rows, flags, part) == [
-        enc.record(sj, s, e, r, f, part) for s, e, r, f in zip(starts, ends, rows, flags)]
+    thr = {c: 1.5 for c in comps}
+    enc = ScoreRecordEncoder(comps, thr, "m%", "v", 1e12)
+    want = [json.dumps({"id": f"{series}@{e}", "series": series, "start_ts": ms(s), "end_ts": ms(e),
+                        "scores": dict(zip(comps, r)), "thresholds": thr, "anomalous": f, "model": "m%",
+                        "version": "v", "partition": part, "scored_at": 1e12}, separators=(",", ":")).encode()
+            for s, e, r, f in zip(starts, ends, rows, flags)]
+    assert enc.records(enc.series(series), starts, ends, rows, flags, part) == want
