@@ -357,3 +357,20 @@ def test_add_values_equals_add_one_reading_at_a_time(T, S, C, gap, lateness, chu
         w.assign(0, resume={"s1": [4000, 1]})
         traces.append(_drive(w, clock, items, fast, chunk, pack_every))
     assert traces[0] == traces[1]
+
+
+@pytest.mark.parametrize("T,S,gap", [(16, 1, None), (16, 5, None), (12, 12, 2.5), (140, 1, None), (7, 3, 1.5)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_committable_reads_one_block_without_lateness(T, S, gap, seed):
+    """Without lateness the committable offset comes from each series' next-window block alone: the
+    same offset as the minimum over every block of its open windows (chunks, gaps, duplicate and
+    late records, packed and unpacked series)."""
+    rng = np.random.default_rng(seed)
+    w = Windower(WindowSpec(length=T, stride=S, gap_ms=gap), clock=ManualClock())
+    for off, (sid, ts, vals) in enumerate(_random_stream(rng, 6, 500, jitter=seed == 1)):
+        w.add(0, off, Readings(sid, ts, vals))
+        if rng.random() < 0.1:
+            w.pack_idle(0.0)
+        scan = [w._needed_scan(st) for st in w._parts[0].values()]
+        want = min([w._next_off[0]] + [m for m in scan if m is not None])
+        assert w.committable(0) == want
