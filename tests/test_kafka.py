@@ -316,6 +316,28 @@ def test_sink_send_batch_in_order_with_sends_and_large_records(settings):
     assert got == expect
 
 
+def test_sink_send_batch_records_carry_the_time_of_their_call(settings):
+    """Records that a later send_batch call adds to a still open batch carry that call's time (not the
+    time the batch was opened): the daemon's and the latency bench's timestamps depend on it."""
+    import uuid
+
+    topic = f"sbt-{uuid.uuid4().hex[:8]}"
+    create_topics(settings, {topic: 1})
+    stamps = []
+    with Sink(settings, linger_ms=1000) as sink:  # the first call's batch stays open for the later ones
+        for i in range(3):
+            stamps.append(time.time() * 1000)
+            sink.send_batch(topic, 0, [(b"k", b"%d-%d" % (i, j)) for j in range(5)])
+            time.sleep(0.15)
+        sink.flush()
+    with Source(settings, [topic], group_id=f"g-{topic}", auto_offset_reset="earliest") as src:
+        src.wait_for_assignment()
+        recs = drain(src, 15)
+    for r in recs:
+        i = int(r.value.split(b"-")[0])
+        assert stamps[i] - 2 <= r.timestamp <= stamps[i] + 100, (i, r.timestamp - stamps[i])
+
+
 def test_sink_send_batch_refuses_a_missing_partition_and_counts_failed_records(own_broker, fresh_topic):
     b, sink = _short_lived_sink(own_broker, fresh_topic)
     try:

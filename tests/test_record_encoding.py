@@ -15,9 +15,10 @@ blobs = st.one_of(st.none(), st.binary(max_size=40), st.binary(min_size=8000, ma
 
 @settings(max_examples=80, deadline=None)
 @given(records=st.lists(st.tuples(blobs, blobs), max_size=60), limit=st.integers(1, 30_000),
-       start=st.integers(0, 20_000), first=st.integers(0, 3_000))
-def test_encode_records_is_what_kafka_python_writes(records, limit, start, first):
-    chunks = encode_records(records, limit, start_offset=start, first_limit_bytes=first)
+       start=st.integers(0, 20_000), first=st.integers(0, 3_000),
+       delta=st.one_of(st.just(0), st.integers(-10**6, 10**9)))
+def test_encode_records_is_what_kafka_python_writes(records, limit, start, first, delta):
+    chunks = encode_records(records, limit, start_offset=start, first_limit_bytes=first, first_ts_delta=delta)
     assert sum(n for _, n in chunks) == len(records)
     i = 0
     for c, (payload, n) in enumerate(chunks):
@@ -27,9 +28,11 @@ def test_encode_records_is_what_kafka_python_writes(records, limit, start, first
         room = first if c == 0 else limit
         assert len(payload) <= room or n == 1 or (c == 0 and off0 == 0 and n == 1)
         b = DefaultRecordBatchBuilder(2, 0, False, -1, -1, -1, 10**9)
+        b._first_timestamp = b._max_timestamp = 1_700_000_000_000  # a continued batch: its first record came before
         for j in range(n):
             k, v = records[i + j]
-            assert b.append(off0 + j, 1_700_000_000_000, k, v, []) is not None
+            ts = 1_700_000_000_000 + (delta if c == 0 else 0)
+            assert b.append(off0 + j, ts, k, v, []) is not None
         assert bytes(b._buffer[_HEADER:]) == bytes(payload)
         i += n
 
