@@ -14,8 +14,9 @@ Each case (series x stride x message form, window 140) is measured in three ways
 Each case says which resource bounds it (``bottleneck``: model, kafka or decode), which goal of
 the daemon issue applies, and whether it holds.
 
-Then the daemon is fed live at half its measured maximum rate and the produce->score latency
-(p50, p99) is taken from the scored windows. Memory per idle series is measured on the windower
+Then the daemon is fed live at half its measured maximum rate (by :func:`feed`, in another process)
+and the produce->score latency (p50, p99) is taken from the scored windows. The series are spread
+over the ``stride`` window phases (:func:`phase`), so their windows complete evenly in time. Memory per idle series is measured on the windower
 with tracemalloc (10,000 series, each holding a nearly complete window).
 
 Two detectors: ``robust-zscore`` (cheap: Kafka and Python are the bottleneck) and a small
@@ -80,8 +81,20 @@ def make_bench_bundle(path: Path, detector: str) -> Path:
                        name=f"bench-{detector}", version="bench", alert_components=comps)
 
 
+def phase(i: int, n_series: int, stride: int) -> int:
+    """Readings series ``i`` has beyond the common backlog length: the series are spread over the
+    ``stride`` phases, so that in the live feed their windows complete evenly in time (in phase, all
+    10,000 series would complete a window in the same round: a burst, not a load).
+
+    >>> [phase(i, 4, 10) for i in range(4)], phase(99, 100, 1)
+    ([0, 2, 5, 7], 0)
+    """
+    return i * stride // n_series
+
+
 def _produce(bootstrap: str, topic: str, n_series: int, per_series: int, form: str, t0_ms: float,
-             period_ms: float = 10.0, chunk: int = T) -> int:
+             period_ms: float = 10.0, chunk: int = T, stride: int = 1) -> int:
+    """The backlog: series i gets ``per_series + phase(i)`` readings, round robin; returns the record count."""
     from streams.kafka import KafkaSettings, Sink
     from streams.records import encode_chunk, encode_reading
 
@@ -89,12 +102,15 @@ def _produce(bootstrap: str, topic: str, n_series: int, per_series: int, form: s
     sink = Sink(KafkaSettings(bootstrap_servers=bootstrap), linger_ms=20, batch_size=256 * 1024)
     n = 0
     step = 1 if form == "single" else chunk
-    base = np.sin(2 * np.pi * np.arange(per_series + chunk) / 35.0)
+    base = np.sin(2 * np.pi * np.arange(per_series + stride + chunk) / 35.0)
     keys = [f"s{i}".encode() for i in range(n_series)]
+    lengths = [per_series + phase(i, n_series, stride) for i in range(n_series)]
     try:
-        for a in range(0, per_series, step):
-            b = min(per_series, a + step)
+        for a in range(0, max(lengths), step):
             for i in range(n_series):
+                b = min(lengths[i], a + step)
+                if a >= b:
+                    continue
                 if form == "single":
                     v = encode_reading(keys[i].decode(), t0_ms + a * period_ms, float(base[a] + 0.01 * (i % 7)))
                 else:
@@ -262,9 +278,9 @@ def run_case(bootstrap: str, bundle_path: Path, detector: str, n_series: int, st
     create_topics(KafkaSettings(bootstrap_servers=bootstrap), {topic: 4})
     t0_ms = time.time() * 1000 - 3_600_000
     tp = time.monotonic()
-    n_rec = _produce(bootstrap, topic, n_series, per_series, form, t0_ms)
+    n_rec = _produce(bootstrap, topic, n_series, per_series, form, t0_ms, stride=stride)
     produce_s = time.monotonic() - tp
-    readings = n_series * per_series
+    readings = sum(per_series + phase(i, n_series, stride) for i in range(n_series))
     expected = n_series * (k + 1)
     # the reference of the Kafka-bound goal, the median of 3 passes (one pass varied 130k-240k records/s)
     raws = [_raw_consume(bootstrap, topic, n_rec) for _ in range(3)]
@@ -281,9 +297,12 @@ def run_case(bootstrap: str, bundle_path: Path, detector: str, n_series: int, st
     d = r.daemon
     try:
         deadline = time.monotonic() + 600
-        while d.stats["windows"] < expected and time.monotonic() < deadline:
+        drained_at = None  # when the last backlog record was processed (series end past their last window)
+        while (d.stats["windows"] < expected or drained_at is None) and time.monotonic() < deadline:
             time.sleep(0.01)
-        e2e_s = (d.last_scored_at or time.monotonic()) - (d.first_record_at or time.monotonic())
+            if drained_at is None and d.stats["records"] >= n_rec:
+                drained_at = time.monotonic()
+        e2e_s = max(d.last_scored_at or 0.0, drained_at or time.monotonic()) - (d.first_record_at or time.monotonic())
         scored = d.stats["windows"]
         mean_batch = scored / max(1, d.stats["batches"])
         score_s = d.stats["score_s"]
@@ -295,7 +314,7 @@ def run_case(bootstrap: str, bundle_path: Path, detector: str, n_series: int, st
         # the windows rate times the stride.
         max_rate = min(readings / max(e2e_s, 1e-9), stride * scored / max(e2e_s, 1e-9))
         rate = 0.5 * max_rate
-        lat = _latency(bootstrap, topic, d, n_series, rate, latency_s, form, T, t0_ms + per_series * 10.0)
+        lat = _latency(bootstrap, topic, d, n_series, rate, latency_s, form, T, t0_ms, per_series, stride)
     finally:
         r.stop()
     model_rate = _model_only(bundle_path, int(round(mean_batch)), blas_threads=cfg.scoring.blas_threads)
@@ -341,39 +360,82 @@ def _goals(c: dict[str, Any], model_share: float) -> dict[str, Any]:
     return {"bottleneck": "decode", "model_share_of_time": round(model_share, 3), "goal": None, "goal_met": None}
 
 
-_FEEDER = """
-import sys, time, numpy as np
-from streams.kafka import KafkaSettings, Sink
-from streams.replay import ReplaySeries, replay
-bs, topic, n_series, rate, seconds, form, chunk = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), sys.argv[6], int(sys.argv[7])
-t0 = float(sys.argv[8])
-n_per = int(rate * seconds / n_series) + 200
-t = np.arange(n_per)
-series = [ReplaySeries(f"s{i}", np.sin(2 * np.pi * t / 35.0), 10.0) for i in range(n_series)]
-sink = Sink(KafkaSettings(bootstrap_servers=bs), linger_ms=5, batch_size=1024 * 1024)  # batches end by linger
-start = time.monotonic()
-n = [0]
-def send(tp, v, k, h):
-    n[0] += 1
-    sink.send(tp, v, key=k, headers=h)
-replay(series, send, topic, rate=rate, form=form, chunk=chunk, t0_ms=t0, duration_s=seconds)
-sink.flush(); sink.close()
-print("FEED", n[0] * (1 if form == "single" else chunk) / (time.monotonic() - start))
-"""
+def feed(bootstrap: str, topic: str, n_series: int, rate: float, seconds: float, form: str, chunk: int,
+         t0_ms: float, per_series: int = 0, stride: int = 1, period_ms: float = 10.0) -> float:
+    """Live readings at ``rate`` readings/s for ``seconds`` (run in its own process by :func:`_latency`):
+    series ``s0``..``s{n-1}`` round robin (the order ``streams.replay`` sends), each continuing where
+    its backlog of ``per_series + phase(i)`` readings from ``t0_ms`` ended (every ``period_ms``).
+    Returns the readings/s it kept.
+
+    A load generator, not a client to imitate: the records due at each tick go out as one
+    :meth:`~streams.kafka.Sink.send_batch` per partition (a per-record ``send`` loop could not keep
+    half the daemon's maximum with 10,000 series). Each record's Kafka timestamp, from which the
+    latency is measured, is the time of its tick's ``send_batch`` call.
+    """
+    from streams.kafka import KafkaSettings, Sink
+    from streams.records import encode_chunk
+
+    step = 1 if form == "single" else max(1, int(chunk))
+    sink = Sink(KafkaSettings(bootstrap_servers=bootstrap), linger_ms=5, batch_size=1024 * 1024)
+    part_of = sink.keyed_partitioner(topic)
+    keys = [f"s{i}".encode() for i in range(n_series)]
+    parts = [part_of(k) for k in keys]
+    names = [k.decode() for k in keys]
+    wave = np.sin(2 * np.pi * np.arange(35 + step) / 35.0)
+    values = [repr(float(x)) for x in wave[:35]]  # the signal repeats every 35 readings
+    first = [per_series + phase(i, n_series, stride) for i in range(n_series)]  # each series' next reading
+    per_rec = rate / step  # records/s
+    start = time.monotonic()
+    sent = 0
+    try:
+        while True:
+            elapsed = time.monotonic() - start
+            if elapsed >= seconds:
+                break
+            due = min(int(elapsed * per_rec) + 1, sent + max(1, int(0.02 * per_rec))) - sent
+            if due <= 0:
+                time.sleep(min(0.002, (sent + 1) / per_rec - elapsed))
+                continue
+            by_part: dict[int | None, list] = {}
+            for r in range(sent, sent + due):
+                j, i = divmod(r, n_series)  # round j of series i
+                a = first[i] + j * step  # its reading number
+                t = round(t0_ms + a * period_ms, 3)
+                ts = int(t) if float(t).is_integer() else t
+                if step == 1:
+                    v = b'{"series":"%s","ts":%s,"value":%s}' % (names[i].encode(), str(ts).encode(),
+                                                                   values[a % 35].encode())
+                else:
+                    v = encode_chunk(names[i], ts, period_ms, wave[a % 35:a % 35 + step])
+                by_part.setdefault(parts[i], []).append((keys[i], v))
+            for part, recs in by_part.items():
+                if part is None:
+                    for k, v in recs:
+                        sink.send(topic, v, key=k)
+                else:
+                    sink.send_batch(topic, part, recs)
+            sent += due
+        sink.flush()
+    finally:
+        sink.close()
+    return sent * step / (time.monotonic() - start)
 
 
 def _latency(bootstrap: str, topic: str, d: Any, n_series: int, rate: float, seconds: float, form: str,
-             chunk: int, t0_ms: float) -> dict[str, Any]:
-    """Feed live readings at ``rate`` readings/s from another process, event time from ``t0_ms``;
-    take produce->score latencies (from each record's Kafka timestamp, set when it is sent)."""
+             chunk: int, t0_ms: float, per_series: int, stride: int) -> dict[str, Any]:
+    """Feed live readings at ``rate`` readings/s from another process (:func:`feed`: every series goes
+    on from the end of its backlog); take produce->score latencies (from each record's Kafka
+    timestamp, set when it is sent)."""
     import subprocess
     import sys
 
     d.latencies.clear()
     before = d.stats["windows"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", _FEEDER, bootstrap, topic, str(n_series), str(rate), str(seconds), form,
-                           str(chunk), repr(float(t0_ms))], check=True, env=env, timeout=seconds * 4 + 60,
+    code = ("import sys; from monitor.bench.streaming import feed; "
+            f"print('FEED', feed({bootstrap!r}, {topic!r}, {n_series}, {rate!r}, {seconds!r}, {form!r}, {chunk}, "
+            f"{float(t0_ms)!r}, {per_series}, {stride}))")
+    done = subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=seconds * 4 + 60,
                           stdout=subprocess.PIPE, text=True)
     time.sleep(1.0)
     lat = np.asarray(d.latencies, dtype=float)

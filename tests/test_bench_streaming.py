@@ -1,0 +1,59 @@
+"""The streaming bench's load generator (real broker): the backlog and the live feed it continues."""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import defaultdict
+
+import pytest
+
+from monitor.bench.streaming import _produce, feed, phase
+from streams.kafka import KafkaSettings, Source, create_topics
+
+pytestmark = pytest.mark.broker
+
+
+def _read(settings: KafkaSettings, topic: str, n: int) -> list:
+    out: list = []
+    with Source(settings, topic, f"g-{topic}", session_timeout_ms=6000, heartbeat_interval_ms=300) as src:
+        deadline = time.monotonic() + 60
+        while len(out) < n and time.monotonic() < deadline:
+            out.extend(src.poll(0.3))
+    return out
+
+
+@pytest.mark.parametrize("form", ["single", "chunk"])
+def test_feed_continues_every_series_after_its_phased_backlog(broker, form):
+    """Series i's backlog holds per_series + phase(i) readings; the live feed goes on from there, each
+    series' timestamps strictly increasing by the period with no gap or overlap, at the asked rate,
+    every record's Kafka timestamp taken when it was sent."""
+    s = KafkaSettings(bootstrap_servers=broker.bootstrap)
+    topic = f"feed-{uuid.uuid4().hex[:8]}"
+    create_topics(s, {topic: 2})
+    n_series, per_series, stride, chunk, t0 = 7, 12, 5, 4, 1_700_000_000_000.0
+    n_backlog = _produce(broker.bootstrap, topic, n_series, per_series, form, t0, chunk=chunk, stride=stride)
+    sent_from = time.time() * 1000
+    kept = feed(broker.bootstrap, topic, n_series, 400.0, 1.0, form, chunk, t0, per_series, stride)
+    sent_to = time.time() * 1000
+    assert 300 <= kept <= 500
+    recs = _read(s, topic, n_backlog + 1)
+    ts_of = defaultdict(list)
+    live = 0
+    for r in sorted(recs, key=lambda r: (r.partition, r.offset)):
+        v = json.loads(r.value)
+        assert r.key.decode() == v["series"]
+        if form == "single":
+            ts_of[v["series"]].append(v["ts"])
+        else:
+            ts_of[v["series"]] += [v["ts"] + j * v["period_ms"] for j in range(len(v["values"]))]
+        if r.timestamp >= sent_from:
+            live += 1
+            assert r.timestamp <= sent_to
+    assert live > 0
+    for i in range(n_series):
+        ts = ts_of[f"s{i}"]
+        n_back = per_series + phase(i, n_series, stride)
+        assert len(ts) > n_back  # the feed added readings to every series
+        assert ts == [t0 + 10.0 * j for j in range(len(ts))]
+    assert len({per_series + phase(i, n_series, stride) for i in range(n_series)}) > 1  # phases differ
