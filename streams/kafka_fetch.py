@@ -1,10 +1,13 @@
 """A faster record decoder for kafka-python's consumer (message format v2).
 
 kafka-python 3.0.12 turns every fetched record into a ``DefaultRecord`` object, then into a
-``ConsumerRecord``, decoding each varint through a function call: about 4 µs per record, the largest
-single cost of the daemon at one reading per message. :func:`decode_records` reads the records part
-of a v2 batch in one loop (single-byte varints inline) and builds the same ``ConsumerRecord`` tuples
-kafka-python builds (same fields, same values, same ``CorruptRecordError`` on a malformed record).
+``ConsumerRecord``, decoding each varint through a function call: 3.5 µs per record (JSON readings in
+16 KiB batches, this machine), the largest single cost of the daemon at one reading per message.
+:func:`decode_records` reads the records part of a v2 batch in one loop (one- and two-byte varints
+inline) and builds the same ``ConsumerRecord`` tuples kafka-python builds: 1.7 µs per record (0.9 µs
+of it decoding; the rest is the garbage collector's share of the new tuples, as for kafka-python's).
+A malformed record raises ``CorruptRecordError`` as kafka-python does; the records of a batch before
+the malformed one are not returned (kafka-python returns them first).
 
 :func:`install_fast_fetch` puts it into one consumer: its fetcher's ``PartitionRecords`` becomes
 :class:`FastPartitionRecords`, which keeps kafka-python's batch handling (CRC check, decompression,
