@@ -118,6 +118,12 @@ def _child_score(child: Any, bundle: Any, X: np.ndarray) -> tuple[Any, float]:
         return _timed_score(bundle, X)
 
 
+@functools.lru_cache(maxsize=65_536)
+def _series_json(series: str) -> str:
+    """A series id as a JSON string (score records), remembered for the series seen most recently."""
+    return json.dumps(series)
+
+
 def _freeze_heap(refreeze: bool = False) -> None:
     """Move every object alive now (modules, the model, clients) out of the garbage collector's view.
 
@@ -775,26 +781,30 @@ class Daemon:
         starts = np.concatenate([b.start_ts for b, _ in take]) if len(take) > 1 else take[0][0].start_ts
         end_s, start_ms, end_ms = number_strings(ends.tolist()), ms_strings(starts), ms_strings(ends)
         score_s = list(zip(*[number_strings(cols[c]) for c in comps]))
+        sid_json: list[str] = []  # per window: its series as JSON, and its input partition
+        in_part: list[str] = []
+        keys: list = []  # per window batch: (output partition, key, windows)
         for b, rec_ts in take:
             k = len(b)
             series = b.series
             key = series.encode()
-            out = by_part.setdefault(partition_of(key), [])
-            sid_json = enc.series(series)
-            part = b.partition.partition
-            fl = flag_list[i:i + k]
-            values = enc.records_from_strings(sid_json, end_s[i:i + k], start_ms[i:i + k], end_ms[i:i + k],
-                                              score_s[i:i + k], fl, part)
-            out.extend(zip([key] * k, values))
-            if series in alerts or any(fl):  # else hysteresis has nothing to do
+            keys.append((partition_of(key), key, k))
+            sid_json.extend([_series_json(series)] * k)
+            in_part.extend([str(b.partition.partition)] * k)
+            if series in alerts or any(flag_list[i:i + k]):  # else hysteresis has nothing to do
                 end_ts = b.end_ts.tolist()
                 for j in range(k):
-                    self._hysteresis(series, b.partition, end_ts[j], bool(fl[j]), primary_col[i + j])
+                    self._hysteresis(series, b.partition, end_ts[j], bool(flag_list[i + j]), primary_col[i + j])
             i += k
             series_ids.extend([series] * k)
             if rec_ts and rec_ts > 0:
                 lat.append((now_ms - rec_ts) / 1000.0)
                 self.latencies.extend([lat[-1]] * k)
+        values = enc.batch_records(sid_json, end_s, start_ms, end_ms, score_s, flag_list, in_part)
+        j = 0
+        for out_part, key, k in keys:
+            by_part.setdefault(out_part, []).extend(zip([key] * k, values[j:j + k]))
+            j += k
         for out_part, out in by_part.items():
             if out_part is None:  # the user's own partitioner places each record
                 for key, value in out:

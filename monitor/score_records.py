@@ -58,6 +58,7 @@ class ScoreRecordEncoder:
         tail_model = ',"model":' + _dumps(model) + ',"version":' + _dumps(version) + ',"partition":'
         tail_end = ',"scored_at":' + _number(round(scored_at_ms, 1)) + "}"
         self._tail_thr, self._tail_model, self._tail_end = tail_thr, tail_model, tail_end
+        self._fmt: str | None = None  # the record template (batch_records)
 
     @staticmethod
     def series(series: str) -> str:
@@ -89,15 +90,33 @@ class ScoreRecordEncoder:
     def records_from_strings(self, series_json: str, end_us: list[str], start_ms: list[str], end_ms: list[str],
                              score_rows: list[tuple[str, ...]], anomalous: list, partition: int) -> list[bytes]:
         """:meth:`records` from the numbers already written as JSON (:func:`number_strings`,
-        :func:`ms_strings`: one C call per column of a whole batch instead of a Python call per
-        number): the record of window i is one ``%`` format of its strings."""
-        head = ('{"id":' + series_json[:-1].replace("%", "%%") + '@%s","series":' + series_json.replace("%", "%%")
-                + ',"start_ts":%s,"end_ts":%s,"scores":{' + ",".join(k.replace("%", "%%") + "%s" for k in self._keys))
-        tail = {f: ("}" + self._tail_thr + f + self._tail_model + str(int(partition)) + self._tail_end).replace("%", "%%")
-                for f in ("true", "false")}
-        fmt_true, fmt_false = head + tail["true"], head + tail["false"]
-        return [((fmt_true if f else fmt_false) % (e, s, m, *r)).encode()
-                for e, s, m, r, f in zip(end_us, start_ms, end_ms, score_rows, anomalous)]
+        :func:`ms_strings`): :meth:`batch_records` for windows of one series and partition."""
+        n = len(end_us)
+        return self.batch_records([series_json] * n, end_us, start_ms, end_ms, score_rows, anomalous,
+                                  [str(int(partition))] * n)
+
+    def batch_records(self, series_json: list[str], end_us: list[str], start_ms: list[str], end_ms: list[str],
+                      score_rows: list[tuple[str, ...]], anomalous: list, partition: list[str]) -> list[bytes]:
+        """The records of a scored batch, window i from ``series_json[i]`` (:meth:`series`), its numbers
+        already written as JSON (:func:`number_strings`, :func:`ms_strings`: one C call per column
+        instead of a Python call per number) and ``partition[i]`` (a string): one ``%`` format of one
+        template per record, whatever the series (with 10,000 series a batch holds a window or two of each).
+
+        >>> enc = ScoreRecordEncoder(["a"], {"a": 1.0}, "m", "1", 5.0)
+        >>> for r in enc.batch_records([enc.series("x"), enc.series("y%s")], ["3000", "4000"], ["1", "2"],
+        ...                            ["3", "4"], [("0.5",), ("NaN",)], [True, False], ["0", "7"]):
+        ...     print(r.decode())
+        {"id":"x@3000","series":"x","start_ts":1,"end_ts":3,"scores":{"a":0.5},"thresholds":{"a":1.0},"anomalous":true,"model":"m","version":"1","partition":0,"scored_at":5.0}
+        {"id":"y%s@4000","series":"y%s","start_ts":2,"end_ts":4,"scores":{"a":NaN},"thresholds":{"a":1.0},"anomalous":false,"model":"m","version":"1","partition":7,"scored_at":5.0}
+        """
+        fmt = self._fmt
+        if fmt is None:
+            esc = [k.replace("%", "%%") for k in self._keys]
+            fmt = self._fmt = ('{"id":"%s@%s","series":%s,"start_ts":%s,"end_ts":%s,"scores":{'
+                               + ",".join(k + "%s" for k in esc) + "}" + self._tail_thr.replace("%", "%%") + "%s"
+                               + self._tail_model.replace("%", "%%") + "%s" + self._tail_end.replace("%", "%%"))
+        return [(fmt % (sj[1:-1], e, sj, s, m, *r, "true" if f else "false", p)).encode()
+                for sj, e, s, m, r, f, p in zip(series_json, end_us, start_ms, end_ms, score_rows, anomalous, partition)]
 
 
 def number_strings(values: list) -> list[str]:

@@ -49,3 +49,31 @@ def test_batch_encoding_writes_the_json_dumps_bytes(comps, data, series, part):
                         "version": "v", "partition": part, "scored_at": 1e12}, separators=(",", ":")).encode()
             for s, e, r, f in zip(starts, ends, rows, flags)]
     assert enc.records(enc.series(series), starts, ends, rows, flags, part) == want
+
+
+@settings(max_examples=150, deadline=None)
+@given(comps=st.lists(st.text(min_size=1, max_size=5), min_size=1, max_size=3, unique=True), data=st.data())
+def test_batch_records_of_many_series_write_the_json_dumps_bytes(comps, data):
+    """batch_records (the daemon's path: one template for a whole scored batch) with a different series
+    and partition per window gives json.dumps' bytes for each."""
+    from monitor.score_records import ms_strings, number_strings
+
+    n = data.draw(st.integers(0, 12))
+    num = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**20, 10**20))
+    series = [data.draw(st.text(min_size=1, max_size=8)) for _ in range(n)]
+    parts = [data.draw(st.integers(0, 1000)) for _ in range(n)]
+    rows = [tuple(data.draw(num) for _ in comps) for _ in range(n)]
+    starts = [data.draw(st.integers(0, 2**62)) for _ in range(n)]
+    ends = [data.draw(st.integers(0, 2**62)) for _ in range(n)]
+    flags = [data.draw(st.booleans()) for _ in range(n)]
+    thr = {c: 0.25 for c in comps}
+    enc = ScoreRecordEncoder(comps, thr, "m%s", "v", 7.5)
+    cols = list(zip(*rows)) if rows else [[] for _ in comps]
+    got = enc.batch_records([enc.series(s) for s in series], number_strings(ends), ms_strings(starts),
+                            ms_strings(ends), list(zip(*[number_strings(list(c)) for c in cols])), flags,
+                            [str(p) for p in parts])
+    want = [json.dumps({"id": f"{sid}@{e}", "series": sid, "start_ts": ms(s), "end_ts": ms(e),
+                        "scores": dict(zip(comps, r)), "thresholds": thr, "anomalous": f, "model": "m%s",
+                        "version": "v", "partition": p, "scored_at": 7.5}, separators=(",", ":")).encode()
+            for sid, s, e, r, f, p in zip(series, starts, ends, rows, flags, parts)]
+    assert got == want
