@@ -663,7 +663,7 @@ class Source:
     Defaults suit Tansu (a join takes ~3 s there, a rebalance ~4 s).
 
     ``fast_fetch`` (default True) decodes fetched v2 record batches with
-    :func:`streams.kafka_fetch.decode_records` (same records, about 3x less CPU than
+    :func:`streams.kafka_fetch.decode_records` (same records, half the CPU of
     kafka-python's per-record objects); it stays off, and ``fast_fetch`` reads False once
     the source is open, when the installed kafka-python does not match.
 
