@@ -118,12 +118,6 @@ def _child_score(child: Any, bundle: Any, X: np.ndarray) -> tuple[Any, float]:
         return _timed_score(bundle, X)
 
 
-@functools.lru_cache(maxsize=65_536)
-def _series_json(series: str) -> str:
-    """A series id as a JSON string (score records), remembered for the series seen most recently."""
-    return json.dumps(series)
-
-
 def _freeze_heap(refreeze: bool = False) -> None:
     """Move every object alive now (modules, the model, clients) out of the garbage collector's view.
 
@@ -789,7 +783,7 @@ class Daemon:
             series = b.series
             key = series.encode()
             keys.append((partition_of(key), key, k))
-            sid_json.extend([_series_json(series)] * k)
+            sid_json.extend([enc.series(series)] * k)
             in_part.extend([str(b.partition.partition)] * k)
             if series in alerts or any(flag_list[i:i + k]):  # else hysteresis has nothing to do
                 end_ts = b.end_ts.tolist()

@@ -8,10 +8,11 @@ A score record is::
 
 :class:`ScoreRecordEncoder` writes exactly the bytes of ``json.dumps(record, separators=(",", ":"))``
 (same key order, same escaping, ``NaN``/``Infinity`` for non-finite scores), but serialises what a batch
-shares (thresholds, model, version, time) once, and each series id once per run of its windows: at
-stride 1 every reading yields a record, and ``json.dumps`` was a tenth of the daemon's time. The daemon
-uses :meth:`ScoreRecordEncoder.records_from_strings`, with the numbers of a whole scored batch written by
-one ``json.dumps`` call per column (:func:`number_strings`, :func:`ms_strings`).
+shares (thresholds, model, version, time) once into one record template, and each series id once
+(:meth:`ScoreRecordEncoder.series`, remembered): at stride 1 every reading yields a record, and
+``json.dumps`` was a tenth of the daemon's time. The daemon uses :meth:`ScoreRecordEncoder.batch_records`,
+with the numbers of a whole scored batch written by one ``json.dumps`` call per column
+(:func:`number_strings`, :func:`ms_strings`).
 
 >>> enc = ScoreRecordEncoder(["nll"], {"nll": 2.5}, "m", "1", 1700000000000.0)
 >>> s = enc.series("ecg-1")
@@ -20,6 +21,7 @@ b'{"id":"ecg-1@141000","series":"ecg-1","start_ts":1,"end_ts":141,"scores":{"nll
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Any
@@ -53,16 +55,22 @@ class ScoreRecordEncoder:
     def __init__(self, components: list[str], thresholds: dict[str, float], model: str, version: str,
                  scored_at_ms: float):
         self.components = list(components)
-        self._keys = ['"' + _dumps(c)[1:-1] + '":' for c in self.components]
-        tail_thr = ',"thresholds":' + _dumps(thresholds, separators=(",", ":")) + ',"anomalous":'
-        tail_model = ',"model":' + _dumps(model) + ',"version":' + _dumps(version) + ',"partition":'
-        tail_end = ',"scored_at":' + _number(round(scored_at_ms, 1)) + "}"
-        self._tail_thr, self._tail_model, self._tail_end = tail_thr, tail_model, tail_end
-        self._fmt: str | None = None  # the record template (batch_records)
+        # the record template: what the batch shares written once, "%" escaped; the fields are the
+        # series id (inside the "id" string, then as JSON), end µs, start and end ms, the scores in
+        # component order, the anomalous flag and the input partition
+        keys = ['"' + _dumps(c)[1:-1].replace("%", "%%") + '":%s' for c in self.components]
+        shared = [',"thresholds":' + _dumps(thresholds, separators=(",", ":")) + ',"anomalous":',
+                  ',"model":' + _dumps(model) + ',"version":' + _dumps(version) + ',"partition":',
+                  ',"scored_at":' + _number(round(scored_at_ms, 1)) + "}"]
+        thr, mod, end = (x.replace("%", "%%") for x in shared)
+        self._fmt = ('{"id":"%s@%s","series":%s,"start_ts":%s,"end_ts":%s,"scores":{' + ",".join(keys) + "}"
+                     + thr + "%s" + mod + "%s" + end)
 
     @staticmethod
+    @functools.lru_cache(maxsize=65_536)
     def series(series: str) -> str:
-        """The series id as a JSON string (pass it to :meth:`record`)."""
+        """The series id as a JSON string (pass it to :meth:`record`), remembered for the series seen
+        most recently (with 10,000 series a scored batch holds a window or two of each)."""
         return _dumps(series)
 
     def record(self, series_json: str, start_us: int, end_us: int, scores: tuple | list, anomalous: bool,
@@ -83,17 +91,10 @@ class ScoreRecordEncoder:
         {"id":"x@4001","series":"x","start_ts":2,"end_ts":4.001,"scores":{"a":2,"b":1e+300},"thresholds":{"a":1.0,"b":2.0},"anomalous":false,"model":"m","version":"1","partition":0,"scored_at":5.0}
         """
         cols = list(zip(*rows)) if rows else [[] for _ in self.components]
-        return self.records_from_strings(series_json, number_strings(list(end_us)), ms_strings(start_us),
-                                         ms_strings(end_us), list(zip(*[number_strings(list(c)) for c in cols])),
-                                         anomalous, partition)
-
-    def records_from_strings(self, series_json: str, end_us: list[str], start_ms: list[str], end_ms: list[str],
-                             score_rows: list[tuple[str, ...]], anomalous: list, partition: int) -> list[bytes]:
-        """:meth:`records` from the numbers already written as JSON (:func:`number_strings`,
-        :func:`ms_strings`): :meth:`batch_records` for windows of one series and partition."""
         n = len(end_us)
-        return self.batch_records([series_json] * n, end_us, start_ms, end_ms, score_rows, anomalous,
-                                  [str(int(partition))] * n)
+        return self.batch_records([series_json] * n, number_strings(list(end_us)), ms_strings(start_us),
+                                  ms_strings(end_us), list(zip(*[number_strings(list(c)) for c in cols])),
+                                  anomalous, [str(int(partition))] * n)
 
     def batch_records(self, series_json: list[str], end_us: list[str], start_ms: list[str], end_ms: list[str],
                       score_rows: list[tuple[str, ...]], anomalous: list, partition: list[str]) -> list[bytes]:
@@ -110,11 +111,6 @@ class ScoreRecordEncoder:
         {"id":"y%s@4000","series":"y%s","start_ts":2,"end_ts":4,"scores":{"a":NaN},"thresholds":{"a":1.0},"anomalous":false,"model":"m","version":"1","partition":7,"scored_at":5.0}
         """
         fmt = self._fmt
-        if fmt is None:
-            esc = [k.replace("%", "%%") for k in self._keys]
-            fmt = self._fmt = ('{"id":"%s@%s","series":%s,"start_ts":%s,"end_ts":%s,"scores":{'
-                               + ",".join(k + "%s" for k in esc) + "}" + self._tail_thr.replace("%", "%%") + "%s"
-                               + self._tail_model.replace("%", "%%") + "%s" + self._tail_end.replace("%", "%%"))
         return [(fmt % (sj[1:-1], e, sj, s, m, *r, "true" if f else "false", p)).encode()
                 for sj, e, s, m, r, f, p in zip(series_json, end_us, start_ms, end_ms, score_rows, anomalous, partition)]
 
