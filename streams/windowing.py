@@ -606,11 +606,8 @@ class Windower:
         Without lateness, readings are released in offset order, so the blocks' smallest offsets
         never decrease along a run (packing keeps that: it takes minima over consecutive blocks) and
         the first block of the next window holds the answer: one ``struct`` read per series, which
-        keeps a checkpoint of 10,000 series at a few ms. With lateness, :meth:`_needed_scan`."""
-        if type(st.buf) is bytes:
-            need = _PACK_HEAD.unpack_from(st.buf)[0]
-            return None if need < 0 else need
-        if self._lat_us:
+        keeps a checkpoint of 10,000 series at a few ms. Packed, or with lateness, :meth:`_needed_scan`."""
+        if self._lat_us or type(st.buf) is bytes:
             return self._needed_scan(st)
         S = self.spec.stride
         if st.n > st.w_next * S:
