@@ -799,12 +799,8 @@ class Daemon:
         for out_part, key, k in keys:
             by_part.setdefault(out_part, []).extend(zip([key] * k, values[j:j + k]))
             j += k
-        for out_part, out in by_part.items():
-            if out_part is None:  # the user's own partitioner places each record
-                for key, value in out:
-                    self.sink.send(out_topic, value, key=key)
-            else:
-                self.sink.send_batch(out_topic, out_part, out)
+        for out_part, out in by_part.items():  # (None: the user's own partitioner places each record)
+            self.sink.send_batch(out_topic, out_part, out)
         n_anom = int(flags.sum())
         self.stats["windows"] += i
         self.last_scored_at = time.monotonic()
@@ -985,10 +981,11 @@ class Daemon:
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict[str, Any]:
         """Run until :meth:`stop`; returns the stats."""
+        from monitor.score_process import limit_blas
         from streams.kafka import TopicPartition  # noqa: F401
 
         self._open()
-        blas = self._limit_blas()
+        blas = limit_blas(self.cfg.scoring.blas_threads)  # for the run, restored at the end
         _freeze_heap()
         self.started = True
         self.metrics.set_up(True)
@@ -1070,20 +1067,6 @@ class Daemon:
             except Exception:  # noqa: BLE001
                 pass
         return dict(self.stats)
-
-    def _limit_blas(self) -> Any:
-        """Cap BLAS threads at ``scoring.blas_threads`` for the daemon's run (process-wide, restored at
-        the end); None when left as is."""
-        n = self.cfg.scoring.blas_threads
-        if not n:
-            return None
-        try:
-            from threadpoolctl import threadpool_limits
-
-            return threadpool_limits(limits=int(n), user_api="blas")
-        except Exception as exc:  # noqa: BLE001 - a cap is an optimisation, never a reason not to run
-            log.warning("could not cap BLAS threads at %d: %s", n, exc)
-            return None
 
     def _coordinator_known(self) -> bool:
         try:

@@ -38,16 +38,28 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+def limit_blas(n: int) -> Any:
+    """Cap BLAS threads (numpy/scipy) at ``n``, process-wide, until the returned limiter's
+    ``restore_original_limits()`` (it is also a context manager); None when ``n`` is 0 (leave as is)
+    or the cap cannot be set (an optimisation, never a reason not to run: logged)."""
+    if not n:
+        return None
+    try:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=int(n), user_api="blas")
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not cap BLAS threads at %d: %s", n, exc)
+        return None
+
+
 class ScoringProcessError(RuntimeError):
     """The scoring child failed to start, died, or could not score a batch."""
 
 
 def _child(conn: Any, bundle_dir: str, blas_threads: int) -> None:  # pragma: no cover - runs in the child
     try:
-        if blas_threads:
-            from threadpoolctl import threadpool_limits
-
-            threadpool_limits(limits=int(blas_threads), user_api="blas")
+        limit_blas(blas_threads)
         from monitor.modelstore import load_bundle
 
         bundle = load_bundle(bundle_dir)

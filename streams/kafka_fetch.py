@@ -197,9 +197,9 @@ class FastPartitionRecords(Fetcher.PartitionRecords):
                 buf = batch._buffer
                 start = batch._pos
                 recs, size = decode_records(buf if type(buf) is bytes else bytes(buf), start, batch.records_count,
-                                      batch.base_offset, batch.first_timestamp,
-                                      batch.max_timestamp if batch.timestamp_type == 1 else None,
-                                      tp.topic, tp.partition, self.leader_epoch)
+                                            batch.base_offset, batch.first_timestamp,
+                                            batch.max_timestamp if batch.timestamp_type == 1 else None,
+                                            tp.topic, tp.partition, self.leader_epoch)
                 if recs:
                     self.records_read += len(recs)
                     self.bytes_read += size

@@ -279,6 +279,22 @@ def test_sink_send_batch_falls_back_to_send(settings):
         assert [(r.key, r.value) for r in drain(src, 30)] == recs
 
 
+def test_sink_send_batch_without_a_partition_lets_the_producer_place_each_record(settings):
+    """partition=None (a user partitioner: keyed_partitioner gives None) sends record by record, each
+    where the producer's partitioner puts its key."""
+    import uuid
+
+    topic = f"sbn-{uuid.uuid4().hex[:8]}"
+    create_topics(settings, {topic: 3})
+    recs = [(b"key-%d" % (i % 9), b"v%d" % i) for i in range(45)]
+    with Sink(settings) as sink:
+        futs = sink.send_batch(topic, None, recs)
+        sink.flush()
+        where = sink.keyed_partitioner(topic)
+        assert [f.get(timeout=5).partition for f in futs] == [where(k) for k, _ in recs]
+    assert len({where(k) for k, _ in recs}) > 1
+
+
 def test_sink_send_batch_in_order_with_sends_and_large_records(settings):
     """send_batch delivers every record to its partition in order, interleaved with send() on the same
     partition, keys and values intact (null ones too), across several record batches (small

@@ -16,8 +16,9 @@ the daemon issue applies, and whether it holds.
 
 Then the daemon is fed live at half its measured maximum rate (by :func:`feed`, in another process)
 and the produce->score latency (p50, p99) is taken from the scored windows. The series are spread
-over the ``stride`` window phases (:func:`phase`), so their windows complete evenly in time. Memory per idle series is measured on the windower
-with tracemalloc (10,000 series, each holding a nearly complete window).
+over the ``stride`` window phases (:func:`phase`), so their windows complete evenly in time. Memory
+per idle series is measured on the windower with tracemalloc (10,000 series, each holding a nearly
+complete window).
 
 Two detectors: ``robust-zscore`` (cheap: Kafka and Python are the bottleneck) and a small
 ``vrae`` (the model is the bottleneck).
@@ -116,12 +117,7 @@ def _produce(bootstrap: str, topic: str, n_series: int, per_series: int, form: s
             flush_part(parts[i])
 
     def flush_part(p: Any) -> None:
-        recs = queued.pop(p, [])
-        if p is None:
-            for k, v in recs:
-                sink.send(topic, v, key=k)
-        elif recs:
-            sink.send_batch(topic, p, recs)
+        sink.send_batch(topic, p, queued.pop(p, []))
 
     try:
         for a in range(0, max(lengths), step):
@@ -221,11 +217,10 @@ def _model_only(bundle_path: Path, batch: int, seconds: float = 1.5, blas_thread
     0 = as is). The case's reference is their median: one pass varied by 25 % on this shared host."""
     import contextlib
 
-    from threadpoolctl import threadpool_limits
+    from monitor.score_process import limit_blas
 
     out: list[list[float]] = []
-    cap = threadpool_limits(limits=blas_threads, user_api="blas") if blas_threads else contextlib.nullcontext()
-    with cap:
+    with limit_blas(blas_threads) or contextlib.nullcontext():
         t = threading.Thread(target=lambda: out.append(_model_only_here(bundle_path, batch, seconds, passes)))
         t.start()
         t.join()
@@ -432,7 +427,7 @@ def feed(bootstrap: str, topic: str, n_series: int, rate: float, seconds: float,
                 j, i = divmod(r, n_series)  # round j of series i
                 a = first[i] + j * step  # its reading number
                 t = round(t0_ms + a * period_ms, 3)
-                ts = int(t) if float(t).is_integer() else t
+                ts = int(t) if t.is_integer() else t
                 if step == 1:
                     v = b'{"series":"%s","ts":%s,"value":%s}' % (names[i].encode(), str(ts).encode(),
                                                                    values[a % 35].encode())
@@ -440,11 +435,7 @@ def feed(bootstrap: str, topic: str, n_series: int, rate: float, seconds: float,
                     v = encode_chunk(names[i], ts, period_ms, wave[a % 35:a % 35 + step])
                 by_part.setdefault(parts[i], []).append((keys[i], v))
             for part, recs in by_part.items():
-                if part is None:
-                    for k, v in recs:
-                        sink.send(topic, v, key=k)
-                else:
-                    sink.send_batch(topic, part, recs)
+                sink.send_batch(topic, part, recs)
             sent += due
         sink.flush()
     finally:
@@ -463,7 +454,7 @@ def _latency(bootstrap: str, topic: str, d: Any, n_series: int, rate: float, sec
     d.latencies.clear()
     before = d.stats["windows"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    code = ("import sys; from monitor.bench.streaming import feed; "
+    code = ("from monitor.bench.streaming import feed; "
             f"print('FEED', feed({bootstrap!r}, {topic!r}, {n_series}, {rate!r}, {seconds!r}, {form!r}, {chunk}, "
             f"{float(t0_ms)!r}, {per_series}, {stride}))")
     done = subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=seconds * 4 + 60,
