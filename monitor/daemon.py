@@ -177,7 +177,7 @@ class Daemon:
         self._last_commit: dict[Any, int] = {}
         self._last_snap: dict[Any, dict] = {}
         self._dirty: set = set()
-        self._pending: list[tuple[Any, float]] = []  # (WindowBatch, record timestamp ms)
+        self._pending: list[tuple[Any, list]] = []  # (window batch, record timestamp ms per window)
         self._pending_n = 0
         self._pending_since = 0.0
         # model call in flight on the scoring thread: (future, take, bundle, thresholds); one at a time
@@ -390,8 +390,17 @@ class Daemon:
             alert = self._alerts.get(sid)
             self._parked[sid] = {"st": st, "tp": tp, "pos": nxt, "at": now,
                                  "alert": list(alert) if alert is not None and alert[5] == tp else None,
-                                 "pending": [(b, t) for b, t in self._pending
-                                             if b.partition == tp and b.series == sid]}
+                                 "pending": self._pending_of(tp, sid)}
+
+    def _pending_of(self, tp: Any, sid: str) -> list:
+        """The pending windows of series ``sid`` from partition ``tp``, as ``(WindowBatch, record timestamps)``."""
+        out = []
+        for b, ts in self._pending:
+            if b.partition == tp:
+                idx = [j for j, s in enumerate(b.window_series()) if s == sid]
+                if idx:
+                    out.append((b.take(idx), [ts[j] for j in idx]))
+        return out
 
     def _expire_parked(self) -> None:
         limit = time.monotonic() - PARK_TTL_S
@@ -450,12 +459,10 @@ class Daemon:
             a = list(e["alert"])
             a[5] = tp
             self._alerts[sid] = a
-        from streams.windowing import WindowBatch
-
         for b, t in e["pending"]:
             if not self._pending:
                 self._pending_since = time.monotonic()
-            self._pending.append((WindowBatch(b.series, tp, b.X, b.start_ts, b.end_ts, b.end_offset), t))
+            self._pending.append((b.with_partition(tp), t))
             self._pending_n += len(b)
         log.info("series %s continues its windows from before the broker reset at %s:%d offset %d", sid,
                  tp.topic, tp.partition, offset)
@@ -633,7 +640,7 @@ class Daemon:
         for i, rj in rejs:
             self._dlq(item_recs[i], rj.reason, rj.message, samples=rj.count)
         if wins:
-            self._queue([(b, item_recs[i].timestamp) for i, b in wins], now)
+            self._queue([(b, [item_recs[j].timestamp for j in idx]) for idx, b in wins], now)
 
     def _process_record(self, tp: Any, rec: Any, horizon_us: float, now: float) -> None:
         """Decode, window and queue one record (any form), dead-lettering what is wrong with it."""
@@ -662,32 +669,46 @@ class Daemon:
             rj = rejected[0]
             self._dlq(rec, rj.reason, rj.message, samples=sum(x.count for x in rejected))
         if batches:
-            self._queue([(b, rec.timestamp) for b in batches], now)
+            self._queue([(b, [rec.timestamp] * len(b)) for b in batches], now)
 
     def _queue(self, batches: list, now: float) -> None:
-        """Queue windows for scoring, ``(WindowBatch, record timestamp ms)`` each; score once a batch is full."""
+        """Queue windows for scoring, ``(window batch, record timestamp ms per window)`` each; score
+        every full batch (``scoring.max_batch`` windows) at once, the rest waits (``max_wait_ms``)."""
         if not self._pending:
             self._pending_since = now
         self._pending.extend(batches)
         self._pending_n += sum(len(b) for b, _ in batches)
         if self._pending_n >= self.cfg.scoring.max_batch:
-            self._score_pending()
+            self._score_pending(full_only=True)
+            if self._pending:  # what is left came with this call (less than a batch was pending before)
+                self._pending_since = now
 
-    def _score_pending(self) -> None:
-        """Score everything pending, in batches of at most max_batch windows (one model call each)."""
+    def _score_pending(self, full_only: bool = False) -> None:
+        """Score what is pending, in batches of ``scoring.max_batch`` windows (one model call each; a
+        window batch that straddles two model calls is split): everything, or with ``full_only``
+        only full batches."""
         mb = self.cfg.scoring.max_batch
-        while self._pending:
+        while self._pending and (not full_only or self._pending_n >= mb):
             pending, i, m = self._pending, 0, len(self._pending)
             take, n = [], 0
-            while i < m and (n == 0 or n + len(pending[i][0]) <= mb):
+            while i < m and n < mb:
+                b, ts = pending[i]
+                k = len(b)
+                if n + k > mb:  # the front part fills the batch, the rest stays first in the queue
+                    cut = mb - n
+                    take.append((b.take(slice(0, cut)), ts[:cut]))
+                    pending[i] = (b.take(slice(cut, k)), ts[cut:])
+                    n = mb
+                    break
                 take.append(pending[i])
-                n += len(pending[i][0])
+                n += k
                 i += 1
             # one slice per model call (popping the front one window at a time is quadratic at stride 1)
             self._pending = pending[i:]
             self._pending_n -= n
             self._score(take)
-        self._pending_n = 0
+        if not self._pending:
+            self._pending_n = 0
 
     def _score(self, take: list) -> None:
         """Queue a batch for the model on the scoring thread, then emit the batch before it: the main
@@ -763,52 +784,55 @@ class Daemon:
         enc = ScoreRecordEncoder(comps, {c: round(v, 6) for c, v in thr.items()}, bundle.name, bundle.version, now_ms)
         out_topic = self.cfg.output.scores_topic
         partition_of = self.sink.keyed_partitioner(out_topic)
-        by_part: dict[Any, list] = {}  # output partition -> [(key, value)], in emission order
-        i = 0
-        lat = []
-        series_ids = []
         primary = bundle.alert_components[0]
         primary_col = cols[primary]
         alerts = self._alerts
-        # every number of the batch's records written as JSON, one C call per column
+        # per window: series, input partition (as JSON) and the timestamp of the record completing it
+        series_ids: list[str] = []
+        in_part: list[str] = []
+        rec_ts: list = []
+        for b, ts in take:
+            series_ids.extend(b.window_series())
+            in_part.extend([str(b.partition.partition)] * len(b))
+            rec_ts.extend(ts)
+        n = len(series_ids)
         ends = np.concatenate([b.end_ts for b, _ in take]) if len(take) > 1 else take[0][0].end_ts
         starts = np.concatenate([b.start_ts for b, _ in take]) if len(take) > 1 else take[0][0].start_ts
-        end_s, start_ms, end_ms = number_strings(ends.tolist()), ms_strings(starts), ms_strings(ends)
+        end_list = ends.tolist()
+        n_anom = int(flags.sum())
+        if alerts or n_anom:  # hysteresis, in window order, for series with alert state or an anomalous window
+            watch = set(alerts)
+            watch.update(series_ids[j] for j in np.flatnonzero(flags).tolist())
+            tps = [b.partition for b, _ in take for _ in range(len(b))]
+            for j, series in enumerate(series_ids):
+                if series in watch:
+                    self._hysteresis(series, tps[j], end_list[j], bool(flag_list[j]), primary_col[j])
+        # every number of the batch's records written as JSON, one C call per column
+        end_s, start_ms, end_ms = number_strings(end_list), ms_strings(starts), ms_strings(ends)
         score_s = list(zip(*[number_strings(cols[c]) for c in comps]))
-        sid_json: list[str] = []  # per window: its series as JSON, and its input partition
-        in_part: list[str] = []
-        keys: list = []  # per window batch: (output partition, key, windows)
-        for b, rec_ts in take:
-            k = len(b)
-            series = b.series
+        series_json = enc.series
+        values = enc.batch_records([series_json(s) for s in series_ids], end_s, start_ms, end_ms, score_s, flag_list,
+                                   in_part)
+        by_part: dict[Any, list] = {}  # output partition -> [(key, value)], in emission order
+        for series, v in zip(series_ids, values):
             key = series.encode()
-            keys.append((partition_of(key), key, k))
-            sid_json.extend([enc.series(series)] * k)
-            in_part.extend([str(b.partition.partition)] * k)
-            if series in alerts or any(flag_list[i:i + k]):  # else hysteresis has nothing to do
-                end_ts = b.end_ts.tolist()
-                for j in range(k):
-                    self._hysteresis(series, b.partition, end_ts[j], bool(flag_list[i + j]), primary_col[i + j])
-            i += k
-            series_ids.extend([series] * k)
-            if rec_ts and rec_ts > 0:
-                lat.append((now_ms - rec_ts) / 1000.0)
-                self.latencies.extend([lat[-1]] * k)
-        values = enc.batch_records(sid_json, end_s, start_ms, end_ms, score_s, flag_list, in_part)
-        j = 0
-        for out_part, key, k in keys:
-            by_part.setdefault(out_part, []).extend(zip([key] * k, values[j:j + k]))
-            j += k
+            out = by_part.get(p := partition_of(key))
+            if out is None:
+                out = by_part[p] = []
+            out.append((key, v))
         for out_part, out in by_part.items():  # (None: the user's own partitioner places each record)
             self.sink.send_batch(out_topic, out_part, out)
-        n_anom = int(flags.sum())
-        self.stats["windows"] += i
+        ts_a = np.asarray(rec_ts, dtype=float)  # (None, no timestamp: NaN)
+        lat = (now_ms - ts_a[ts_a > 0]) / 1000.0
+        if lat.size:
+            self.latencies.extend(lat.tolist())
+        self.stats["windows"] += n
         self.last_scored_at = time.monotonic()
         self.stats["batches"] += 1
         m = self.metrics
-        m.record_produced(out_topic, i)
-        m.observe_batch(bundle.name, i, dt, n_anom)
-        if lat:
+        m.record_produced(out_topic, n)
+        m.observe_batch(bundle.name, n, dt, n_anom)
+        if lat.size:
             m.observe_latency(bundle.name, lat)
         for c in comps:
             m.observe_scores(bundle.name, c, scores[c])

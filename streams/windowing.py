@@ -135,6 +135,64 @@ class WindowBatch:
     def __repr__(self) -> str:
         return f"WindowBatch(series={self.series!r}, partition={self.partition!r}, k={len(self)})"
 
+    def window_series(self) -> list[str]:
+        """The series of each window."""
+        return [self.series] * len(self.end_ts)
+
+    def take(self, sel: Any) -> WindowBatch:
+        """The windows ``sel`` selects (a slice or a list of indices), as a batch of the same series."""
+        return WindowBatch(self.series, self.partition, self.X[sel], self.start_ts[sel], self.end_ts[sel],
+                           self.end_offset[sel])
+
+    def with_partition(self, partition: Any) -> WindowBatch:
+        """The same windows, tagged with another partition."""
+        return WindowBatch(self.series, partition, self.X, self.start_ts, self.end_ts, self.end_offset)
+
+
+class MultiSeriesBatch:
+    """Complete windows of several series of one partition, in the order they completed: window i
+    (``X[i]``, times in µs, end offset) belongs to ``series[i]``; each series' windows are in order.
+
+    :meth:`Windower.add_values` returns the windows of many single readings as one such batch: at
+    stride 1 with 10,000 series, a batch of one series would hold one window.
+
+    >>> b = MultiSeriesBatch(["a", "b", "a"], 0, np.zeros((3, 2, 1), np.float32), np.array([0, 0, 1]),
+    ...                      np.array([1, 1, 2]), np.array([5, 6, 7]))
+    >>> b, b.take([0, 2]).end_ts.tolist(), b.take(slice(1, 3)).window_series()
+    (MultiSeriesBatch(partition=0, k=3, series=2), [1, 2], ['b', 'a'])
+    """
+
+    __slots__ = ("series", "partition", "X", "start_ts", "end_ts", "end_offset")
+
+    def __init__(self, series: list[str], partition: Any, X: np.ndarray, start_ts: np.ndarray, end_ts: np.ndarray,
+                 end_offset: np.ndarray):
+        self.series = series
+        self.partition = partition
+        self.X = X
+        self.start_ts = start_ts
+        self.end_ts = end_ts
+        self.end_offset = end_offset
+
+    def __len__(self) -> int:
+        return len(self.end_ts)
+
+    def __repr__(self) -> str:
+        return f"MultiSeriesBatch(partition={self.partition!r}, k={len(self)}, series={len(set(self.series))})"
+
+    def window_series(self) -> list[str]:
+        """The series of each window."""
+        return self.series
+
+    def take(self, sel: Any) -> MultiSeriesBatch:
+        """The windows ``sel`` selects (a slice or a list of indices), in that order."""
+        series = self.series[sel] if isinstance(sel, slice) else [self.series[j] for j in sel]
+        return MultiSeriesBatch(series, self.partition, self.X[sel], self.start_ts[sel], self.end_ts[sel],
+                                self.end_offset[sel])
+
+    def with_partition(self, partition: Any) -> MultiSeriesBatch:
+        """The same windows, tagged with another partition."""
+        return MultiSeriesBatch(self.series, partition, self.X, self.start_ts, self.end_ts, self.end_offset)
+
 
 @dataclass
 class Rejection:
@@ -352,17 +410,22 @@ class Windower:
     def add_values(self, partition: Any, items: list) -> tuple[list, list]:
         """Add single readings, in offset order: ``items`` holds ``(offset, series, ts_us, row)`` with
         ``row`` a tuple of ``channels`` floats. The result is what :meth:`add` gives for each of them
-        as a one-reading :class:`~streams.records.Readings`, as ``[(i, WindowBatch)]`` and
-        ``[(i, Rejection)]`` tagged with the item's index, except that the windows one series
-        completes in this call come as one batch (in order), tagged with the index of the item that
-        completed its first window. The common case (a known, unpacked series, no lateness, no resume
-        point) runs without numpy temporaries per reading.
+        as a one-reading :class:`~streams.records.Readings`: windows as ``[(idx, batch)]``, ``idx``
+        the index of the item that completed each window of ``batch``, and ``[(i, Rejection)]``.
+        The common case (a known, unpacked series, no lateness, no resume point) runs without numpy
+        temporaries per reading, and the windows of a run of such items come as one
+        :class:`MultiSeriesBatch` in the order they completed, whatever their series; the other items
+        go through :meth:`add` in between (so the windows stay in item order).
 
         >>> w = Windower(WindowSpec(length=2, stride=1), clock=ManualClock())
-        >>> items = [(5, "a", 1000, (1.0,)), (6, "a", 2000, (2.0,)), (7, "a", 2000, (3.0,)), (8, "a", 3000, (4.0,))]
+        >>> _ = w.add_values(0, [(0, "a", 1000, (1.0,)), (1, "b", 1000, (5.0,))])  # new series: through add()
+        >>> items = [(2, "a", 2000, (2.0,)), (3, "b", 2000, (6.0,)), (4, "a", 2000, (3.0,)), (5, "c", 1000, (9.0,)),
+        ...          (6, "a", 3000, (4.0,))]
         >>> wins, rej = w.add_values(0, items)
-        >>> [(i, b.X[:, :, 0].tolist(), b.end_offset.tolist()) for i, b in wins], [(i, r.reason) for i, r in rej]
-        ([(1, [[1.0, 2.0], [2.0, 4.0]], [6, 8])], [(2, 'duplicate')])
+        >>> [(idx, b.window_series(), b.X[:, :, 0].tolist(), b.end_offset.tolist()) for idx, b in wins]
+        [([0, 1], ['a', 'b'], [[1.0, 2.0], [5.0, 6.0]], [2, 3]), ([4], ['a'], [[2.0, 4.0]], [6])]
+        >>> [(i, r.reason) for i, r in rej]
+        [(2, 'duplicate')]
         """
         wins: list = []
         rejs: list = []
@@ -377,14 +440,17 @@ class Windower:
         now = self.clock.now()
         admit, append = self._admit_one, self._append_raw
         last_off = self._next_off.get(partition, 0)
-        done: dict = {}  # series -> [index of its first window's item, window bytes, starts, ends, offsets]
+        done: list = []  # per window: (window bytes, start, end, offset, series, item index)
+        done_append = done.append
         for i, (off, sid, t, row) in enumerate(items):
             st = series_map.get(sid) if fast else None
             if st is None or type(st.buf) is bytes or st.resume_ts >= 0 or len(row) != C:
-                if done:  # keep each series' windows in order
-                    self._done_batches(partition, done, wins)
+                if done:  # keep the windows in item order
+                    wins.append(self._multi_batch(partition, done))
+                    done = []
+                    done_append = done.append
                 b, r = self.add(partition, off, Readings(sid, np.array([t], dtype=np.int64), np.array([row], dtype=np.float64)))
-                wins.extend((i, x) for x in b)
+                wins.extend(([i] * len(x), x) for x in b)
                 rejs.extend((i, x) for x in r)
                 continue
             if off >= last_off:
@@ -399,27 +465,20 @@ class Windower:
                 continue
             x = append(st, t, row, off)
             if x is not None:
-                d = done.get(sid)
-                if d is None:
-                    done[sid] = [i, [x[0]], [x[1]], [t], [off]]
-                else:
-                    d[1].append(x[0])
-                    d[2].append(x[1])
-                    d[3].append(t)
-                    d[4].append(off)
+                done_append((x[0], x[1], t, off, sid, i))
         if done:
-            self._done_batches(partition, done, wins)
+            wins.append(self._multi_batch(partition, done))
         if last_off > self._next_off.get(partition, 0):
             self._next_off[partition] = last_off
         return wins, rejs
 
-    def _done_batches(self, partition: Any, done: dict, wins: list) -> None:
-        """The windows :meth:`add_values` collected, one :class:`WindowBatch` per series; empties ``done``.
-        ``wins`` stays in item order: ``done`` holds series in the order of their first window, all after
-        what ``wins`` holds."""
-        wins.extend((i, self._raw_batch(sid, partition, xs, starts, ends, offs))
-                    for sid, (i, xs, starts, ends, offs) in done.items())
-        done.clear()
+    def _multi_batch(self, partition: Any, done: list) -> tuple[list, MultiSeriesBatch]:
+        """The windows :meth:`add_values` collected (``(bytes, start, end, offset, series, item)`` each, in
+        completion order) as ``(item indices, MultiSeriesBatch)``."""
+        xs, starts, ends, offs, sids, idx = zip(*done)
+        X = np.frombuffer(bytearray(b"".join(xs)), np.float32).reshape(len(xs), self.spec.length, self.spec.channels)
+        return list(idx), MultiSeriesBatch(list(sids), partition, X, np.array(starts, dtype=np.int64),
+                                           np.array(ends, dtype=np.int64), np.array(offs, dtype=np.int64))
 
     @staticmethod
     def _sorted_unique(ts, vals):

@@ -319,13 +319,16 @@ def _drive(w: Windower, clock: ManualClock, items: list, fast: bool, chunk: int,
             wins, rejs = [], []
             for i, (off, sid, t, row) in enumerate(part):
                 b, r = w.add(0, off, Readings(sid, np.array([t], dtype=np.int64), np.array([row], dtype=np.float64)))
-                wins += [(i, x) for x in b]
+                wins += [([i] * len(x), x) for x in b]
                 rejs += [(i, x) for x in r]
-        assert [i for i, _ in wins] == sorted(i for i, _ in wins)  # in the order of the items completing them
-        per_series: dict = {}  # add_values gives one batch per series and call: compare window by window
-        for i, b in wins:
-            per_series.setdefault(b.series, []).extend(zip(b.X.tolist(), b.start_ts.tolist(), b.end_ts.tolist(),
-                                                           b.end_offset.tolist()))
+        order = [i for idx, _ in wins for i in idx]
+        assert order == sorted(order)  # in the order of the items completing them
+        per_series: dict = {}  # add_values mixes series in one batch: compare window by window, per series
+        for idx, b in wins:
+            assert len(idx) == len(b) == len(b.window_series())
+            for i, sid, *win in zip(idx, b.window_series(), b.X.tolist(), b.start_ts.tolist(), b.end_ts.tolist(),
+                                    b.end_offset.tolist()):
+                per_series.setdefault(sid, []).append((lo + i, *win))  # with the item that completed it
         trace.append((per_series,
                       [(lo + i, r.reason, r.count, r.message) for i, r in rejs], w.committable(0), w.snapshot(0)))
         clock.advance(1.0)
