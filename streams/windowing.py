@@ -115,12 +115,13 @@ class WindowSpec:
             raise ValueError("window pack_after_s must be >= 0 (or unset)")
 
 
-class WindowBatch:
-    """Complete windows of one series: ``X`` (k, T, C) float32, times in µs, end offsets."""
+class _Windows:
+    """Complete windows of one partition: ``X`` (k, T, C) float32, start and end times in µs, end offsets;
+    ``series``: their series (:class:`WindowBatch`: one; :class:`MultiSeriesBatch`: one per window)."""
 
     __slots__ = ("series", "partition", "X", "start_ts", "end_ts", "end_offset")
 
-    def __init__(self, series: str, partition: Any, X: np.ndarray, start_ts: np.ndarray, end_ts: np.ndarray,
+    def __init__(self, series: Any, partition: Any, X: np.ndarray, start_ts: np.ndarray, end_ts: np.ndarray,
                  end_offset: np.ndarray):
         self.series = series
         self.partition = partition
@@ -131,6 +132,12 @@ class WindowBatch:
 
     def __len__(self) -> int:
         return len(self.end_ts)
+
+
+class WindowBatch(_Windows):
+    """Complete windows of one series: ``X`` (k, T, C) float32, times in µs, end offsets."""
+
+    __slots__ = ()
 
     def __repr__(self) -> str:
         return f"WindowBatch(series={self.series!r}, partition={self.partition!r}, k={len(self)})"
@@ -149,7 +156,7 @@ class WindowBatch:
         return WindowBatch(self.series, partition, self.X, self.start_ts, self.end_ts, self.end_offset)
 
 
-class MultiSeriesBatch:
+class MultiSeriesBatch(_Windows):
     """Complete windows of several series of one partition, in the order they completed: window i
     (``X[i]``, times in µs, end offset) belongs to ``series[i]``; each series' windows are in order.
 
@@ -162,19 +169,7 @@ class MultiSeriesBatch:
     (MultiSeriesBatch(partition=0, k=3, series=2), [1, 2], ['b', 'a'])
     """
 
-    __slots__ = ("series", "partition", "X", "start_ts", "end_ts", "end_offset")
-
-    def __init__(self, series: list[str], partition: Any, X: np.ndarray, start_ts: np.ndarray, end_ts: np.ndarray,
-                 end_offset: np.ndarray):
-        self.series = series
-        self.partition = partition
-        self.X = X
-        self.start_ts = start_ts
-        self.end_ts = end_ts
-        self.end_offset = end_offset
-
-    def __len__(self) -> int:
-        return len(self.end_ts)
+    __slots__ = ()
 
     def __repr__(self) -> str:
         return f"MultiSeriesBatch(partition={self.partition!r}, k={len(self)}, series={len(set(self.series))})"
