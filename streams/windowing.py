@@ -133,6 +133,18 @@ class _Windows:
     def __len__(self) -> int:
         return len(self.end_ts)
 
+    def _series_at(self, sel: Any) -> Any:
+        raise NotImplementedError
+
+    def take(self, sel: Any) -> Any:
+        """The windows ``sel`` selects (a slice or a list of indices), in that order, as a batch of this kind."""
+        return type(self)(self._series_at(sel), self.partition, self.X[sel], self.start_ts[sel], self.end_ts[sel],
+                          self.end_offset[sel])
+
+    def with_partition(self, partition: Any) -> Any:
+        """The same windows, tagged with another partition."""
+        return type(self)(self.series, partition, self.X, self.start_ts, self.end_ts, self.end_offset)
+
 
 class WindowBatch(_Windows):
     """Complete windows of one series: ``X`` (k, T, C) float32, times in µs, end offsets."""
@@ -146,14 +158,8 @@ class WindowBatch(_Windows):
         """The series of each window."""
         return [self.series] * len(self.end_ts)
 
-    def take(self, sel: Any) -> WindowBatch:
-        """The windows ``sel`` selects (a slice or a list of indices), as a batch of the same series."""
-        return WindowBatch(self.series, self.partition, self.X[sel], self.start_ts[sel], self.end_ts[sel],
-                           self.end_offset[sel])
-
-    def with_partition(self, partition: Any) -> WindowBatch:
-        """The same windows, tagged with another partition."""
-        return WindowBatch(self.series, partition, self.X, self.start_ts, self.end_ts, self.end_offset)
+    def _series_at(self, sel: Any) -> str:
+        return self.series
 
 
 class MultiSeriesBatch(_Windows):
@@ -178,15 +184,8 @@ class MultiSeriesBatch(_Windows):
         """The series of each window."""
         return self.series
 
-    def take(self, sel: Any) -> MultiSeriesBatch:
-        """The windows ``sel`` selects (a slice or a list of indices), in that order."""
-        series = self.series[sel] if isinstance(sel, slice) else [self.series[j] for j in sel]
-        return MultiSeriesBatch(series, self.partition, self.X[sel], self.start_ts[sel], self.end_ts[sel],
-                                self.end_offset[sel])
-
-    def with_partition(self, partition: Any) -> MultiSeriesBatch:
-        """The same windows, tagged with another partition."""
-        return MultiSeriesBatch(self.series, partition, self.X, self.start_ts, self.end_ts, self.end_offset)
+    def _series_at(self, sel: Any) -> list[str]:
+        return self.series[sel] if isinstance(sel, slice) else [self.series[j] for j in sel]
 
 
 @dataclass
@@ -471,9 +470,7 @@ class Windower:
         """The windows :meth:`add_values` collected (``(bytes, start, end, offset, series, item)`` each, in
         completion order) as ``(item indices, MultiSeriesBatch)``."""
         xs, starts, ends, offs, sids, idx = zip(*done)
-        X = np.frombuffer(bytearray(b"".join(xs)), np.float32).reshape(len(xs), self.spec.length, self.spec.channels)
-        return list(idx), MultiSeriesBatch(list(sids), partition, X, np.array(starts, dtype=np.int64),
-                                           np.array(ends, dtype=np.int64), np.array(offs, dtype=np.int64))
+        return list(idx), self._raw_batch(MultiSeriesBatch, list(sids), partition, xs, starts, ends, offs)
 
     @staticmethod
     def _sorted_unique(ts, vals):
@@ -568,13 +565,14 @@ class Windower:
     def _append_one(self, st: _Series, sid: str, partition: Any, t: int, row: Any, off: int) -> WindowBatch | None:
         """:meth:`_extend` for one reading (``row``: C numbers): the window it completes, if any."""
         x = self._append_raw(st, t, row, off)
-        return None if x is None else self._raw_batch(sid, partition, [x[0]], [x[1]], [t], [off])
+        return None if x is None else self._raw_batch(WindowBatch, sid, partition, [x[0]], [x[1]], [t], [off])
 
-    def _raw_batch(self, sid: str, partition: Any, xs: list, starts: list, ends: list, offs: list) -> WindowBatch:
-        """A :class:`WindowBatch` of windows given as :meth:`_append_raw` returns them (bytes, in order)."""
+    def _raw_batch(self, cls: type, series: Any, partition: Any, xs: Any, starts: Any, ends: Any, offs: Any) -> Any:
+        """A ``cls`` batch (:class:`WindowBatch`, :class:`MultiSeriesBatch`) of windows given as
+        :meth:`_append_raw` returns them (bytes, in order)."""
         X = np.frombuffer(bytearray(b"".join(xs)), np.float32).reshape(len(xs), self.spec.length, self.spec.channels)
-        return WindowBatch(sid, partition, X, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64),
-                           np.array(offs, dtype=np.int64))
+        return cls(series, partition, X, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64),
+                   np.array(offs, dtype=np.int64))
 
     def _append_raw(self, st: _Series, t: int, row: Any, off: int) -> tuple[bytes, int] | None:
         """Append one reading to the series' state buffer with ``struct`` (no numpy temporaries); return
