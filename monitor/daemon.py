@@ -35,7 +35,7 @@ import numpy as np
 
 from monitor.config import Config
 from monitor.modelstore import Bundle, ModelWatcher
-from monitor.score_records import ScoreRecordEncoder, ms_strings, number_strings
+from monitor.score_records import ScoreRecordEncoder, ms_strings, number_strings, series_json
 from monitor.score_records import ms as _ms
 
 log = logging.getLogger("anomon.daemon")
@@ -810,8 +810,7 @@ class Daemon:
         # every number of the batch's records written as JSON, one C call per column
         end_s, start_ms, end_ms = number_strings(end_list), ms_strings(starts), ms_strings(ends)
         score_s = list(zip(*[number_strings(cols[c]) for c in comps]))
-        series_json = enc.series
-        values = enc.batch_records([series_json(s) for s in series_ids], end_s, start_ms, end_ms, score_s, flag_list,
+        values = enc.batch_records(series_json(series_ids), end_s, start_ms, end_ms, score_s, flag_list,
                                    in_part)
         by_part: dict[Any, list] = {}  # output partition -> [(key, value)], in emission order
         for series, v in zip(series_ids, values):

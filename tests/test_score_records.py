@@ -77,3 +77,26 @@ def test_batch_records_of_many_series_write_the_json_dumps_bytes(comps, data):
                         "version": "v", "partition": p, "scored_at": 7.5}, separators=(",", ":")).encode()
             for sid, s, e, r, f, p in zip(series, starts, ends, rows, flags, parts)]
     assert got == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(us=st.lists(st.one_of(st.integers(0, 2**42 * 1000 + 5000), st.integers(2**42 * 1000 - 5000, 2**42 * 1000 + 5000),
+                             st.integers(1_600_000_000_000_000, 1_900_000_000_000_000), st.integers(0, 5000),
+                             st.integers(-2**62, 2**62)), max_size=20))
+def test_ms_strings_write_what_json_dumps_writes(us):
+    """ms_strings (integer arithmetic below ~2109, the float repr elsewhere) writes exactly the JSON of
+    ms(): epoch milliseconds of today, the first microseconds, both sides of the fast path's bound,
+    negative and huge values."""
+    from monitor.score_records import ms_strings
+
+    assert ms_strings(us) == [json.dumps(ms(u)) for u in us]
+
+
+def test_series_json_is_json_dumps_and_remembers():
+    from monitor import score_records
+    from monitor.score_records import series_json
+
+    ids = ["ecg-1", 'q"uote', "é", "back\\slash", "ecg-1", "%s"]
+    assert series_json(ids) == [json.dumps(s) for s in ids]
+    assert all(s in score_records._SERIES_JSON for s in ids)
+    assert series_json(ids) == [json.dumps(s) for s in ids]  # from the cache
