@@ -57,3 +57,25 @@ def test_feed_continues_every_series_after_its_phased_backlog(broker, form):
         assert len(ts) > n_back  # the feed added readings to every series
         assert ts == [t0 + 10.0 * j for j in range(len(ts))]
     assert len({per_series + phase(i, n_series, stride) for i in range(n_series)}) > 1  # phases differ
+
+
+def test_raw_consume_reference_reads_with_the_daemons_fetch_settings(broker):
+    """The raw-consume reference uses the daemon's fetch settings: with kafka-python's 500 ms default,
+    the fetch of a topic's empty partitions held the next fetch of the busy one for 500 ms, so the
+    reference measured the broker's wait (one series: 36k records/s against 160k)."""
+    from monitor.bench.streaming import _consumer_from_start, _raw_consume
+    from monitor.config import load_config
+
+    s = KafkaSettings(bootstrap_servers=broker.bootstrap)
+    topic = f"raw-{uuid.uuid4().hex[:8]}"
+    create_topics(s, {topic: 4})
+    n = _produce(broker.bootstrap, topic, 1, 300, "single", 1_700_000_000_000.0)  # one series: one partition
+    cfg = load_config(None, env={})
+    fetch = {"max_poll_records": cfg.input.max_poll_records, "fetch_max_wait_ms": cfg.input.fetch_max_wait_ms}
+    c = _consumer_from_start(broker.bootstrap, topic, fetch)
+    try:
+        assert c.config["fetch_max_wait_ms"] == cfg.input.fetch_max_wait_ms == 50
+        assert c.config["max_poll_records"] == cfg.input.max_poll_records
+    finally:
+        c.close()
+    assert _raw_consume(broker.bootstrap, topic, n, fetch) > 0
