@@ -363,10 +363,13 @@ def decode_plain_readings(values: list, keys: list, fmt: RecordFormat, width: in
     max_bytes, max_sid = fmt.max_message_bytes, fmt.max_series_len
     sf, tf, vf, vsf, pf = fmt.series_field, fmt.ts_field, fmt.value_field, fmt.values_field, fmt.period_field
     scan, number = _SCAN, _plain_number
+    # a value naming the period field is (most likely) a chunk, never a plain reading: left to
+    # decode_record without being parsed here first (a chunk of 140 samples was parsed twice)
+    chunk_mark = json.dumps(pf).encode()
     n_keys = 0
     for i in range(n):
         v = values[i]
-        if type(v) is not bytes or len(v) > max_bytes:
+        if type(v) is not bytes or len(v) > max_bytes or chunk_mark in v:
             continue
         try:
             text = v.decode("utf-8")

@@ -157,6 +157,7 @@ _PLAIN_CASES = [
     (b'{"series":"a","ts":1,"values":[-3, 1e38]}', None),
     (b'{"series":"a","ts":1,"values":[1,2],"period_ms":2}', None),  # a chunk
     (b'{"series":"a","ts":1,"values":[[1],[2]],"period_ms":2}', None),
+    (b'{"series":"period_ms","ts":1,"value":1}', None),  # names the period field: left to decode_record
     (b'{"series":"a","ts":1,"value":1} ', None),  # trailing space: valid JSON, slow path
     (b'{"series":"a","ts":1,"value":1}x', None),
     (b'{"series":"a","ts":1,"value":1', None),
