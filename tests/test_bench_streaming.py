@@ -63,7 +63,7 @@ def test_raw_consume_reference_reads_with_the_daemons_fetch_settings(broker):
     """The raw-consume reference uses the daemon's fetch settings: with kafka-python's 500 ms default,
     the fetch of a topic's empty partitions held the next fetch of the busy one for 500 ms, so the
     reference measured the broker's wait (one series: 36k records/s against 160k)."""
-    from monitor.bench.streaming import _consumer_from_start, _raw_consume
+    from monitor.bench.streaming import _consumer_from_start, _raw_consume, fetch_settings
     from monitor.config import load_config
 
     s = KafkaSettings(bootstrap_servers=broker.bootstrap)
@@ -71,7 +71,7 @@ def test_raw_consume_reference_reads_with_the_daemons_fetch_settings(broker):
     create_topics(s, {topic: 4})
     n = _produce(broker.bootstrap, topic, 1, 300, "single", 1_700_000_000_000.0)  # one series: one partition
     cfg = load_config(None, env={})
-    fetch = {"max_poll_records": cfg.input.max_poll_records, "fetch_max_wait_ms": cfg.input.fetch_max_wait_ms}
+    fetch = fetch_settings(cfg)
     c = _consumer_from_start(broker.bootstrap, topic, fetch)
     try:
         assert c.config["fetch_max_wait_ms"] == cfg.input.fetch_max_wait_ms == 50

@@ -140,6 +140,12 @@ def _produce(bootstrap: str, topic: str, n_series: int, per_series: int, form: s
     return n
 
 
+def fetch_settings(cfg: Any) -> dict[str, int]:
+    """The daemon's fetch settings (``input.max_poll_records``, ``input.fetch_max_wait_ms``) as
+    kafka-python consumer options, for the raw references."""
+    return {"max_poll_records": cfg.input.max_poll_records, "fetch_max_wait_ms": cfg.input.fetch_max_wait_ms}
+
+
 def _consumer_from_start(bootstrap: str, topic: str, fetch: dict[str, int]) -> Any:
     """A bare kafka-python consumer (no group) on every partition of ``topic``, from the beginning,
     with the daemon's fetch settings (``fetch``: ``max_poll_records``, ``fetch_max_wait_ms``). With
@@ -319,7 +325,7 @@ def run_case(bootstrap: str, bundle_path: Path, detector: str, n_series: int, st
         "input.max_poll_records": 2000, "scoring.drift": True})
     # the reference of the Kafka-bound goal, the median of 3 passes (one pass varied 130k-240k records/s),
     # read with the daemon's fetch settings
-    fetch = {"max_poll_records": cfg.input.max_poll_records, "fetch_max_wait_ms": cfg.input.fetch_max_wait_ms}
+    fetch = fetch_settings(cfg)
     raws = [_raw_consume(bootstrap, topic, n_rec, fetch) for _ in range(3)]
     raw = float(np.median(raws))
     pipe = _raw_pipe(bootstrap, topic, n_rec, expected / n_rec, fetch)
@@ -540,4 +546,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_parser", "run", "memory_per_idle_series", "make_bench_bundle", "threading"]
+__all__ = ["add_parser", "run", "memory_per_idle_series", "make_bench_bundle", "fetch_settings", "threading"]
