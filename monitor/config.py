@@ -167,6 +167,14 @@ class HttpSection:
 
 
 @dataclass
+class RunSection:
+    #: daemon processes in one consumer group under one supervisor (``anomon run --workers N``): one
+    #: process decodes, windows and writes on one interpreter, so at stride 1 a second core needs a
+    #: second process (see monitor/workers.py). More than the input's partitions leaves some idle.
+    workers: int = 1
+
+
+@dataclass
 class Config:
     kafka: KafkaSection = field(default_factory=KafkaSection)
     input: InputSection = field(default_factory=InputSection)
@@ -175,6 +183,7 @@ class Config:
     scoring: ScoringSection = field(default_factory=ScoringSection)
     output: OutputSection = field(default_factory=OutputSection)
     http: HttpSection = field(default_factory=HttpSection)
+    run: RunSection = field(default_factory=RunSection)
     #: where each non-default value came from: {"section.key": "config file X" | "environment VAR" | "command line"}
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -287,7 +296,8 @@ _SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "so
 
 def _section_cls(name: str) -> type:
     return {"kafka": KafkaSection, "input": InputSection, "window": WindowSection, "model": ModelSection,
-            "scoring": ScoringSection, "output": OutputSection, "http": HttpSection}[name]
+            "scoring": ScoringSection, "output": OutputSection, "http": HttpSection,
+            "run": RunSection}[name]
 
 
 def _apply(cfg: Config, section: str, key: str, value: Any, where: str) -> None:
@@ -365,6 +375,8 @@ def validate(cfg: Config) -> None:
         raise err("scoring.threshold", f"must be calibrated, spot or dspot; got {cfg.scoring.threshold!r}")
     if not 0 < cfg.scoring.q < 0.02:
         raise err("scoring.q", f"must be in (0, 0.02) (SPOT's peaks are the top 2%); got {cfg.scoring.q}")
+    if not 1 <= cfg.run.workers <= 64:
+        raise err("run.workers", f"must be between 1 and 64, got {cfg.run.workers}")
     if cfg.http.port > 65535:
         raise err("http.port", f"not a port number: {cfg.http.port}")
     outs = [cfg.output.scores_topic, cfg.output.alerts_topic, cfg.output.dlq_topic]

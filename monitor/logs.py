@@ -27,12 +27,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
+class _WorkerFilter(logging.Filter):
+    """Gives every record the ``worker`` index of an ``anomon run --workers N`` worker process."""
+
+    def __init__(self, worker: str):
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.worker
+        return True
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    import os
+
     handler = logging.StreamHandler(sys.stderr)
+    worker = os.environ.get("ANOMON_WORKER_INDEX")  # (monitor.workers.WORKER_ENV)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        where = " [worker %(worker)s]" if worker is not None else ""
+        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s %(name)s{where}: %(message)s"))
+    if worker is not None:
+        handler.addFilter(_WorkerFilter(worker))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

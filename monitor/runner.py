@@ -113,9 +113,17 @@ def start_daemon(cfg: Config, **kw: Any) -> Running:
     return r
 
 
-def run_forever(cfg: Config, *, bootstrap: str | None = None) -> dict:
-    """``anomon run``: the daemon on this thread until SIGTERM/SIGINT; SIGHUP reloads the model."""
-    r = build(cfg, bootstrap=bootstrap)
+def run_forever(cfg: Config, *, bootstrap: str | None = None, report: str | None = None) -> dict:
+    """``anomon run``: the daemon on this thread until SIGTERM/SIGINT; SIGHUP reloads the model.
+
+    ``report``: a file for the supervisor of ``anomon run --workers N`` (:mod:`monitor.workers`):
+    ``{"state": "running", "http_port": ...}`` once serving, the final stats at exit."""
+    import os
+
+    from monitor.workers import WORKER_ENV, write_report
+
+    worker = os.environ.get(WORKER_ENV)
+    r = build(cfg, bootstrap=bootstrap, name=f"anomon-w{worker}-{os.getpid()}" if worker is not None else None)
     d = r.daemon
 
     def on_term(signum, _frame):
@@ -142,11 +150,16 @@ def run_forever(cfg: Config, *, bootstrap: str | None = None) -> dict:
     t = threading.Thread(target=target, name="anomon-daemon")
     try:
         t.start()
+        if report:
+            write_report(report, {"state": "running", "pid": os.getpid(), "http_port": r.http_port})
         while t.is_alive():
             t.join(0.5)
         if "error" in box:
             raise box["error"]
         stats = box["stats"]
+        if report:  # monotonic seconds: one clock for every process of this host (CLOCK_MONOTONIC)
+            write_report(report, {"state": "stopped", "pid": os.getpid(), "http_port": r.http_port, "stats": stats,
+                                  "first_record_at": d.first_record_at, "last_scored_at": d.last_scored_at})
     finally:
         if r.http:
             r.http.stop()

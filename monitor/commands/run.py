@@ -23,6 +23,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stride", type=int, help="window stride in readings (window.stride)")
     p.add_argument("--http-port", type=int, help="port of /metrics /healthz /readyz (http.port; 0 = any free)")
     p.add_argument("--threshold", choices=["calibrated", "spot", "dspot"], help="scoring.threshold")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="daemon processes in one consumer group under this one (run.workers; default 1): "
+                   "one process uses one core; /metrics then carries a worker label")
+    # a worker of `--workers N` writes its HTTP port and, at exit, its stats here (for the supervisor)
+    p.add_argument("--worker-report", metavar="FILE", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -35,6 +40,7 @@ def overrides(args: argparse.Namespace) -> dict:
         "window.stride": args.stride,
         "http.port": args.http_port,
         "scoring.threshold": args.threshold,
+        "run.workers": args.workers,
     }
 
 
@@ -50,7 +56,12 @@ def run(args: argparse.Namespace) -> int:
 
         raise ConfigError("model.dir: no model bundle given (use --model-dir DIR, model.dir in the config, or "
                           "ANOMON_MODEL__DIR; `anomon demo` trains and caches one under ~/.cache/anomon/models)")
+    if cfg.run.workers > 1 and not args.worker_report:
+        from monitor.workers import run_pool
+
+        run_pool(cfg, cfg.run.workers, log_args=("--log-level", args.log_level, "--log-format", args.log_format))
+        return 0
     from monitor.runner import run_forever
 
-    run_forever(cfg)
+    run_forever(cfg, report=args.worker_report)
     return 0
