@@ -292,9 +292,8 @@ class Detector(ABC):
             raise InputError(f"{self.name}: expected an array of shape {shape}, got shape {X.shape}")
         if X.shape[0] == 0:
             raise InputError(f"{self.name}: empty input (0 samples)")
-        bad = ~np.isfinite(X)
-        if bad.any():
-            where = np.argwhere(bad)[0].tolist()
+        if not np.isfinite(X).all():  # (one pass; the position only when there is one to report)
+            where = np.argwhere(~np.isfinite(X))[0].tolist()
             raise InputError(f"{self.name}: input holds NaN or inf, first at index {where}")
         if not fitting and hasattr(self, "n_features_in_"):
             want_shape = tuple(np.atleast_1d(self.n_features_in_).tolist())

@@ -46,5 +46,7 @@ class RobustZScore(Detector):
         return self
 
     def _score(self, X):
-        z = (X - self.median_) / self.scale_
-        return {"max_abs_z": np.abs(z).max(axis=1), "mean_sq_z": (z**2).mean(axis=1)}
+        z = X - self.median_
+        z /= self.scale_  # (in place: the same numbers as (X - median) / scale, one temporary fewer)
+        mean_sq = (z * z).mean(axis=1)
+        return {"max_abs_z": np.abs(z, out=z).max(axis=1), "mean_sq_z": mean_sq}

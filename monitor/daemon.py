@@ -779,13 +779,11 @@ class Daemon:
         flags, thr = thresholds.classify(scores)
         now_ms = time.time() * 1000.0
         comps = bundle.components
-        cols = {c: scores[c].tolist() for c in comps}
         flag_list = flags.tolist()
         enc = ScoreRecordEncoder(comps, {c: round(v, 6) for c, v in thr.items()}, bundle.name, bundle.version, now_ms)
         out_topic = self.cfg.output.scores_topic
         partition_of = self.sink.keyed_partitioner(out_topic)
         primary = bundle.alert_components[0]
-        primary_col = cols[primary]
         alerts = self._alerts
         # per window: series, input partition (as JSON) and the timestamp of the record completing it
         series_ids: list[str] = []
@@ -804,12 +802,13 @@ class Daemon:
             watch = set(alerts)
             watch.update(series_ids[j] for j in np.flatnonzero(flags).tolist())
             tps = [b.partition for b, _ in take for _ in range(len(b))]
+            primary_col = scores[primary].tolist()
             for j, series in enumerate(series_ids):
                 if series in watch:
                     self._hysteresis(series, tps[j], end_list[j], bool(flag_list[j]), primary_col[j])
         # every number of the batch's records written as JSON, one C call per column
         end_s, start_ms, end_ms = number_strings(end_list), ms_strings(starts), ms_strings(ends)
-        score_s = list(zip(*[number_strings(cols[c]) for c in comps]))
+        score_s = list(zip(*[number_strings(scores[c]) for c in comps]))
         values = enc.batch_records(series_json(series_ids), end_s, start_ms, end_ms, score_s, flag_list,
                                    in_part)
         by_part: dict[Any, list] = {}  # output partition -> [(key, value)], in emission order
@@ -820,7 +819,8 @@ class Daemon:
                 out = by_part[p] = []
             out.append((key, v))
         for out_part, out in by_part.items():  # (None: the user's own partitioner places each record)
-            self.sink.send_batch(out_topic, out_part, out)
+            self.sink.send_batch(out_topic, out_part, out, wake=False)
+        self.sink.wake()  # once: the sender drains every partition's new records in one request
         ts_a = np.asarray(rec_ts, dtype=float)  # (None, no timestamp: NaN)
         lat = (now_ms - ts_a[ts_a > 0]) / 1000.0
         if lat.size:

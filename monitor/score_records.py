@@ -6,8 +6,9 @@ A score record is::
      "thresholds": {component: value}, "anomalous": bool, "model": ..., "version": ...,
      "partition": int, "scored_at": ms}
 
-:class:`ScoreRecordEncoder` writes exactly the bytes of ``json.dumps(record, separators=(",", ":"))``
-(same key order, same escaping, ``NaN``/``Infinity`` for non-finite scores), but serialises what a batch
+:class:`ScoreRecordEncoder` writes the JSON of ``json.dumps(record, separators=(",", ":"))`` (same key
+order, same escaping, ``NaN``/``Infinity`` for non-finite scores; a number may be spelled differently,
+``0.00001`` for ``1e-05``, and reads back as the same number of the same type), but serialises what a batch
 shares (thresholds, model, version, time) once into one record template, and each series id once
 (:meth:`ScoreRecordEncoder.series`, remembered): at stride 1 every reading yields a record, and
 ``json.dumps`` was a tenth of the daemon's time. The daemon uses :meth:`ScoreRecordEncoder.batch_records`,
@@ -26,8 +27,11 @@ import math
 from typing import Any
 
 import numpy as np
+import orjson
 
 _dumps = json.dumps
+_orjson_dumps = orjson.dumps
+_OPT_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _float_repr = float.__repr__
 
 
@@ -134,15 +138,41 @@ def series_json(ids: list[str]) -> list[str]:
     return out
 
 
-def number_strings(values: list) -> list[str]:
-    """Each number as ``json.dumps`` writes it (``NaN``, ``Infinity`` included), in one C call.
+def number_strings(values: Any) -> list[str]:
+    """Each number (a list, or a numpy array) as JSON: read back, the same number of the same type
+    (int or float; ``NaN`` and ``Infinity`` as ``json.dumps`` writes them), in one C call.
 
-    >>> number_strings([1, 0.1, float("nan"), -float("inf"), 1e300])
-    ['1', '0.1', 'NaN', '-Infinity', '1e+300']
+    Finite floats and 64-bit ints are written by orjson (0.04 µs per float against 0.4 for
+    ``json.dumps``; the shortest decimal that reads back as the same double, spelled ``0.00001``
+    where ``json.dumps`` writes ``1e-05``); a column holding a non-finite or larger number goes
+    through ``json.dumps``. A float32 array is written as the doubles of its values, as its
+    ``tolist()`` would be.
+
+    >>> number_strings([1, 0.1, 2.5e-08, 1e300])
+    ['1', '0.1', '2.5e-8', '1e+300']
+    >>> number_strings([1, 0.1, float("nan"), -float("inf"), 10**20])
+    ['1', '0.1', 'NaN', '-Infinity', '100000000000000000000']
+    >>> number_strings(np.array([0.5, 3.0], dtype=np.float32))
+    ['0.5', '3.0']
     """
+    if isinstance(values, np.ndarray):
+        a = values.ravel()
+        if a.dtype.kind == "f":
+            a = a.astype(np.float64, copy=False)
+            if not len(a):
+                return []
+            if np.isfinite(a).all():
+                return _orjson_dumps(a, option=_OPT_NUMPY)[1:-1].decode().split(",")
+        values = a.tolist()
     if not values:
         return []
-    return _dumps(values)[1:-1].split(", ")
+    try:
+        out = _orjson_dumps(values)
+    except TypeError:  # an int beyond 64 bits
+        out = b"null"
+    if b"null" in out:  # (a list of numbers: null only for NaN and the infinities)
+        return _dumps(values)[1:-1].split(", ")
+    return out[1:-1].decode().split(",")
 
 
 #: the decimals of a millisecond's fraction as :func:`ms` writes them (``.457``, ``.45``, ``.4``; none for 0)

@@ -1143,7 +1143,8 @@ class Sink:
                 log.info("bulk sends unavailable with this kafka-python; sending record by record")
         return ok
 
-    def send_batch(self, topic: str, partition: int | None, records: Sequence[tuple[bytes | None, bytes | None]]) -> list:
+    def send_batch(self, topic: str, partition: int | None, records: Sequence[tuple[bytes | None, bytes | None]],
+                   wake: bool = True) -> list:
         """Queue keyed records for one partition, in order, as whole record batches.
 
         The same delivery as :meth:`send` (acks, retries, idempotence, :meth:`flush`), without
@@ -1157,7 +1158,9 @@ class Sink:
         records as failed. With a kafka-python whose internals differ from 3.0.12's, or a
         transactional producer, it falls back to :meth:`send` per record; so it does with
         ``partition=None`` (what :meth:`keyed_partitioner` gives for a partitioner of the user's:
-        the producer then places each record).
+        the producer then places each record). ``wake=False`` leaves the producer's sender asleep
+        (until its linger ends or :meth:`wake`): a caller queueing several partitions wakes it once,
+        after the last, and the sender drains them in one request instead of one each.
         """
         if not records:
             return []
@@ -1218,9 +1221,15 @@ class Sink:
                         acc._incomplete.add(batch)
         finally:
             acc._appends_in_progress.decrement()
-        p._sender.wakeup()
+        if wake:
+            p._sender.wakeup()
         self.sent += len(records)
         return futures
+
+    def wake(self) -> None:
+        """Wake the producer's sender (after :meth:`send_batch` calls with ``wake=False``)."""
+        if self._producer is not None:
+            self._producer._sender.wakeup()
 
     #: most keys whose partition a keyed partitioner remembers (per topic)
     KEY_PARTITION_CACHE = 65_536

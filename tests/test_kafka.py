@@ -279,6 +279,25 @@ def test_sink_send_batch_falls_back_to_send(settings):
         assert [(r.key, r.value) for r in drain(src, 30)] == recs
 
 
+def test_sink_send_batch_without_waking_is_delivered_after_one_wake(settings):
+    """send_batch(wake=False) on several partitions, then one Sink.wake() (the daemon's emission): every
+    record arrives, without a flush."""
+    import uuid
+
+    topic = f"sbw-{uuid.uuid4().hex[:8]}"
+    create_topics(settings, {topic: 3})
+    with Sink(settings, linger_ms=5) as sink:
+        futs = [f for p in range(3) for f in sink.send_batch(topic, p, [(b"k", b"p%d-%d" % (p, i)) for i in range(20)],
+                                                                 wake=False)]
+        sink.wake()
+        metas = [f.get(timeout=10) for f in futs]  # (no flush: the sender was woken once)
+        assert sorted(m.partition for m in metas) == [0, 1, 2]
+    with Source(settings, [topic], group_id=f"g-{topic}", auto_offset_reset="earliest") as src:
+        src.wait_for_assignment()
+        got = drain(src, 60)
+    assert sorted(r.value for r in got) == sorted(b"p%d-%d" % (p, i) for p in range(3) for i in range(20))
+
+
 def test_sink_send_batch_without_a_partition_lets_the_producer_place_each_record(settings):
     """partition=None (a user partitioner: keyed_partitioner gives None) sends record by record, each
     where the producer's partitioner puts its key."""
