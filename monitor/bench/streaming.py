@@ -50,8 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", dest="json_file", help="write the results to this JSON file")
     p.add_argument("--quick", action="store_true", help="a small subset of the cases (smoke test)")
-    p.add_argument("--case", default=None, metavar="DET,SERIES,STRIDE,FORM[;...]",
-                   help="run only these cases, e.g. 'vrae,100,10,chunk;robust-zscore,1,1,single'")
+    p.add_argument("--case", default=None, metavar="DET,SERIES,STRIDE,FORM[,WORKERS][;...]",
+                   help="run only these cases, e.g. 'vrae,100,10,chunk;robust-zscore,100,1,single,2' (WORKERS: "
+                   "processes of anomon run --workers N, default 1)")
     p.add_argument("--budget", type=int, default=400_000, help="readings per case at most (default 400k)")
     p.add_argument("--latency-seconds", type=float, default=8.0, help="seconds of live feed per latency measurement")
     p.add_argument("--max-batch", type=int, default=256, help="scoring.max_batch of the daemon")
@@ -297,7 +298,7 @@ def memory_per_idle_series(n: int = 10_000, strides: tuple[int, ...] = (1, 10, 1
 
 
 def run_case(bootstrap: str, bundle_path: Path, detector: str, n_series: int, stride: int, form: str, budget: int,
-             max_batch: int, latency_s: float) -> dict[str, Any]:
+             max_batch: int, latency_s: float, workers: int = 1) -> dict[str, Any]:
     from monitor.config import load_config
     from monitor.runner import start_daemon
     from streams.kafka import KafkaSettings, create_topics
@@ -329,6 +330,12 @@ def run_case(bootstrap: str, bundle_path: Path, detector: str, n_series: int, st
     raws = [_raw_consume(bootstrap, topic, n_rec, fetch) for _ in range(3)]
     raw = float(np.median(raws))
     pipe = _raw_pipe(bootstrap, topic, n_rec, expected / n_rec, fetch)
+    if workers > 1:
+        run = _run_pool(bootstrap, cfg, workers, topic, expected, n_series, readings, stride, latency_s, form, t0_ms,
+                        per_series)
+        return _case_result(run, detector=detector, n_series=n_series, stride=stride, form=form, readings=readings,
+                            n_rec=n_rec, expected=expected, produce_s=produce_s, raw=raw, raws=raws, pipe=pipe,
+                            bundle_path=bundle_path, cfg=cfg)
     r = start_daemon(cfg, metrics=None)
     d = r.daemon
     try:
@@ -353,12 +360,154 @@ def run_case(bootstrap: str, bundle_path: Path, detector: str, n_series: int, st
         lat = _latency(bootstrap, topic, d, n_series, rate, latency_s, form, T, t0_ms, per_series, stride)
     finally:
         r.stop()
+    run = {"scored": scored, "e2e_s": e2e_s, "mean_batch": mean_batch, "score_s": score_s,
+           "batches": d.stats["batches"], "threaded": threaded, "child_batches": child_batches, "lat": lat, "workers": 1}
+    return _case_result(run, detector=detector, n_series=n_series, stride=stride, form=form, readings=readings,
+                        n_rec=n_rec, expected=expected, produce_s=produce_s, raw=raw, raws=raws, pipe=pipe,
+                        bundle_path=bundle_path, cfg=cfg)
+
+
+def _pool_totals(pool: Any) -> dict[str, Any]:
+    """Windows scored, model calls and their seconds, and the produce->score latency histogram, summed
+    over the workers of a :class:`~monitor.workers.WorkerPool` (from their /metrics)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    body, _ = pool.exposition()
+    out: dict[str, Any] = {"windows": 0.0, "batches": 0.0, "score_s": 0.0, "e2e_buckets": {}}
+    for fam in text_string_to_metric_families(body.decode()):
+        for smp in fam.samples:
+            if smp.name == "anomon_windows_scored_total":
+                out["windows"] += smp.value
+            elif smp.name == "anomon_batch_windows_count":
+                out["batches"] += smp.value
+            elif smp.name == "anomon_batch_scoring_seconds_sum":
+                out["score_s"] += smp.value
+            elif smp.name == "anomon_produce_to_score_seconds_bucket":
+                le = float(smp.labels["le"])
+                out["e2e_buckets"][le] = out["e2e_buckets"].get(le, 0.0) + smp.value
+    return out
+
+
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """The ``q`` quantile of cumulative ``{le: count}`` buckets, interpolated as PromQL's
+    ``histogram_quantile`` does (None without observations).
+
+    >>> histogram_quantile(0.5, {0.1: 50.0, 0.25: 100.0, float("inf"): 100.0})
+    0.1
+    >>> histogram_quantile(0.99, {0.1: 50.0, 0.25: 100.0, float("inf"): 100.0})
+    0.247
+    """
+    les = sorted(buckets)
+    if not les or buckets[les[-1]] <= 0:
+        return None
+    rank = q * buckets[les[-1]]
+    prev_le, prev_n = 0.0, 0.0
+    for le in les:
+        n = buckets[le]
+        if n >= rank:
+            if le == float("inf"):
+                return prev_le
+            return round(prev_le + (le - prev_le) * (rank - prev_n) / max(n - prev_n, 1e-12), 6)
+        prev_le, prev_n = le, n
+    return les[-1]
+
+
+def _run_pool(bootstrap: str, cfg: Any, workers: int, topic: str, expected: int, n_series: int, readings: int,
+              stride: int, latency_s: float, form: str, t0_ms: float, per_series: int) -> dict[str, Any]:
+    """The backlog through ``anomon run --workers N`` (a :class:`~monitor.workers.WorkerPool` of ``workers``
+    processes in one group): end to end from the first record any worker read to the last score any
+    worker wrote (monotonic seconds: one clock for every process of the host), then the latency at
+    half that load, from the workers' produce->score histograms (bucket resolution: 100 / 250 ms)."""
+    import dataclasses
+
+    from monitor.workers import WorkerPool
+
+    pcfg = dataclasses.replace(cfg, http=dataclasses.replace(cfg.http, enabled=True, port=0),
+                               run=dataclasses.replace(cfg.run, workers=workers))
+    pool = WorkerPool(pcfg, workers, bootstrap=bootstrap).start()
+    stopped = False
+    try:
+        deadline = time.monotonic() + 600
+        tot = {"windows": 0.0}
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            pool.supervise()
+            if pool.error is not None:
+                raise pool.error
+            tot = _pool_totals(pool)
+            if tot["windows"] >= expected:
+                break
+        first = _pool_totals(pool)
+        # e2e: the workers' own first-record and last-score times, in their final reports (below)
+        fin0 = pool.stop()
+        stopped = True
+    finally:
+        if not stopped:
+            pool.stop()
+    firsts = [f.get("first_record_at") for f in fin0.values() if f.get("first_record_at")]
+    lasts = [f.get("last_scored_at") for f in fin0.values() if f.get("last_scored_at")]
+    e2e_s = (max(lasts) - min(firsts)) if firsts and lasts else float("nan")
+    scored = int(first["windows"])
+    max_rate = min(readings / max(e2e_s, 1e-9), stride * scored / max(e2e_s, 1e-9))
+    rate = 0.5 * max_rate
+    # latency: a fresh pool of the same group resumes where the backlog ended (committed offsets), fed live
+    pool = WorkerPool(pcfg, workers, bootstrap=bootstrap).start()
+    lat: dict[str, Any] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not pool.readiness()[0]:
+            time.sleep(0.25)
+            pool.supervise()
+        lat = _latency_pool(bootstrap, topic, pool, n_series, rate, latency_s, form, T, t0_ms, per_series, stride)
+    finally:
+        pool.stop()
+    return {"scored": scored, "e2e_s": e2e_s, "mean_batch": first["windows"] / max(1.0, first["batches"]),
+            "score_s": first["score_s"], "batches": int(first["batches"]), "threaded": None, "child_batches": None,
+            "lat": lat, "workers": workers}
+
+
+def _latency_pool(bootstrap: str, topic: str, pool: Any, n_series: int, rate: float, seconds: float, form: str,
+                  chunk: int, t0_ms: float, per_series: int, stride: int) -> dict[str, Any]:
+    """:func:`_latency` for a worker pool: the live feed, and percentiles from the difference of the
+    workers' produce->score histograms before and after it."""
+    import subprocess
+    import sys
+
+    before = _pool_totals(pool)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    code = ("from monitor.bench.streaming import feed; "
+            f"print('FEED', feed({bootstrap!r}, {topic!r}, {n_series}, {rate!r}, {seconds!r}, {form!r}, {chunk}, "
+            f"{float(t0_ms)!r}, {per_series}, {stride}))")
+    done = subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=seconds * 4 + 60,
+                          stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    after = _pool_totals(pool)
+    diff = {le: n - before["e2e_buckets"].get(le, 0.0) for le, n in after["e2e_buckets"].items()}
+    fed = [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("FEED ")]
+    out: dict[str, Any] = {"latency_rate_readings_per_s": round(rate, 1),
+                           "latency_windows": int(after["windows"] - before["windows"]),
+                           "latency_from": "the workers' histograms (bucket bounds 50, 100, 250, 500 ms)"}
+    if fed:
+        out["latency_fed_readings_per_s"] = round(fed[0], 1)
+        out["latency_feeder_kept_rate"] = bool(fed[0] >= 0.9 * rate)
+    p50, p99 = histogram_quantile(0.5, diff), histogram_quantile(0.99, diff)
+    if p99 is not None:
+        out["latency_p50_ms"] = round(p50 * 1000, 1)
+        out["latency_p99_ms"] = round(p99 * 1000, 1)
+    return out
+
+
+def _case_result(run: dict[str, Any], *, detector: str, n_series: int, stride: int, form: str, readings: int,
+                 n_rec: int, expected: int, produce_s: float, raw: float, raws: list, pipe: float, bundle_path: Path,
+                 cfg: Any) -> dict[str, Any]:
+    scored, e2e_s, mean_batch, score_s, lat = run["scored"], run["e2e_s"], run["mean_batch"], run["score_s"], run["lat"]
     model_rates = _model_only(bundle_path, int(round(mean_batch)), blas_threads=cfg.scoring.blas_threads)
     model_rate = float(np.median(model_rates))
     e2e_w = scored / max(e2e_s, 1e-9)
     rec_per_reading = n_rec / readings
     out = {
         "detector": detector, "series": n_series, "stride": stride, "window": T, "form": form,
+        "workers": run["workers"],
         "readings": readings, "records": n_rec, "windows_expected": expected, "windows_scored": scored,
         "produce_s": round(produce_s, 2), "e2e_s": round(e2e_s, 2),
         "e2e_readings_per_s": round(readings / max(e2e_s, 1e-9), 1), "e2e_records_per_s": round(n_rec / max(e2e_s, 1e-9), 1),
@@ -366,7 +515,8 @@ def run_case(bootstrap: str, bundle_path: Path, detector: str, n_series: int, st
         "model_seconds_in_daemon": round(score_s, 2), "model_rate_in_daemon_windows_per_s": round(scored / max(score_s, 1e-9), 1),
         "model_only_windows_per_s": round(model_rate, 1),
         "model_only_passes_windows_per_s": [round(r, 1) for r in model_rates], "blas_threads": cfg.scoring.blas_threads,
-        "batches": d.stats["batches"], "batches_on_scoring_thread": threaded, "batches_in_child_process": child_batches,
+        "batches": run["batches"], "batches_on_scoring_thread": run["threaded"],
+        "batches_in_child_process": run["child_batches"],
         "raw_consume_records_per_s": round(raw, 1), "raw_consume_passes_records_per_s": [round(r, 1) for r in raws], "raw_consume_readings_per_s": round(raw / rec_per_reading, 1),
         "ratio_vs_model": round(e2e_w / model_rate, 3),
         "raw_pipe_records_per_s": round(pipe, 1),
@@ -486,21 +636,31 @@ def _latency(bootstrap: str, topic: str, d: Any, n_series: int, rate: float, sec
     return out
 
 
-def cases(quick: bool, only: str | None = None) -> list[tuple[str, int, int, str]]:
+def cases(quick: bool, only: str | None = None) -> list[tuple[str, int, int, str, int]]:
+    """``(detector, series, stride, form, workers)`` of each case: ``only`` as
+    ``DET,SERIES,STRIDE,FORM[,WORKERS];...``, else the quick subset or the whole matrix (which adds
+    the Kafka-bound stride-1 cases of many series with ``--workers 2``: one partition per series
+    group, so a single series gains nothing from a second process).
+
+    >>> cases(False, "vrae,100,10,chunk;robust-zscore,100,1,single,2")
+    [('vrae', 100, 10, 'chunk', 1), ('robust-zscore', 100, 1, 'single', 2)]
+    """
     if only:
         out = []
         for one in only.split(";"):
-            det, n, s, f = one.split(",")
-            out.append((det, int(n), int(s), f))
+            det, n, s, f, *w = one.split(",")
+            out.append((det, int(n), int(s), f, int(w[0]) if w else 1))
         return out
     if quick:
-        return [("robust-zscore", 1, 10, "chunk"), ("robust-zscore", 100, 10, "single"), ("vrae", 100, 10, "chunk")]
+        return [("robust-zscore", 1, 10, "chunk", 1), ("robust-zscore", 100, 10, "single", 1),
+                ("vrae", 100, 10, "chunk", 1)]
     out = []
     for n in (1, 100, 10_000):
         for s in (1, 10, 140):
             for f in ("single", "chunk"):
-                out.append(("robust-zscore", n, s, f))
-    out += [("vrae", 100, 10, "chunk"), ("vrae", 100, 1, "single")]
+                out.append(("robust-zscore", n, s, f, 1))
+    out += [("robust-zscore", 100, 1, "single", 2), ("robust-zscore", 10_000, 1, "single", 2)]
+    out += [("vrae", 100, 10, "chunk", 1), ("vrae", 100, 1, "single", 1)]
     return out
 
 
@@ -526,13 +686,14 @@ def run(args: argparse.Namespace) -> int:
             results["memory_goal"] = {"goal_bytes_per_idle_series": 1024, "idle_regular": idle,
                                       "met": all(v <= 1024 for v in idle.values())}
             print(f"memory per idle series (T=140): {results['memory_per_idle_series_bytes']}", flush=True)
-            for det, n, s, f in cases(args.quick, args.case):
+            for det, n, s, f, w in cases(args.quick, args.case):
                 budget = args.budget if det != "vrae" else min(args.budget, 60_000 if s == 1 else 200_000)
                 try:
-                    c = run_case(bs, bundles[det], det, n, s, f, budget, args.max_batch, args.latency_seconds)
+                    c = run_case(bs, bundles[det], det, n, s, f, budget, args.max_batch, args.latency_seconds,
+                                 workers=w)
                 except Exception as exc:  # noqa: BLE001 - report and go on
                     log.exception("case failed")
-                    c = {"detector": det, "series": n, "stride": s, "form": f, "error": repr(exc)}
+                    c = {"detector": det, "series": n, "stride": s, "form": f, "workers": w, "error": repr(exc)}
                 results["cases"].append(c)
                 print(json.dumps(c), flush=True)
                 if args.json_file:
