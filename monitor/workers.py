@@ -172,7 +172,8 @@ class WorkerPool:
             pass
         argv = [*self.argv_prefix, *self.log_args, "run", "--config", str(self._config_path),
                 "--worker-report", str(w.report)]
-        w.proc = subprocess.Popen(argv, env=self._env(w.index), stdin=subprocess.DEVNULL)
+        w.proc = subprocess.Popen(argv, env=self._env(w.index), stdin=subprocess.DEVNULL,
+                                  preexec_fn=_term_with_parent if sys.platform.startswith("linux") else None)
         w.started_at = time.monotonic()
         w.served, w.http_port = False, None
         log.info("worker %d started (pid %d)", w.index, w.proc.pid, extra={"worker_index": w.index, "pid": w.proc.pid})
@@ -312,6 +313,13 @@ class WorkerPool:
         if bad:
             return False, "; ".join(f"worker {i}: {b}" for i, b in bad)
         return True, f"{self.n} workers ready"
+
+
+def _term_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """A worker gets SIGTERM (drains, commits, exits) when its supervisor dies, even by SIGKILL."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def write_report(path: str | os.PathLike[str], report: dict) -> None:

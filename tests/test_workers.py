@@ -185,3 +185,31 @@ def test_workers_that_fail_before_serving_stop_the_pool_with_their_error(broker,
     assert "no-such-detector" in p.stderr  # the workers' own error lines
     assert lines[-1].startswith("anomon: error: worker ") and "3 times in a row before it served" in lines[-1], lines[-1]
     assert "Traceback" not in p.stderr
+
+
+@pytest.mark.broker
+@pytest.mark.timeout(180)
+def test_workers_stop_when_their_supervisor_is_killed(broker, fresh_topic, daemon_bundle, spawn_daemon):
+    """kill -9 of the supervisor leaves no worker behind: each gets SIGTERM (drains, commits) and exits."""
+    port = _free_port()
+    cfg = daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, daemon_bundle, http__enabled=True,
+                        http__port=port, run__workers=2)
+    d = spawn_daemon(cfg, name="pool")
+    assert wait_until(lambda: _get(port, "/readyz")[0] == 200, timeout_s=90), d.log()[-3000:]
+    pids = [json.loads(ln)["pid"] for ln in d.log().splitlines()
+            if ln.startswith("{") and "started (pid" in json.loads(ln).get("msg", "")]
+    assert len(pids) == 2
+    assert d.kill() == -9
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # a zombie (exited, not yet reaped by init) counts as gone
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split(")")[-1].split()[0] == "Z"
+        except OSError:
+            return True
+
+    assert wait_until(lambda: all(gone(p) for p in pids), timeout_s=60), pids
