@@ -51,6 +51,19 @@ def _samples(text: str, name: str) -> dict[tuple, float]:
             for s in f.samples if s.name == name}
 
 
+def _start_pool(broker, topic, bundle, spawn_daemon):
+    """``anomon run`` with two workers on ``topic`` (4 partitions); returns (process, HTTP port) once ready."""
+    from streams.kafka import KafkaSettings, create_topics
+
+    create_topics(KafkaSettings(bootstrap_servers=broker.bootstrap), {topic: 4})
+    port = _free_port()
+    cfg = daemon_config(broker.bootstrap, topic, "g-" + topic, bundle, http__enabled=True, http__port=port,
+                        run__workers=2)
+    d = spawn_daemon(cfg, name="pool")
+    assert wait_until(lambda: _get(port, "/readyz")[0] == 200, timeout_s=90), (_get(port, "/readyz"), d.log()[-3000:])
+    return d, port
+
+
 # --------------------------------------------------------------------------- unit
 
 
@@ -96,15 +109,8 @@ def test_run_workers_is_validated_and_overridable():
 @pytest.mark.timeout(300)
 def test_two_workers_score_every_window_once_and_serve_one_metrics_endpoint(broker, fresh_topic, daemon_bundle,
                                                                             spawn_daemon):
-    from streams.kafka import KafkaSettings, create_topics
-
     bs = broker.bootstrap
-    create_topics(KafkaSettings(bootstrap_servers=bs), {fresh_topic: 4})
-    port = _free_port()
-    cfg = daemon_config(bs, fresh_topic, "g-" + fresh_topic, daemon_bundle, http__enabled=True, http__port=port,
-                        run__workers=2)
-    d = spawn_daemon(cfg, name="pool")
-    assert wait_until(lambda: _get(port, "/readyz")[0] == 200, timeout_s=90), (_get(port, "/readyz"), d.log()[-3000:])
+    d, port = _start_pool(broker, fresh_topic, daemon_bundle, spawn_daemon)
     assert _get(port, "/healthz")[0] == 200
     series = [f"w{i}" for i in range(12)]
     produce_readings(bs, fresh_topic, series, 120)
@@ -113,7 +119,6 @@ def test_two_workers_score_every_window_once_and_serve_one_metrics_endpoint(brok
     ids = score_ids(got)
     assert set(ids) == want and len(ids) == len(want)
     text = _get(port, "/metrics")[1]
-    scored = _samples(text, "anomon_windows_scored_total")
     assert wait_until(lambda: sum(_samples(_get(port, "/metrics")[1], "anomon_windows_scored_total").values())
                       == len(want), timeout_s=30)
     scored = _samples(_get(port, "/metrics")[1], "anomon_windows_scored_total")
@@ -130,15 +135,8 @@ def test_two_workers_score_every_window_once_and_serve_one_metrics_endpoint(brok
 @pytest.mark.broker
 @pytest.mark.timeout(300)
 def test_a_killed_worker_is_started_again_and_no_window_is_lost(broker, fresh_topic, daemon_bundle, spawn_daemon):
-    from streams.kafka import KafkaSettings, create_topics
-
     bs = broker.bootstrap
-    create_topics(KafkaSettings(bootstrap_servers=bs), {fresh_topic: 4})
-    port = _free_port()
-    cfg = daemon_config(bs, fresh_topic, "g-" + fresh_topic, daemon_bundle, http__enabled=True, http__port=port,
-                        run__workers=2)
-    d = spawn_daemon(cfg, name="pool")
-    assert wait_until(lambda: _get(port, "/readyz")[0] == 200, timeout_s=90), d.log()[-3000:]
+    d, port = _start_pool(broker, fresh_topic, daemon_bundle, spawn_daemon)
     series = [f"k{i}" for i in range(8)]
     produce_readings(bs, fresh_topic, series, 80)
     assert wait_until(lambda: len(read_topic(bs, f"{fresh_topic}.scores", timeout_s=10, idle_s=1)) > 0, timeout_s=60)
@@ -191,11 +189,7 @@ def test_workers_that_fail_before_serving_stop_the_pool_with_their_error(broker,
 @pytest.mark.timeout(180)
 def test_workers_stop_when_their_supervisor_is_killed(broker, fresh_topic, daemon_bundle, spawn_daemon):
     """kill -9 of the supervisor leaves no worker behind: each gets SIGTERM (drains, commits) and exits."""
-    port = _free_port()
-    cfg = daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, daemon_bundle, http__enabled=True,
-                        http__port=port, run__workers=2)
-    d = spawn_daemon(cfg, name="pool")
-    assert wait_until(lambda: _get(port, "/readyz")[0] == 200, timeout_s=90), d.log()[-3000:]
+    d, port = _start_pool(broker, fresh_topic, daemon_bundle, spawn_daemon)
     pids = [json.loads(ln)["pid"] for ln in d.log().splitlines()
             if ln.startswith("{") and "started (pid" in json.loads(ln).get("msg", "")]
     assert len(pids) == 2

@@ -470,20 +470,11 @@ def _latency_pool(bootstrap: str, topic: str, pool: Any, n_series: int, rate: fl
                   chunk: int, t0_ms: float, per_series: int, stride: int) -> dict[str, Any]:
     """:func:`_latency` for a worker pool: the live feed, and percentiles from the difference of the
     workers' produce->score histograms before and after it."""
-    import subprocess
-    import sys
-
     before = _pool_totals(pool)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    code = ("from monitor.bench.streaming import feed; "
-            f"print('FEED', feed({bootstrap!r}, {topic!r}, {n_series}, {rate!r}, {seconds!r}, {form!r}, {chunk}, "
-            f"{float(t0_ms)!r}, {per_series}, {stride}))")
-    done = subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=seconds * 4 + 60,
-                          stdout=subprocess.PIPE, text=True)
+    fed = _feed_process(bootstrap, topic, n_series, rate, seconds, form, chunk, t0_ms, per_series, stride)
     time.sleep(1.5)
     after = _pool_totals(pool)
     diff = {le: n - before["e2e_buckets"].get(le, 0.0) for le, n in after["e2e_buckets"].items()}
-    fed = [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("FEED ")]
     out: dict[str, Any] = {"latency_rate_readings_per_s": round(rate, 1),
                            "latency_windows": int(after["windows"] - before["windows"]),
                            "latency_from": "the workers' histograms (bucket bounds 50, 100, 250, 500 ms)"}
@@ -605,25 +596,31 @@ def feed(bootstrap: str, topic: str, n_series: int, rate: float, seconds: float,
     return sent * step / (time.monotonic() - start)
 
 
-def _latency(bootstrap: str, topic: str, d: Any, n_series: int, rate: float, seconds: float, form: str,
-             chunk: int, t0_ms: float, per_series: int, stride: int) -> dict[str, Any]:
-    """Feed live readings at ``rate`` readings/s from another process (:func:`feed`: every series goes
-    on from the end of its backlog); take produce->score latencies (from each record's Kafka
-    timestamp, set when it is sent)."""
+def _feed_process(bootstrap: str, topic: str, n_series: int, rate: float, seconds: float, form: str, chunk: int,
+                  t0_ms: float, per_series: int, stride: int) -> list[float]:
+    """:func:`feed` in its own process; returns ``[readings/s it kept]`` (empty if it printed none)."""
     import subprocess
     import sys
 
-    d.latencies.clear()
-    before = d.stats["windows"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     code = ("from monitor.bench.streaming import feed; "
             f"print('FEED', feed({bootstrap!r}, {topic!r}, {n_series}, {rate!r}, {seconds!r}, {form!r}, {chunk}, "
             f"{float(t0_ms)!r}, {per_series}, {stride}))")
     done = subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=seconds * 4 + 60,
                           stdout=subprocess.PIPE, text=True)
+    return [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("FEED ")]
+
+
+def _latency(bootstrap: str, topic: str, d: Any, n_series: int, rate: float, seconds: float, form: str,
+             chunk: int, t0_ms: float, per_series: int, stride: int) -> dict[str, Any]:
+    """Feed live readings at ``rate`` readings/s from another process (:func:`feed`: every series goes
+    on from the end of its backlog); take produce->score latencies (from each record's Kafka
+    timestamp, set when it is sent)."""
+    d.latencies.clear()
+    before = d.stats["windows"]
+    fed = _feed_process(bootstrap, topic, n_series, rate, seconds, form, chunk, t0_ms, per_series, stride)
     time.sleep(1.0)
     lat = np.asarray(d.latencies, dtype=float)
-    fed = [float(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("FEED ")]
     out: dict[str, Any] = {"latency_rate_readings_per_s": round(rate, 1), "latency_windows": int(d.stats["windows"] - before)}
     if fed:
         # the feeder is one Python producer sharing the cores: when it cannot keep the asked rate, records
