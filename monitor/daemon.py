@@ -186,6 +186,7 @@ class Daemon:
         self._scorer: Any = None  # ThreadPoolExecutor(1), started with the first batch that uses it
         self._score_ewma_s = 0.0  # moving average of the model call's seconds (picks inline or threaded)
         self._alerts: dict[str, list] = {}  # series -> [anom_run, normal_run, alert_id|None, start_us, max, partition]
+        self._alerts_out: list[tuple[bytes, bytes]] = []  # alert events of the batch being emitted (key, value)
         self._progress_parts = 1
         self.connected = False
         self.loop_heartbeat = time.monotonic()
@@ -806,6 +807,7 @@ class Daemon:
             for j, series in enumerate(series_ids):
                 if series in watch:
                     self._hysteresis(series, tps[j], end_list[j], bool(flag_list[j]), primary_col[j])
+            self._send_alerts()
         # every number of the batch's records written as JSON, one C call per column
         end_s, start_ms, end_ms = number_strings(end_list), ms_strings(starts), ms_strings(ends)
         score_s = list(zip(*[number_strings(scores[c]) for c in comps]))
@@ -891,11 +893,24 @@ class Daemon:
         b = self.bundle
         rec = {"id": st[2], "event": event, "series": series, "start_ts": _ms(st[3]), "ts": _ms(end_us),
                "max_score": round(float(st[4]), 6), "model": b.name, "version": b.version}
-        self.sink.send(self.cfg.output.alerts_topic, json.dumps(rec, separators=(",", ":")).encode(),
-                       key=series.encode())
+        self._alerts_out.append((series.encode(), json.dumps(rec, separators=(",", ":")).encode()))
         self.metrics.alert(b.name, event)
-        self.metrics.record_produced(self.cfg.output.alerts_topic, 1)
         self.stats["alerts"] += event == "start"
+
+    def _send_alerts(self) -> None:
+        """Queue the alert events of the batch being emitted, in order, as one record batch per output
+        partition (keyed by series; a record per ``send`` was 3 % of the daemon's time at stride 1)."""
+        out, self._alerts_out = self._alerts_out, []
+        if not out:
+            return
+        topic = self.cfg.output.alerts_topic
+        partition_of = self.sink.keyed_partitioner(topic)
+        by_part: dict[Any, list] = {}
+        for key, value in out:
+            by_part.setdefault(partition_of(key), []).append((key, value))
+        for part, recs in by_part.items():
+            self.sink.send_batch(topic, part, recs, wake=False)  # (the scores' wake follows)
+        self.metrics.record_produced(topic, len(out))
 
     # ------------------------------------------------------------------ commits
     def _commit_async(self, offsets: dict) -> None:

