@@ -117,7 +117,8 @@ def run_forever(cfg: Config, *, bootstrap: str | None = None, report: str | None
     """``anomon run``: the daemon on this thread until SIGTERM/SIGINT; SIGHUP reloads the model.
 
     ``report``: a file for the supervisor of ``anomon run --workers N`` (:mod:`monitor.workers`):
-    ``{"state": "running", "http_port": ...}`` once serving, the final stats at exit."""
+    ``{"state": "running", "http_port": ..., "windows": ..., "first_record_at": ..., "last_scored_at": ...}``
+    every half second while serving, with the final ``stats`` at exit (``"state": "stopped"``)."""
     import os
 
     from monitor.workers import WORKER_ENV, write_report
@@ -150,16 +151,24 @@ def run_forever(cfg: Config, *, bootstrap: str | None = None, report: str | None
     t = threading.Thread(target=target, name="anomon-daemon")
     try:
         t.start()
+        # the report, rewritten every half second while running (monotonic seconds: one clock for every
+        # process of this host, CLOCK_MONOTONIC)
+        def progress(state: str, **more: Any) -> None:
+            write_report(report, {"state": state, "pid": os.getpid(), "http_port": r.http_port,
+                                  "windows": d.stats["windows"], "first_record_at": d.first_record_at,
+                                  "last_scored_at": d.last_scored_at, **more})
+
         if report:
-            write_report(report, {"state": "running", "pid": os.getpid(), "http_port": r.http_port})
+            progress("running")
         while t.is_alive():
             t.join(0.5)
+            if report and t.is_alive():
+                progress("running")
         if "error" in box:
             raise box["error"]
         stats = box["stats"]
-        if report:  # monotonic seconds: one clock for every process of this host (CLOCK_MONOTONIC)
-            write_report(report, {"state": "stopped", "pid": os.getpid(), "http_port": r.http_port, "stats": stats,
-                                  "first_record_at": d.first_record_at, "last_scored_at": d.last_scored_at})
+        if report:
+            progress("stopped", stats=stats)
     finally:
         if r.http:
             r.http.stop()

@@ -241,6 +241,12 @@ class WorkerPool:
         for k, v in states.items():
             self._g_workers.labels(state=k).set(v)
 
+    def reports(self) -> dict[int, dict]:
+        """Each running worker's latest report (rewritten every half second: windows scored, and the
+        monotonic times of its first record and last score)."""
+        with self._lock:
+            return {w.index: w.read_report() for w in self.workers if w.proc is not None}
+
     def signal_all(self, sig: int) -> None:
         with self._lock:
             for w in self.workers:

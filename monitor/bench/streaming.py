@@ -416,8 +416,9 @@ def _run_pool(bootstrap: str, cfg: Any, workers: int, topic: str, expected: int,
               stride: int, latency_s: float, form: str, t0_ms: float, per_series: int) -> dict[str, Any]:
     """The backlog through ``anomon run --workers N`` (a :class:`~monitor.workers.WorkerPool` of ``workers``
     processes in one group): end to end from the first record any worker read to the last score any
-    worker wrote (monotonic seconds: one clock for every process of the host), then the latency at
-    half that load, from the workers' produce->score histograms (bucket resolution: 100 / 250 ms)."""
+    worker wrote (their reports; monotonic seconds: one clock for every process of the host), then the
+    latency at half that load on the same workers, from their produce->score histograms (bucket
+    resolution: 100 / 250 ms)."""
     import dataclasses
 
     from monitor.workers import WorkerPool
@@ -425,40 +426,27 @@ def _run_pool(bootstrap: str, cfg: Any, workers: int, topic: str, expected: int,
     pcfg = dataclasses.replace(cfg, http=dataclasses.replace(cfg.http, enabled=True, port=0),
                                run=dataclasses.replace(cfg.run, workers=workers))
     pool = WorkerPool(pcfg, workers, bootstrap=bootstrap).start()
-    stopped = False
     try:
         deadline = time.monotonic() + 600
-        tot = {"windows": 0.0}
-        while time.monotonic() < deadline:
+        reps: dict[int, dict] = {}
+        while time.monotonic() < deadline:  # until the workers' own reports count every window
             time.sleep(0.25)
             pool.supervise()
             if pool.error is not None:
                 raise pool.error
-            tot = _pool_totals(pool)
-            if tot["windows"] >= expected:
+            reps = pool.reports()
+            if sum(r.get("windows", 0) for r in reps.values()) >= expected:
                 break
         first = _pool_totals(pool)
-        # e2e: the workers' own first-record and last-score times, in their final reports (below)
-        fin0 = pool.stop()
-        stopped = True
-    finally:
-        if not stopped:
-            pool.stop()
-    firsts = [f.get("first_record_at") for f in fin0.values() if f.get("first_record_at")]
-    lasts = [f.get("last_scored_at") for f in fin0.values() if f.get("last_scored_at")]
-    e2e_s = (max(lasts) - min(firsts)) if firsts and lasts else float("nan")
-    scored = int(first["windows"])
-    max_rate = min(readings / max(e2e_s, 1e-9), stride * scored / max(e2e_s, 1e-9))
-    rate = 0.5 * max_rate
-    # latency: a fresh pool of the same group resumes where the backlog ended (committed offsets), fed live
-    pool = WorkerPool(pcfg, workers, bootstrap=bootstrap).start()
-    lat: dict[str, Any] = {}
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not pool.readiness()[0]:
-            time.sleep(0.25)
-            pool.supervise()
-        lat = _latency_pool(bootstrap, topic, pool, n_series, rate, latency_s, form, T, t0_ms, per_series, stride)
+        firsts = [r["first_record_at"] for r in reps.values() if r.get("first_record_at")]
+        lasts = [r["last_scored_at"] for r in reps.values() if r.get("last_scored_at")]
+        e2e_s = (max(lasts) - min(firsts)) if firsts and lasts else float("nan")
+        scored = int(sum(r.get("windows", 0) for r in reps.values()))
+        max_rate = min(readings / max(e2e_s, 1e-9), stride * scored / max(e2e_s, 1e-9))
+        # latency at half that load, on the same workers (a restarted pool would first replay the open
+        # windows of every series from the committed offsets: 10,000 series x 140 readings)
+        lat = _latency_pool(bootstrap, topic, pool, n_series, 0.5 * max_rate, latency_s, form, T, t0_ms,
+                            per_series, stride)
     finally:
         pool.stop()
     return {"scored": scored, "e2e_s": e2e_s, "mean_batch": first["windows"] / max(1.0, first["batches"]),
