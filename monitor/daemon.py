@@ -810,7 +810,7 @@ class Daemon:
             self._send_alerts()
         # every number of the batch's records written as JSON, one C call per column
         end_s, start_ms, end_ms = number_strings(end_list), ms_strings(starts), ms_strings(ends)
-        score_s = list(zip(*[number_strings(scores[c]) for c in comps]))
+        score_s = [number_strings(scores[c]) for c in comps]
         values = enc.batch_records(series_json(series_ids), end_s, start_ms, end_ms, score_s, flag_list,
                                    in_part)
         by_part: dict[Any, list] = {}  # output partition -> [(key, value)], in emission order

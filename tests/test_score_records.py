@@ -89,7 +89,7 @@ def test_batch_records_of_many_series_write_the_json_dumps_values(comps, data):
     enc = ScoreRecordEncoder(comps, thr, "m%s", "v", 7.5)
     cols = list(zip(*rows)) if rows else [[] for _ in comps]
     got = enc.batch_records([enc.series(s) for s in series], number_strings(ends), ms_strings(starts),
-                            ms_strings(ends), list(zip(*[number_strings(list(c)) for c in cols])), flags,
+                            ms_strings(ends), [number_strings(list(c)) for c in cols], flags,
                             [str(p) for p in parts])
     want = [json.dumps({"id": f"{sid}@{e}", "series": sid, "start_ts": ms(s), "end_ts": ms(e),
                         "scores": dict(zip(comps, r)), "thresholds": thr, "anomalous": f, "model": "m%s",
