@@ -61,6 +61,12 @@ def _start_pool(broker, topic, bundle, spawn_daemon):
                         run__workers=2)
     d = spawn_daemon(cfg, name="pool")
     assert wait_until(lambda: _get(port, "/readyz")[0] == 200, timeout_s=90), (_get(port, "/readyz"), d.log()[-3000:])
+
+    def shared() -> bool:  # both workers own partitions (no rebalance left to come while data flows)
+        owned = _samples(_get(port, "/metrics")[1], "anomon_assigned_partitions")
+        return len(owned) == 2 and all(v > 0 for v in owned.values()) and sum(owned.values()) == 4
+
+    assert wait_until(shared, timeout_s=90), (_get(port, "/metrics")[1][-2000:], d.log()[-3000:])
     return d, port
 
 
