@@ -79,3 +79,19 @@ def test_raw_consume_reference_reads_with_the_daemons_fetch_settings(broker):
     finally:
         c.close()
     assert _raw_consume(broker.bootstrap, topic, n, fetch) > 0
+
+
+@pytest.mark.timeout(300)
+def test_a_case_with_two_workers_scores_every_window_and_measures_latency(broker, tmp_path):
+    """`--case DET,SERIES,STRIDE,FORM,2`: the backlog goes through `anomon run --workers 2` (a WorkerPool);
+    every expected window is scored once, e2e comes from the workers' own reports, and the latency at
+    half load from their histograms, on the same workers."""
+    from monitor.bench.streaming import make_bench_bundle, run_case
+
+    bundle = make_bench_bundle(tmp_path / "rz", "robust-zscore")
+    c = run_case(broker.bootstrap, bundle, "robust-zscore", 8, 10, "single", 8 * 340, 64, 1.0, workers=2)
+    assert c["workers"] == 2
+    assert c["windows_scored"] == c["windows_expected"] == 8 * 21
+    assert c["e2e_s"] > 0 and c["e2e_records_per_s"] > 0 and c["raw_consume_records_per_s"] > 0
+    assert c["latency_windows"] > 0 and c["latency_p99_ms"] is not None
+    assert c["latency_p50_ms"] <= c["latency_p99_ms"]

@@ -54,7 +54,11 @@ def _drain(cls, data: bytes, fetch_offset: int, step: int | None):
     return out, err, pr.records_read, pr.bytes_read, pr.next_fetch_offset
 
 
-blobs = st.one_of(st.none(), st.binary(max_size=30), st.binary(min_size=100, max_size=20_000))
+# keys and values up to 20 KB (multi-byte length varints); above 2 KB a short random pattern repeated to
+# a drawn length, so that large blobs do not overrun Hypothesis' entropy budget (data_too_large)
+_large = st.tuples(st.integers(2_000, 20_000), st.binary(min_size=1, max_size=64)).map(
+    lambda t: (t[1] * (t[0] // len(t[1]) + 1))[:t[0]])
+blobs = st.one_of(st.none(), st.binary(max_size=30), st.binary(min_size=100, max_size=2_000), _large)
 headers = st.lists(st.tuples(st.text(max_size=8), st.one_of(st.none(), st.binary(max_size=300))), max_size=3)
 records = st.lists(st.tuples(st.integers(-10**9, 10**9), blobs, blobs, headers), min_size=1, max_size=25)
 batches = st.lists(st.tuples(records, st.sampled_from([0, 1]), st.booleans(), st.integers(0, 3)), min_size=1,
