@@ -133,6 +133,17 @@ def _freeze_heap(refreeze: bool = False) -> None:
     gc.freeze()
 
 
+def create_daemon_topics(cfg: Config, settings: Any) -> None:
+    """Create the topics the daemon reads and writes (idempotent): the inputs, scores, alerts and
+    dead letters with ``kafka.partitions`` each, and the compacted progress topic."""
+    from streams.kafka import create_topics
+
+    n = cfg.kafka.partitions
+    create_topics(settings, {t: n for t in cfg.input.topics})
+    create_topics(settings, {cfg.output.scores_topic: n, cfg.output.alerts_topic: n, cfg.output.dlq_topic: n})
+    create_topics(settings, {cfg.progress_topic: n}, compacted=True)
+
+
 class Daemon:
     """The streaming scorer. ``run()`` blocks until :meth:`stop`; thread-safe ``stop``/``reload``."""
 
@@ -271,15 +282,11 @@ class Daemon:
         return True, ""
 
     def _open(self) -> None:
-        from streams.kafka import Sink, Source, create_topics
+        from streams.kafka import Sink, Source
 
         cfg = self.cfg
         if cfg.kafka.create_topics:
-            n = cfg.kafka.partitions
-            create_topics(self.settings, {t: n for t in cfg.input.topics})
-            create_topics(self.settings, {cfg.output.scores_topic: n, cfg.output.alerts_topic: n,
-                                          cfg.output.dlq_topic: n})
-            create_topics(self.settings, {cfg.progress_topic: n}, compacted=True)
+            create_daemon_topics(cfg, self.settings)
         from streams.kafka import topic_partitions
 
         self._progress_parts = max(1, len(topic_partitions(self.settings, cfg.progress_topic)))
@@ -783,7 +790,6 @@ class Daemon:
         flag_list = flags.tolist()
         enc = ScoreRecordEncoder(comps, {c: round(v, 6) for c, v in thr.items()}, bundle.name, bundle.version, now_ms)
         out_topic = self.cfg.output.scores_topic
-        partition_of = self.sink.keyed_partitioner(out_topic)
         primary = bundle.alert_components[0]
         alerts = self._alerts
         # per window: series, input partition (as JSON) and the timestamp of the record completing it
@@ -813,15 +819,7 @@ class Daemon:
         score_s = [number_strings(scores[c]) for c in comps]
         values = enc.batch_records(series_json(series_ids), end_s, start_ms, end_ms, score_s, flag_list,
                                    in_part)
-        by_part: dict[Any, list] = {}  # output partition -> [(key, value)], in emission order
-        for series, v in zip(series_ids, values):
-            key = series.encode()
-            out = by_part.get(p := partition_of(key))
-            if out is None:
-                out = by_part[p] = []
-            out.append((key, v))
-        for out_part, out in by_part.items():  # (None: the user's own partitioner places each record)
-            self.sink.send_batch(out_topic, out_part, out, wake=False)
+        self._send_keyed(out_topic, zip(map(str.encode, series_ids), values))
         self.sink.wake()  # once: the sender drains every partition's new records in one request
         ts_a = np.asarray(rec_ts, dtype=float)  # (None, no timestamp: NaN)
         lat = (now_ms - ts_a[ts_a > 0]) / 1000.0
@@ -901,16 +899,23 @@ class Daemon:
         """Queue the alert events of the batch being emitted, in order, as one record batch per output
         partition (keyed by series; a record per ``send`` was 3 % of the daemon's time at stride 1)."""
         out, self._alerts_out = self._alerts_out, []
-        if not out:
-            return
-        topic = self.cfg.output.alerts_topic
+        if out:
+            self._send_keyed(self.cfg.output.alerts_topic, out)  # (the scores' wake follows)
+            self.metrics.record_produced(self.cfg.output.alerts_topic, len(out))
+
+    def _send_keyed(self, topic: str, records: Any) -> None:
+        """Queue ``(key, value)`` records, in order, as one record batch per output partition (the
+        partition the producer's partitioner gives each key; None: a partitioner of the user's, which
+        places each record), without waking the producer's sender (:meth:`streams.kafka.Sink.wake`)."""
         partition_of = self.sink.keyed_partitioner(topic)
         by_part: dict[Any, list] = {}
-        for key, value in out:
-            by_part.setdefault(partition_of(key), []).append((key, value))
+        for key, value in records:
+            out = by_part.get(p := partition_of(key))
+            if out is None:
+                out = by_part[p] = []
+            out.append((key, value))
         for part, recs in by_part.items():
-            self.sink.send_batch(topic, part, recs, wake=False)  # (the scores' wake follows)
-        self.metrics.record_produced(topic, len(out))
+            self.sink.send_batch(topic, part, recs, wake=False)
 
     # ------------------------------------------------------------------ commits
     def _commit_async(self, offsets: dict) -> None:

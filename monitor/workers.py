@@ -102,7 +102,6 @@ class Worker:
     started_at: float = 0.0
     served: bool = False  # it reported running since its last start
     http_port: int | None = None
-    restarts: int = 0
     early_failures: int = 0
     next_start: float = 0.0
     backoff_s: float = 1.0
@@ -183,13 +182,9 @@ class WorkerPool:
             raise ValueError(f"run.workers must be >= 1, got {self.n}")
         self._write_config()
         if self.cfg.kafka.create_topics:  # once here, not N times at once in the workers
-            from streams.kafka import create_topics
+            from monitor.daemon import create_daemon_topics
 
-            cfg, k = self.cfg, self.cfg.kafka.partitions
-            settings = cfg.kafka_settings(self.bootstrap)
-            create_topics(settings, {t: k for t in cfg.input.topics})
-            create_topics(settings, {cfg.output.scores_topic: k, cfg.output.alerts_topic: k, cfg.output.dlq_topic: k})
-            create_topics(settings, {cfg.progress_topic: k}, compacted=True)
+            create_daemon_topics(self.cfg, self.cfg.kafka_settings(self.bootstrap))
         for w in self.workers:
             self._spawn(w)
         self._update_gauges()
@@ -202,7 +197,6 @@ class WorkerPool:
             for w in self.workers:
                 if w.proc is None:
                     if not self._stopping and now >= w.next_start:
-                        w.restarts += 1
                         self._c_restarts.inc()
                         self._spawn(w)
                     continue

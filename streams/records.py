@@ -334,6 +334,8 @@ def _count_keys(text: bytes) -> int:
     if b" " in text or b"\n" in text or b"\t" in text or b"\r" in text:
         return len(_KEY_BYTES.findall(text))
     return text.count(b'":')
+
+
 #: orjson reads an integer beyond 64 bits as a float (json: as an int): a number at least this large
 #: (2**63) is left to decode_record, which gives ints their own treatment
 _ORJSON_BIG = 9_223_372_036_854_775_808.0
@@ -382,7 +384,7 @@ def decode_plain_readings(values: list, keys: list, fmt: RecordFormat, width: in
     scale = _TS_SCALE[unit]
     max_bytes, max_sid = fmt.max_message_bytes, fmt.max_series_len
     sf, tf, vf, vsf, pf = fmt.series_field, fmt.ts_field, fmt.value_field, fmt.values_field, fmt.period_field
-    scan, number = _SCAN, _plain_number
+    number = _plain_number
     # a value naming the period field is (most likely) a chunk, never a plain reading: left to
     # decode_record without being parsed here first (a chunk of 140 samples was parsed twice)
     chunk_mark = json.dumps(pf).encode()
