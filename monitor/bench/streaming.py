@@ -350,14 +350,8 @@ def run_case(bootstrap: str, bundle_path: Path, detector: str, n_series: int, st
         mean_batch = scored / max(1, d.stats["batches"])
         score_s = d.stats["score_s"]
         child_batches, threaded = d.stats["child_batches"], d.stats["threaded_batches"]
-        # latency at half the maximum load: a live feed that continues every series where the backlog
-        # ended (no gap, so windows keep completing every `stride` readings). The backlog of many
-        # series holds few windows per series, so its readings/s overstates what the daemon sustains
-        # once every reading completes windows: the maximum is the smaller of the readings rate and
-        # the windows rate times the stride.
-        max_rate = min(readings / max(e2e_s, 1e-9), stride * scored / max(e2e_s, 1e-9))
-        rate = 0.5 * max_rate
-        lat = _latency(bootstrap, topic, d, n_series, rate, latency_s, form, T, t0_ms, per_series, stride)
+        lat = _latency(bootstrap, topic, d, n_series, _half_load(readings, scored, stride, e2e_s), latency_s, form,
+                       T, t0_ms, per_series, stride)
     finally:
         r.stop()
     run = {"scored": scored, "e2e_s": e2e_s, "mean_batch": mean_batch, "score_s": score_s,
@@ -365,6 +359,24 @@ def run_case(bootstrap: str, bundle_path: Path, detector: str, n_series: int, st
     return _case_result(run, detector=detector, n_series=n_series, stride=stride, form=form, readings=readings,
                         n_rec=n_rec, expected=expected, produce_s=produce_s, raw=raw, raws=raws, pipe=pipe,
                         bundle_path=bundle_path, cfg=cfg)
+
+
+def _half_load(readings: int, scored: int, stride: int, e2e_s: float) -> float:
+    """Readings/s of the latency feed: half the maximum load. The feed continues every series where
+    the backlog ended (no gap, so windows keep completing every ``stride`` readings). The backlog of
+    many series holds few windows per series, so its readings/s overstates what the daemon sustains
+    once every reading completes windows: the maximum is the smaller of the readings rate and the
+    windows rate times the stride."""
+    return 0.5 * min(readings / max(e2e_s, 1e-9), stride * scored / max(e2e_s, 1e-9))
+
+
+def _fed(fed: list[float], rate: float) -> dict[str, Any]:
+    """What the feeder kept of the asked ``rate``. It is one Python producer sharing the cores: when it
+    cannot keep the rate, records queue in its own producer (their timestamps are taken at send), so
+    the latency is not the daemon's."""
+    if not fed:
+        return {}
+    return {"latency_fed_readings_per_s": round(fed[0], 1), "latency_feeder_kept_rate": bool(fed[0] >= 0.9 * rate)}
 
 
 def _pool_totals(pool: Any) -> dict[str, Any]:
@@ -442,11 +454,10 @@ def _run_pool(bootstrap: str, cfg: Any, workers: int, topic: str, expected: int,
         lasts = [r["last_scored_at"] for r in reps.values() if r.get("last_scored_at")]
         e2e_s = (max(lasts) - min(firsts)) if firsts and lasts else float("nan")
         scored = int(sum(r.get("windows", 0) for r in reps.values()))
-        max_rate = min(readings / max(e2e_s, 1e-9), stride * scored / max(e2e_s, 1e-9))
         # latency at half that load, on the same workers (a restarted pool would first replay the open
         # windows of every series from the committed offsets: 10,000 series x 140 readings)
-        lat = _latency_pool(bootstrap, topic, pool, n_series, 0.5 * max_rate, latency_s, form, T, t0_ms,
-                            per_series, stride)
+        lat = _latency_pool(bootstrap, topic, pool, n_series, _half_load(readings, scored, stride, e2e_s), latency_s,
+                            form, T, t0_ms, per_series, stride)
     finally:
         pool.stop()
     return {"scored": scored, "e2e_s": e2e_s, "mean_batch": first["windows"] / max(1.0, first["batches"]),
@@ -465,10 +476,8 @@ def _latency_pool(bootstrap: str, topic: str, pool: Any, n_series: int, rate: fl
     diff = {le: n - before["e2e_buckets"].get(le, 0.0) for le, n in after["e2e_buckets"].items()}
     out: dict[str, Any] = {"latency_rate_readings_per_s": round(rate, 1),
                            "latency_windows": int(after["windows"] - before["windows"]),
-                           "latency_from": "the workers' histograms (bucket bounds 50, 100, 250, 500 ms)"}
-    if fed:
-        out["latency_fed_readings_per_s"] = round(fed[0], 1)
-        out["latency_feeder_kept_rate"] = bool(fed[0] >= 0.9 * rate)
+                           "latency_from": "the workers' histograms (bucket bounds 50, 100, 250, 500 ms)",
+                           **_fed(fed, rate)}
     p50, p99 = histogram_quantile(0.5, diff), histogram_quantile(0.99, diff)
     if p99 is not None:
         out["latency_p50_ms"] = round(p50 * 1000, 1)
@@ -610,11 +619,7 @@ def _latency(bootstrap: str, topic: str, d: Any, n_series: int, rate: float, sec
     time.sleep(1.0)
     lat = np.asarray(d.latencies, dtype=float)
     out: dict[str, Any] = {"latency_rate_readings_per_s": round(rate, 1), "latency_windows": int(d.stats["windows"] - before)}
-    if fed:
-        # the feeder is one Python producer sharing the cores: when it cannot keep the asked rate, records
-        # queue in its own producer (their timestamps are taken at send), so the latency is not the daemon's
-        out["latency_fed_readings_per_s"] = round(fed[0], 1)
-        out["latency_feeder_kept_rate"] = bool(fed[0] >= 0.9 * rate)
+    out.update(_fed(fed, rate))
     if lat.size:
         out["latency_p50_ms"] = round(float(np.percentile(lat, 50)) * 1000, 1)
         out["latency_p99_ms"] = round(float(np.percentile(lat, 99)) * 1000, 1)
