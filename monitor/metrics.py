@@ -58,6 +58,31 @@ from prometheus_client import (
     Info,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+
+class _TopSeriesCollector:
+    """``anomon_top_series_score{model,series}``, computed when scraped from the candidates that
+    :meth:`AnomonMetrics.observe_series` keeps (at most ``top_k`` series per model)."""
+
+    def __init__(self, name: str, documentation: str, metrics: "AnomonMetrics") -> None:
+        self.name, self.documentation, self._metrics = name, documentation, metrics
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(self.name, self.documentation, labels=["model", "series"])
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [self._family()]
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        fam = self._family()
+        m = self._metrics
+        with m._lock:
+            models = list(m._top)
+        for model in models:
+            for s, v in m.top_series(model):
+                fam.add_metric([model, s], v)
+        yield fam
+
 
 #: Prefix of every anomon metric.
 NAMESPACE = "anomon"
@@ -140,7 +165,6 @@ class AnomonMetrics:
         self._lock = threading.Lock()
         self._dlq_reasons: set[str] = set()
         self._top: dict[str, dict[str, tuple[float, float]]] = {}  # model -> series -> (score, t)
-        self._shown: dict[str, set[str]] = {}  # model -> series currently exported
         self._serving: set[str] = set()  # model names with anomon_model_loaded == 1
         self._lag_keys: set[tuple[str, str]] = set()
         r = registry
@@ -222,12 +246,13 @@ class AnomonMetrics:
         self.pending_windows = Gauge(
             "pending_windows", "Complete windows waiting for the next scoring batch.", namespace=ns, registry=r
         )
-        self.top_series_score = Gauge(
-            "top_series_score",
+        # written when scraped, from the candidates observe_series keeps (the top-K of each batch's
+        # scores was re-published through labels().set()/remove() per batch: 4 % of the daemon at stride 1)
+        self.top_series_score = _TopSeriesCollector(
+            f"{ns}_top_series_score",
             f"Max score over ~{self.top_k_window_s:g}s of the top-{self.top_k} most anomalous series per model "
-            "(bounded: the only per-series metric besides the allow-list).",
-            ["model", "series"], namespace=ns, registry=r,
-        )
+            "(bounded: the only per-series metric besides the allow-list).", self)
+        r.register(self.top_series_score)
         self.series_score = Gauge(
             "series_score", "Latest score of allow-listed series (user-configured, bounded).",
             ["model", "component", "series"], namespace=ns, registry=r,
@@ -414,44 +439,33 @@ class AnomonMetrics:
             return
         now = time.time() if now is None else now
         keep = 2 * self.top_k
-        finite = np.isfinite(scores)
+        ranked = np.where(np.isfinite(scores), scores, -np.inf)
         # only the batch's own best `keep` can enter the candidate set
-        order = np.argsort(np.where(finite, scores, -np.inf))[::-1][:keep]
+        order = np.argpartition(ranked, -keep)[-keep:] if ranked.size > keep else np.arange(ranked.size)
+        best = ranked[order].tolist()
         with self._lock:
             cand = self._top.setdefault(model, {})
-            for i in order:
-                if not finite[i]:
+            window = self.top_k_window_s
+            for i, v in zip(order.tolist(), best):
+                if v == -math.inf:
                     continue
-                s, v = str(series[i]), float(scores[i])
+                s = str(series[i])
                 old = cand.get(s)
-                if old is None or v >= old[0] or now - old[1] > self.top_k_window_s:
+                if old is None or v >= old[0] or now - old[1] > window:
                     cand[s] = (v, now)
-            for s in [s for s, (_, t) in cand.items() if now - t > self.top_k_window_s]:
+            for s in [s for s, (_, t) in cand.items() if now - t > window]:
                 del cand[s]
             if len(cand) > keep:
-                best = heapq.nlargest(keep, cand.items(), key=lambda kv: kv[1][0])
+                kept = heapq.nlargest(keep, cand.items(), key=lambda kv: kv[1][0])
                 cand.clear()
-                cand.update(best)
-            top = dict(heapq.nlargest(self.top_k, cand.items(), key=lambda kv: kv[1][0]))
-            self._publish_top(model, top)
-
-    def _publish_top(self, model: str, top: dict[str, tuple[float, float]]) -> None:
-        shown = self._shown.get(model, set())
-        for s in shown - top.keys():
-            try:
-                self.top_series_score.remove(model, s)
-            except KeyError:
-                pass
-        for s, (v, _) in top.items():
-            self.top_series_score.labels(model=model, series=s).set(v)
-        self._shown[model] = set(top)
+                cand.update(kept)
 
     def top_series(self, model: str) -> list[tuple[str, float]]:
-        """The series currently published in ``anomon_top_series_score`` for ``model``, best first."""
+        """The series ``anomon_top_series_score`` shows for ``model`` (the top ``top_k`` of the candidates
+        as of the last :meth:`observe_series`), best first."""
         with self._lock:
             cand = self._top.get(model, {})
-            shown = self._shown.get(model, set())
-            return sorted(((s, cand[s][0]) for s in shown if s in cand), key=lambda kv: -kv[1])
+            return [(s, v) for s, (v, _) in heapq.nlargest(self.top_k, cand.items(), key=lambda kv: kv[1][0])]
 
     def set_series_state(self, tracked: int, pending_windows: int | None = None) -> None:
         """Set the number of series with open windows (and, optionally, windows pending scoring)."""

@@ -194,8 +194,6 @@ def number_strings(values: Any) -> list[str]:
     return out[1:-1].decode().split(",")
 
 
-#: the decimals of a millisecond's fraction as :func:`ms` writes them (``.457``, ``.45``, ``.4``; none for 0)
-_MS_FRACTIONS = [""] + ["." + f"{i:03d}".rstrip("0") for i in range(1, 1000)]
 #: below this (epoch µs, ~ year 2109), ``us / 1000.0`` is written as the decimal ``W.fff`` itself:
 #: doubles under 2**42 are less than 0.0005 apart, so no shorter decimal reads back as the same double
 _DECIMAL_MS_BELOW_US = 2**42 * 1000
@@ -204,8 +202,8 @@ _DECIMAL_MS_BELOW_US = 2**42 * 1000
 def ms_strings(us: Any) -> list[str]:
     """Microsecond timestamps as the JSON of :func:`ms` (whole milliseconds as ints).
 
-    Timestamps from 0 to ~2109 are written with integer arithmetic (the whole milliseconds, then the
-    fraction's decimals): 0.16 µs each against 0.6 for the float repr; others through the float.
+    Timestamps from 0 to ~2109 are written by one orjson call over ``us / 1000.0`` (its shortest
+    decimal is ``W.fff`` there): 0.05 µs each against 0.6 for the float repr; others through the float.
 
     >>> ms_strings([1_000, 2_500]), ms_strings([1_732_280_000_123_457, 1_732_280_000_123_000])
     (['1', '2.5'], ['1732280000123.457', '1732280000123'])
@@ -214,8 +212,14 @@ def ms_strings(us: Any) -> list[str]:
     if not len(a):
         return []
     if a.min() >= 0 and a.max() < _DECIMAL_MS_BELOW_US:
-        fr = _MS_FRACTIONS
-        return [w + fr[f] for w, f in zip(map(int.__repr__, (a // 1000).tolist()), (a % 1000).tolist())]
+        # orjson writes the shortest decimal of each double, here that ``W.fff`` (0.05 µs each), and
+        # ``W.0`` for whole milliseconds, which ms() writes as ints
+        out = _orjson_dumps(a / 1000.0, option=_OPT_NUMPY)[1:-1].decode().split(",")
+        whole = a % 1000 == 0
+        if whole.any():
+            for i in np.flatnonzero(whole).tolist():
+                out[i] = out[i][:-2]
+        return out
     whole = a % 1000 == 0
     if whole.all():
         return number_strings((a // 1000).tolist())

@@ -79,10 +79,14 @@ def decode_records(buf: bytes, pos: int, n: int, base_offset: int, first_ts: int
         for _ in range(n):
             # the varint reads below are inlined on purpose (same shape, field by field): a helper call
             # per field costs ~0.1 µs, 0.6 µs per record, two thirds of what this loop takes
-            b = buf[pos]  # record length
+            b = buf[pos]  # record length (one or two bytes inline: records of 64 to 8191 bytes take two)
             if b < 0x80:
                 length = (b >> 1) ^ -(b & 1)
                 pos += 1
+            elif buf[pos + 1] < 0x80:
+                b = (b & 0x7F) | (buf[pos + 1] << 7)
+                length = (b >> 1) ^ -(b & 1)
+                pos += 2
             else:
                 length, pos = decode_varint(buf, pos)
             body = pos
@@ -126,6 +130,10 @@ def decode_records(buf: bytes, pos: int, n: int, base_offset: int, first_ts: int
             if b < 0x80:
                 vl = (b >> 1) ^ -(b & 1)
                 pos += 1
+            elif buf[pos + 1] < 0x80:
+                b = (b & 0x7F) | (buf[pos + 1] << 7)
+                vl = (b >> 1) ^ -(b & 1)
+                pos += 2
             else:
                 vl, pos = decode_varint(buf, pos)
             if vl >= 0:
