@@ -29,6 +29,7 @@ import math
 import threading
 import time
 from collections import deque
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,9 @@ from monitor.score_records import ScoreRecordEncoder, ms_strings, number_strings
 from monitor.score_records import ms as _ms
 
 log = logging.getLogger("anomon.daemon")
+# fields of a batch of ConsumerRecords read by C-level map calls (no Python code per record)
+_VALUE, _KEY, _OFFSET, _TIMESTAMP = (attrgetter(f) for f in ("value", "key", "offset", "timestamp"))
+_TS_OF = itemgetter(1)  # of a plain reading (series, ts_us, row)
 
 PROGRESS_CHUNK = 2000  # series per progress record
 #: seconds a parked series state (see ``Daemon._park``) waits for its partition's log to come back
@@ -628,7 +632,10 @@ class Daemon:
         now = time.monotonic()
         ahead_s = self.cfg.input.max_future_s
         horizon_us = (time.time() + ahead_s) * 1e6 if ahead_s > 0 else math.inf
-        plain = decode_plain_readings([r.value for r in recs], [r.key for r in recs], fmt, width)
+        plain = decode_plain_readings(list(map(_VALUE, recs)), list(map(_KEY, recs)), fmt, width)
+        if recs and None not in plain and max(map(_TS_OF, plain)) <= horizon_us:  # all plain: the common case
+            self._window_plain(tp, list(zip(map(_OFFSET, recs), *zip(*plain))), recs, now)
+            return
         items: list = []
         item_recs: list = []
         for rec, p in zip(recs, plain):
@@ -648,7 +655,8 @@ class Daemon:
         for i, rj in rejs:
             self._dlq(item_recs[i], rj.reason, rj.message, samples=rj.count)
         if wins:
-            self._queue([(b, [item_recs[j].timestamp for j in idx]) for idx, b in wins], now)
+            rec_ts = list(map(_TIMESTAMP, item_recs)).__getitem__
+            self._queue([(b, list(map(rec_ts, idx))) for idx, b in wins], now)
 
     def _process_record(self, tp: Any, rec: Any, horizon_us: float, now: float) -> None:
         """Decode, window and queue one record (any form), dead-lettering what is wrong with it."""
@@ -819,7 +827,7 @@ class Daemon:
         score_s = [number_strings(scores[c]) for c in comps]
         values = enc.batch_records(series_json(series_ids), end_s, start_ms, end_ms, score_s, flag_list,
                                    in_part)
-        self._send_keyed(out_topic, zip(map(str.encode, series_ids), values))
+        self._send_keyed(out_topic, list(map(str.encode, series_ids)), values)
         self.sink.wake()  # once: the sender drains every partition's new records in one request
         ts_a = np.asarray(rec_ts, dtype=float)  # (None, no timestamp: NaN)
         lat = (now_ms - ts_a[ts_a > 0]) / 1000.0
@@ -900,22 +908,25 @@ class Daemon:
         partition (keyed by series; a record per ``send`` was 3 % of the daemon's time at stride 1)."""
         out, self._alerts_out = self._alerts_out, []
         if out:
-            self._send_keyed(self.cfg.output.alerts_topic, out)  # (the scores' wake follows)
+            self._send_keyed(self.cfg.output.alerts_topic, [k for k, _ in out], [v for _, v in out])  # (the scores' wake follows)
             self.metrics.record_produced(self.cfg.output.alerts_topic, len(out))
 
-    def _send_keyed(self, topic: str, records: Any) -> None:
-        """Queue ``(key, value)`` records, in order, as one record batch per output partition (the
-        partition the producer's partitioner gives each key; None: a partitioner of the user's, which
-        places each record), without waking the producer's sender (:meth:`streams.kafka.Sink.wake`)."""
-        partition_of = self.sink.keyed_partitioner(topic)
-        by_part: dict[Any, list] = {}
-        for key, value in records:
-            out = by_part.get(p := partition_of(key))
-            if out is None:
-                out = by_part[p] = []
-            out.append((key, value))
-        for part, recs in by_part.items():
-            self.sink.send_batch(topic, part, recs, wake=False)
+    def _send_keyed(self, topic: str, keys: list, values: list) -> None:
+        """Queue records ``(keys[i], values[i])``, in order, as one record batch per output partition (the
+        partition the producer's partitioner gives each key; a partitioner of the user's places each
+        record itself), without waking the producer's sender (:meth:`streams.kafka.Sink.wake`)."""
+        parts = self.sink.key_partitions(topic, keys)
+        if parts is None:
+            self.sink.send_batch(topic, None, list(zip(keys, values)), wake=False)
+            return
+        if parts.count(parts[0]) == len(parts):
+            self.sink.send_batch(topic, parts[0], list(zip(keys, values)), wake=False)
+            return
+        order = np.argsort(parts, kind="stable")  # grouped by partition, in order within each
+        for run in np.split(order, np.flatnonzero(np.diff(np.asarray(parts)[order])) + 1):
+            idx = run.tolist()
+            self.sink.send_batch(topic, parts[idx[0]], list(zip(map(keys.__getitem__, idx),
+                                                                 map(values.__getitem__, idx))), wake=False)
 
     # ------------------------------------------------------------------ commits
     def _commit_async(self, offsets: dict) -> None:

@@ -38,6 +38,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -377,11 +378,89 @@ def decode_plain_readings(values: list, keys: list, fmt: RecordFormat, width: in
     [('a', 5000, (1.5,)), None]
     """
     n = len(values)
-    out: list = [None] * n
     unit = fmt.ts_unit
     if unit not in _TS_SCALE or width is not None and width < 1:
-        return out
-    scale = _TS_SCALE[unit]
+        return [None] * n
+    if n:
+        cols = _plain_columns(values, keys, fmt, width)
+        if cols is not None:
+            return cols
+    return _plain_each(values, keys, fmt, width)
+
+
+def _plain_columns(values: list, keys: list, fmt: RecordFormat, width: int | None) -> list | None:
+    """:func:`decode_plain_readings` for a batch of which every record is a plain single ``"value"``
+    reading with the same field types (the common case: one producer's records): column by column,
+    with C-level ``map`` calls and numpy, no Python code per record (~0.5 µs a record against ~1.3 for
+    :func:`_plain_each`). None as soon as any record is anything else (the caller then decodes the
+    batch record by record): the checks are :func:`_plain_each`'s, so the results are the same."""
+    if width is not None and width != 1:
+        return None
+    tf, vf = fmt.ts_field, fmt.value_field
+    try:
+        if set(map(type, values)) != {bytes} or max(map(len, values)) > fmt.max_message_bytes:
+            return None
+        if not all(map(bytes.endswith, values, repeat(b"}"))):
+            return None
+        text = b"\x00".join(values)
+        if json.dumps(fmt.period_field).encode() in text:
+            return None
+        objs = list(map(_orjson_loads, values))
+    except ValueError:  # (orjson.JSONDecodeError) any record that is not JSON orjson reads
+        return None
+    if set(map(type, objs)) != {dict} or any(map(dict.__contains__, objs, repeat(fmt.values_field))):
+        return None
+    ts = list(map(dict.get, objs, repeat(tf)))
+    vs = list(map(dict.get, objs, repeat(vf)))
+    t_types, v_types = set(map(type, ts)), set(map(type, vs))
+    if not v_types <= {float, int} or t_types not in ({int}, {float}):  # (bool, None: not plain)
+        return None
+    try:
+        if t_types == {int}:
+            if min(ts) < 0 or max(ts) > _TS_MAX_US:  # (bounds the int before it becomes a float)
+                return None
+            t = np.array(ts, dtype=np.int64)
+        else:
+            t = np.array(ts, dtype=np.float64)
+            if not (t < _ORJSON_BIG).all():
+                return None
+        x = np.array(vs, dtype=np.float64)  # as float(v) each (OverflowError beyond the doubles)
+    except OverflowError:
+        return None
+    us = t * _TS_SCALE[fmt.ts_unit]
+    if not ((us >= 0.0) & (us <= _TS_MAX_US)).all() or not (np.abs(x) < _ORJSON_BIG).all():
+        return None
+    max_sid = fmt.max_series_len
+    if all(keys):  # the Kafka key names the series
+        if set(map(type, keys)) != {bytes}:
+            return None
+        names = {}
+        for k in set(keys):
+            try:
+                sid = k.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+            if len(sid) > max_sid:
+                return None
+            names[k] = sid
+        sids = list(map(names.__getitem__, keys))
+    elif not any(keys):  # the series field does
+        sids = list(map(dict.get, objs, repeat(fmt.series_field)))
+        if set(map(type, sids)) != {str} or not min(map(len, sids)) or max(map(len, sids)) > max_sid:
+            return None
+    else:
+        return None
+    # a repeated key is not a plain reading (see _plain_each)
+    if _count_keys(text) != sum(map(len, objs)):
+        return None
+    return list(zip(sids, np.rint(us).astype(np.int64).tolist(), zip(x.tolist())))
+
+
+def _plain_each(values: list, keys: list, fmt: RecordFormat, width: int | None) -> list:
+    """:func:`decode_plain_readings` record by record."""
+    n = len(values)
+    out: list = [None] * n
+    scale = _TS_SCALE[fmt.ts_unit]
     max_bytes, max_sid = fmt.max_message_bytes, fmt.max_series_len
     sf, tf, vf, vsf, pf = fmt.series_field, fmt.ts_field, fmt.value_field, fmt.values_field, fmt.period_field
     number = _plain_number

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from streams.records import REASONS, RecordError, RecordFormat, decode_record, encode_chunk, encode_reading
@@ -196,6 +196,41 @@ def test_plain_reading_fast_path_agrees_with_decode_record(width, unit):
         assert accepted >= (5 if width in (1, None) else 1)
     elif unit == "iso":
         assert accepted == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=st.lists(st.tuples(st.sampled_from(["a", "b", "é", "a" * 255]), st.integers(0, 7 * 10**9),
+                               st.one_of(st.integers(-10**9, 10**9), st.floats(-1e9, 1e9))), min_size=1, max_size=40),
+       by_key=st.booleans(), unit=st.sampled_from(["ms", "us", "s"]), spaced=st.booleans(),
+       ts_type=st.sampled_from(["int", "float", "both"]),
+       spoil=st.one_of(st.none(), st.tuples(st.integers(0, 39), st.sampled_from(["ts", "value", "series"]),
+                                            st.sampled_from([-1, 7_258_118_400_000_001, 2**63, 2**63 - 1, 2**70,
+                                                             9.3e18, 1e300, 3.0e38, True, None, "1", "", "a" * 256]))))
+def test_a_batch_decoded_by_columns_is_what_each_record_gives(rows, by_key, unit, spaced, ts_type, spoil):
+    """decode_plain_readings reads a batch of plain readings column by column (_plain_columns) when
+    every record qualifies: exactly what the record-by-record loop (_plain_each) gives, and what
+    decode_record gives for each; one spoilt field anywhere sends the batch record by record."""
+    from streams.records import _plain_columns, _plain_each, decode_plain_readings
+
+    fmt = RecordFormat(ts_unit=unit)
+    objs = [{"series": s, "ts": t + 0.25 if ts_type == "float" or ts_type == "both" and i % 2 else t, "value": v}
+            for i, (s, t, v) in enumerate(rows)]
+    if spoil is not None:
+        objs[spoil[0] % len(objs)][spoil[1]] = spoil[2]
+    keys = [o.pop("series").encode() if by_key and type(o["series"]) is str else None for o in objs]
+    values = [json.dumps(o, separators=None if spaced else (",", ":")).encode() for o in objs]
+    each = _plain_each(values, keys, fmt, 1)
+    assert decode_plain_readings(values, keys, fmt, 1) == each
+    cols = _plain_columns(values, keys, fmt, 1)
+    event(f"by columns: {cols is not None}")
+    if cols is not None:
+        assert cols == each and None not in cols
+    elif None not in each:  # every record plain, yet not read by columns: mixed types of a field do that
+        assert len({type(o["ts"]) for o in objs}) == 2 or len({type(o["value"]) for o in objs}) == 2 or None in keys
+    for v, k, got in zip(values, keys, each):
+        if got is not None:
+            r = decode_record(v, k, fmt, 1)
+            assert (r.series, int(r.ts[0]), tuple(r.values[0].tolist())) == got
 
 
 _scalar = st.one_of(st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
