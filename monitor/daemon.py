@@ -100,6 +100,8 @@ class Thresholds:
 #: model calls shorter than this (moving average) run inline: handing a batch to the scoring thread and
 #: back costs up to a GIL switch interval (5 ms) while other Python threads (the Kafka client's) run
 INLINE_SCORE_S = 0.002
+#: batches scored inline are emitted together, up to this many windows at once
+EMIT_WINDOWS = 4096
 
 
 def _timed_score(bundle: Any, X: np.ndarray) -> tuple[Any, float]:
@@ -198,6 +200,8 @@ class Daemon:
         # model call in flight on the scoring thread: (future, take, bundle, thresholds); one at a time
         self._child: Any = None  # monitor.score_process.ScoringProcess of a slow model
         self._inflight: deque = deque()  # (future, windows, bundle, thresholds): at most 2, in order
+        self._scored: list = []  # batches scored inline, emitted together (_emit_scored)
+        self._scored_n = 0  # their windows
         self._scorer: Any = None  # ThreadPoolExecutor(1), started with the first batch that uses it
         self._score_ewma_s = 0.0  # moving average of the model call's seconds (picks inline or threaded)
         self._alerts: dict[str, list] = {}  # series -> [anom_run, normal_run, alert_id|None, start_us, max, partition]
@@ -723,8 +727,15 @@ class Daemon:
             self._pending = pending[i:]
             self._pending_n -= n
             self._score(take)
+        self._emit_scored()
         if not self._pending:
             self._pending_n = 0
+
+    def _emit_scored(self) -> None:
+        """Emit the batches scored inline and not emitted yet (:meth:`_score`), together."""
+        if self._scored:
+            batches, self._scored, self._scored_n = self._scored, [], 0
+            self._emit(batches)
 
     def _score(self, take: list) -> None:
         """Queue a batch for the model on the scoring thread, then emit the batch before it: the main
@@ -737,8 +748,13 @@ class Daemon:
         if self._score_ewma_s < INLINE_SCORE_S:  # a cheap model: a thread handoff costs more than it overlaps
             self._finish_inflight()
             scores, dt = _timed_score(bundle, X)
-            self._emit(take, bundle, self.thresholds, scores, dt)
+            # emitted with the next ones of this drain of the queue (_score_pending), up to EMIT_WINDOWS
+            self._scored.append((take, bundle, self.thresholds, scores, dt))
+            self._scored_n += scores.n
+            if self._scored_n >= EMIT_WINDOWS:
+                self._emit_scored()
             return
+        self._emit_scored()  # (they came before this batch)
         if self._scorer is None:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -779,7 +795,7 @@ class Daemon:
         even when the model failed: the error propagates)."""
         fut, take, bundle, thresholds = self._inflight.popleft()
         scores, dt = fut.result()
-        self._emit(take, bundle, thresholds, scores, dt)
+        self._emit([(take, bundle, thresholds, scores, dt)])
 
     def _finish_inflight(self, done_only: bool = False) -> None:
         """Emit the batches in flight, in order: all of them (waiting for the model), or with
@@ -788,45 +804,73 @@ class Daemon:
         while q and (not done_only or q[0][0].done()):
             self._finish_one()
 
-    def _emit(self, take: list, bundle: Any, thresholds: Any, scores: Any, dt: float) -> None:
-        """Write a scored batch out (score records, alerts, metrics); ``dt``: the model call's seconds."""
-        self.stats["score_s"] += dt
-        self._score_ewma_s += 0.2 * (dt - self._score_ewma_s)
-        flags, thr = thresholds.classify(scores)
+    def _emit(self, batches: list) -> None:
+        """Write scored batches out (score records, alerts, metrics), in order: ``(take, bundle,
+        thresholds, scores, dt)`` each, ``dt`` the model call's seconds. The batches of one call share
+        the records' sending, the producer's wake-up and most metric updates (a cheap model's batches
+        of one poll come together: those costs were a sixth of the daemon's time at stride 1); each
+        keeps its own thresholds (``classify``, the thresholds its records carry), batch metrics and
+        ADWIN update."""
+        bundle = batches[0][1]
+        if any(b is not bundle for _, b, _, _, _ in batches):  # (a reload between them): one bundle a call
+            k = next(i for i, x in enumerate(batches) if x[1] is not bundle)
+            self._emit(batches[:k])
+            self._emit(batches[k:])
+            return
         now_ms = time.time() * 1000.0
         comps = bundle.components
-        flag_list = flags.tolist()
-        enc = ScoreRecordEncoder(comps, {c: round(v, 6) for c, v in thr.items()}, bundle.name, bundle.version, now_ms)
-        out_topic = self.cfg.output.scores_topic
         primary = bundle.alert_components[0]
-        alerts = self._alerts
-        # per window: series, input partition (as JSON) and the timestamp of the record completing it
+        out_topic = self.cfg.output.scores_topic
+        m = self.metrics
+        # per window: series, flag, end, primary score, input partition; record timestamps; records
         series_ids: list[str] = []
-        in_part: list[str] = []
+        flag_list: list[bool] = []
+        end_list: list[int] = []
+        primary_list: list[float] = []
+        tps: list = []
         rec_ts: list = []
-        for b, ts in take:
-            series_ids.extend(b.window_series())
-            in_part.extend([str(b.partition.partition)] * len(b))
-            rec_ts.extend(ts)
-        n = len(series_ids)
-        ends = np.concatenate([b.end_ts for b, _ in take]) if len(take) > 1 else take[0][0].end_ts
-        starts = np.concatenate([b.start_ts for b, _ in take]) if len(take) > 1 else take[0][0].start_ts
-        end_list = ends.tolist()
-        n_anom = int(flags.sum())
-        if alerts or n_anom:  # hysteresis, in window order, for series with alert state or an anomalous window
-            watch = set(alerts)
-            watch.update(series_ids[j] for j in np.flatnonzero(flags).tolist())
-            tps = [b.partition for b, _ in take for _ in range(len(b))]
-            primary_col = scores[primary].tolist()
-            for j, series in enumerate(series_ids):
-                if series in watch:
-                    self._hysteresis(series, tps[j], end_list[j], bool(flag_list[j]), primary_col[j])
+        values: list[bytes] = []
+        score_cols: dict[str, list] = {c: [] for c in comps}
+        enc, enc_thr = None, None
+        n_anom = 0
+        for take, _, thresholds, scores, dt in batches:
+            self.stats["score_s"] += dt
+            self._score_ewma_s += 0.2 * (dt - self._score_ewma_s)
+            flags, thr = thresholds.classify(scores)
+            thr = {c: round(v, 6) for c, v in thr.items()}
+            if thr != enc_thr:
+                enc, enc_thr = ScoreRecordEncoder(comps, thr, bundle.name, bundle.version, now_ms), thr
+            sids: list[str] = []
+            in_part: list[str] = []
+            for b, ts in take:
+                sids.extend(b.window_series())
+                in_part.extend([str(b.partition.partition)] * len(b))
+                tps.extend([b.partition] * len(b))
+                rec_ts.extend(ts)
+            ends = np.concatenate([b.end_ts for b, _ in take]) if len(take) > 1 else take[0][0].end_ts
+            starts = np.concatenate([b.start_ts for b, _ in take]) if len(take) > 1 else take[0][0].start_ts
+            ends_i, flags_i = ends.tolist(), flags.tolist()
+            # every number of the batch's records written as JSON, one C call per column
+            values.extend(enc.batch_records(series_json(sids), number_strings(ends_i), ms_strings(starts),
+                                            ms_strings(ends), [number_strings(scores[c]) for c in comps], flags_i,
+                                            in_part))
+            anom = int(flags.sum())
+            n_anom += anom
+            series_ids.extend(sids)
+            flag_list.extend(flags_i)
+            end_list.extend(ends_i)
+            primary_list.extend(scores[primary].tolist())
+            for c in comps:
+                score_cols[c].append(scores[c])
+            m.observe_batch(bundle.name, len(sids), dt, anom)
+            self._watch_drift(bundle, primary, scores[primary])
+        if self._alerts or n_anom:  # hysteresis, in window order, for series with alert state or an anomalous window
+            watch = set(self._alerts)
+            watch.update(series_ids[j] for j in np.flatnonzero(flag_list).tolist())
+            for j in np.flatnonzero(list(map(watch.__contains__, series_ids))).tolist():
+                self._hysteresis(series_ids[j], tps[j], end_list[j], flag_list[j], primary_list[j])
             self._send_alerts()
-        # every number of the batch's records written as JSON, one C call per column
-        end_s, start_ms, end_ms = number_strings(end_list), ms_strings(starts), ms_strings(ends)
-        score_s = [number_strings(scores[c]) for c in comps]
-        values = enc.batch_records(series_json(series_ids), end_s, start_ms, end_ms, score_s, flag_list,
-                                   in_part)
+        n = len(series_ids)
         self._send_keyed(out_topic, list(map(str.encode, series_ids)), values)
         self.sink.wake()  # once: the sender drains every partition's new records in one request
         ts_a = np.asarray(rec_ts, dtype=float)  # (None, no timestamp: NaN)
@@ -835,26 +879,29 @@ class Daemon:
             self.latencies.extend(lat.tolist())
         self.stats["windows"] += n
         self.last_scored_at = time.monotonic()
-        self.stats["batches"] += 1
-        m = self.metrics
+        self.stats["batches"] += len(batches)
         m.record_produced(out_topic, n)
-        m.observe_batch(bundle.name, n, dt, n_anom)
         if lat.size:
             m.observe_latency(bundle.name, lat)
         for c in comps:
-            m.observe_scores(bundle.name, c, scores[c])
-        for c, v in thresholds.current().items():
+            col = score_cols[c]
+            m.observe_scores(bundle.name, c, np.concatenate(col) if len(col) > 1 else col[0])
+        for c, v in batches[-1][2].current().items():
             m.set_threshold(bundle.name, c, v)
-        m.observe_series(bundle.name, series_ids, scores[primary], component=primary)
-        if self.adwin is not None:
-            v = float(np.mean(scores[primary]))
-            if math.isfinite(v):
-                self.adwin.update(v)
-                if self.adwin.drift_detected:
-                    self.stats["drift"] += 1
-                    m.drift(bundle.name, primary)
-                    log.warning("score drift detected (ADWIN)", extra={"model": bundle.name, "component": primary,
-                                                                        "mean_score": round(v, 4)})
+        m.observe_series(bundle.name, series_ids, np.asarray(primary_list, dtype=float), component=primary)
+
+    def _watch_drift(self, bundle: Any, component: str, scores: Any) -> None:
+        """Feed a batch's mean score to ADWIN (``scoring.drift``); count and log a drift it detects."""
+        if self.adwin is None:
+            return
+        v = float(np.mean(scores))
+        if math.isfinite(v):
+            self.adwin.update(v)
+            if self.adwin.drift_detected:
+                self.stats["drift"] += 1
+                self.metrics.drift(bundle.name, component)
+                log.warning("score drift detected (ADWIN)", extra={"model": bundle.name, "component": component,
+                                                                    "mean_score": round(v, 4)})
 
     def _hysteresis(self, series: str, tp: Any, end_us: int, anomalous: bool, score: float) -> None:
         sc = self.cfg.scoring
@@ -1012,6 +1059,7 @@ class Daemon:
         self._sink_stale = True
         self._pending.clear()
         self._pending_n = 0
+        self._scored, self._scored_n = [], 0
         for tp in list(self._owned):
             self.windower.assign(tp, self._last_snap.get(tp, {}))
             off = self._last_commit.get(tp)

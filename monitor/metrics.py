@@ -46,6 +46,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -83,6 +84,8 @@ class _TopSeriesCollector:
                 fam.add_metric([model, s], v)
         yield fam
 
+
+_VALUE = itemgetter(1)
 
 #: Prefix of every anomon metric.
 NAMESPACE = "anomon"
@@ -440,16 +443,23 @@ class AnomonMetrics:
         now = time.time() if now is None else now
         keep = 2 * self.top_k
         ranked = np.where(np.isfinite(scores), scores, -np.inf)
-        # only the batch's own best `keep` can enter the candidate set
-        order = np.argpartition(ranked, -keep)[-keep:] if ranked.size > keep else np.arange(ranked.size)
-        best = ranked[order].tolist()
+        # only the batch's best `keep` series can enter the candidate set: each series' max, taken from
+        # the batch's top windows (all of them when those hold fewer than `keep` series)
+        n = ranked.size
+        m = min(n, 8 * keep)
+        idx = np.argpartition(ranked, n - m)[n - m:] if n > m else np.arange(n)
+        idx = idx[np.argsort(ranked[idx], kind="stable")]
+        best = dict(zip(map(series.__getitem__, idx.tolist()), ranked[idx].tolist()))  # (ascending: the max stays)
+        if len(best) < keep and m < n:
+            idx = np.argsort(ranked, kind="stable")
+            best = dict(zip(map(series.__getitem__, idx.tolist()), ranked[idx].tolist()))
         with self._lock:
             cand = self._top.setdefault(model, {})
             window = self.top_k_window_s
-            for i, v in zip(order.tolist(), best):
+            for s, v in heapq.nlargest(keep, best.items(), key=_VALUE):
                 if v == -math.inf:
                     continue
-                s = str(series[i])
+                s = str(s)
                 old = cand.get(s)
                 if old is None or v >= old[0] or now - old[1] > window:
                     cand[s] = (v, now)
