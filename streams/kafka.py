@@ -731,9 +731,11 @@ class Source:
         if self._consumer is None:
             self._consumer = KafkaConsumer(**self._config)
             if self.fast_fetch:
-                from streams.kafka_fetch import install_fast_fetch
+                from streams.kafka_fetch import SPEEDUPS, install_fast_fetch
 
                 self.fast_fetch = install_fast_fetch(self._consumer)
+                log.debug("record decoder: %s", ("C loop" if SPEEDUPS else "Python loop") if self.fast_fetch
+                          else "kafka-python's")
             self._consumer.subscribe(self.topics, listener=_Listener(self))
         return self
 

@@ -38,6 +38,29 @@ log = logging.getLogger(__name__)
 
 _new = tuple.__new__
 
+try:  # the same loop in C (streams/_fetch_speedups.c), where the install could build it
+    from streams._fetch_speedups import decode_records as _c_decode_records
+except ImportError:  # pragma: no cover - a machine without a C compiler
+    _c_decode_records = None
+
+#: whether the C loop of :func:`decode_records` is in use
+SPEEDUPS = _c_decode_records is not None and len(ConsumerRecord._fields) == 13
+
+
+def read_records(buf: bytes, pos: int, n: int, base_offset: int, first_ts: int, fixed_ts: int | None,
+                 topic: str, partition: int, leader_epoch: int) -> tuple[list, int]:
+    """:func:`decode_records`, by its C loop where that is built (~0.25 against ~1.3 µs a record);
+    the Python loop reads what the C loop does not read exactly (and raises its errors)."""
+    if SPEEDUPS:
+        try:
+            got = _c_decode_records(buf, pos, n, base_offset, first_ts, fixed_ts, topic, partition, leader_epoch,
+                                    ConsumerRecord)
+        except OverflowError:  # (an offset or timestamp argument beyond 64 bits)
+            got = None
+        if got is not None:
+            return got
+    return decode_records(buf, pos, n, base_offset, first_ts, fixed_ts, topic, partition, leader_epoch)
+
 
 def _headers(buf: bytes, pos: int, count: int) -> tuple[list, int, int]:
     """``count`` record headers from ``pos``: (headers, next position, serialized size)."""
@@ -204,7 +227,7 @@ class FastPartitionRecords(Fetcher.PartitionRecords):
                 batch._maybe_uncompress()
                 buf = batch._buffer
                 start = batch._pos
-                recs, size = decode_records(buf if type(buf) is bytes else bytes(buf), start, batch.records_count,
+                recs, size = read_records(buf if type(buf) is bytes else bytes(buf), start, batch.records_count,
                                             batch.base_offset, batch.first_timestamp,
                                             batch.max_timestamp if batch.timestamp_type == 1 else None,
                                             tp.topic, tp.partition, self.leader_epoch)

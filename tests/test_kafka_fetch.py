@@ -2,11 +2,12 @@
 consumer relies on it; a regression test for a kafka-python upgrade), and a real broker's fetches too."""
 from __future__ import annotations
 
+import os
 import struct
 
 import hypothesis.strategies as st
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from kafka.consumer.fetcher import Fetcher
 from kafka.errors import CorruptRecordError
 from kafka.record import MemoryRecords
@@ -14,7 +15,8 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.util import calc_crc32c
 from kafka.structs import TopicPartition
 
-from streams.kafka_fetch import FastPartitionRecords, _self_test, install_fast_fetch
+import streams.kafka_fetch
+from streams.kafka_fetch import FastPartitionRecords, _self_test, decode_records, install_fast_fetch
 
 TP = TopicPartition("readings", 2)
 T0 = 1_700_000_000_000
@@ -37,6 +39,22 @@ def _batch(base: int, records: list, *, codec: int = 0, log_append: bool = False
         struct.pack_into(">i", buf, _LAST_DELTA_AT, len(records) - 1 + removed_tail)
         struct.pack_into(">I", buf, _CRC_AT, calc_crc32c(bytes(buf[_ATTR_AT:])))
     return bytes(buf)
+
+
+@pytest.fixture(params=["c", "python"])
+def loop(request, monkeypatch):
+    """Each test runs with the C loop of decode_records (streams/_fetch_speedups.c; CI builds it) and
+    with the Python loop."""
+    if request.param == "c":
+        if streams.kafka_fetch._c_decode_records is None:
+            msg = "the C loop (streams/_fetch_speedups.c) is not built: `pip install -e .` with a C compiler"
+            if os.environ.get("ANOMON_CI_STRICT") == "1":
+                pytest.fail(msg + " -- required because ANOMON_CI_STRICT=1")
+            pytest.skip(msg)
+        assert streams.kafka_fetch.SPEEDUPS
+    else:
+        monkeypatch.setattr(streams.kafka_fetch, "SPEEDUPS", False)
+    return request.param
 
 
 def _drain(cls, data: bytes, fetch_offset: int, step: int | None):
@@ -65,9 +83,10 @@ batches = st.lists(st.tuples(records, st.sampled_from([0, 1]), st.booleans(), st
                    max_size=4)
 
 
-@settings(max_examples=120, deadline=None)
+# (the loop fixture is the same for every example of a test: resetting it between them changes nothing)
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batches=batches, base=st.integers(0, 2**40), skip=st.integers(0, 30), step=st.sampled_from([None, 1, 7]))
-def test_fast_records_are_kafka_pythons(batches, base, skip, step):
+def test_fast_records_are_kafka_pythons(loop, batches, base, skip, step):
     """Offsets, timestamps (create and log-append time), keys, values, headers, sizes, gzip batches,
     control batches, a fetch offset inside the first batch, take(n) in pieces, and the counters."""
     chunks, off = [], base
@@ -83,9 +102,9 @@ def test_fast_records_are_kafka_pythons(batches, base, skip, step):
     assert got == want
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(at=st.integers(0, 10_000), byte=st.integers(0, 255), cut=st.integers(0, 3))
-def test_corrupt_records_raise_as_kafka_python_does(at, byte, cut):
+def test_corrupt_records_raise_as_kafka_python_does(loop, at, byte, cut):
     """A batch whose records are damaged (with a valid CRC, so the damage reaches the record reader):
     the fast reader raises CorruptRecordError whenever kafka-python does, and otherwise reads the same."""
     recs = [(T0 + 40 * i, b"key-%d" % i, b"x" * (3 * i), [("h", b"v")] if i % 4 == 0 else []) for i in range(60)]
@@ -103,6 +122,38 @@ def test_corrupt_records_raise_as_kafka_python_does(at, byte, cut):
     else:
         assert want[1] is CorruptRecordError and got[1] is CorruptRecordError
         assert got[0] == want[0][:len(got[0])]  # what it did return is what kafka-python returned
+
+
+@settings(max_examples=300, deadline=None)
+@given(records=records, at=st.integers(0, 10_000), byte=st.integers(0, 255), cut=st.integers(-3, 3),
+       log_append=st.booleans(), base=st.sampled_from([0, 2**40, 2**63 - 30]))
+def test_the_c_loop_reads_what_the_python_loop_reads_or_leaves_it(records, at, byte, cut, log_append, base):
+    """On any records part, intact or with a byte changed, cut short or extended: the C loop gives the
+    Python loop's records and size, or None where the Python loop raises (or for what it does not
+    read exactly: an offset beyond 64 bits, a varint of 10 bytes), never another result."""
+    c_loop = streams.kafka_fetch._c_decode_records
+    if c_loop is None:
+        pytest.skip("the C loop (streams/_fetch_speedups.c) is not built")
+    from kafka.consumer.fetcher import ConsumerRecord
+
+    buf = bytearray(_batch(0, [(T0 + ts, k, v, h) for ts, k, v, h in records], log_append=log_append))
+    if at % 3:  # two in three: damaged
+        buf[61 + at % (len(buf) - 61)] = byte
+    if cut > 0:
+        del buf[len(buf) - cut:]
+    elif cut < 0:
+        buf += bytes([byte]) * -cut
+    args = (bytes(buf), 61, len(records), base, T0, T0 + 7 if log_append else None, "t", 3, 0)
+    try:
+        want = decode_records(*args)
+    except CorruptRecordError:
+        want = None
+    got = c_loop(*args, ConsumerRecord)
+    assert got is None or got == want
+    if want is None:
+        assert got is None
+    elif at % 3 == 0 and cut == 0 and base < 2**62:
+        assert got == want  # an intact batch: the C loop reads it
 
 
 class _Text:
