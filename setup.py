@@ -1,7 +1,10 @@
-"""The project's metadata is in pyproject.toml; this adds the optional C loop of the Kafka record
-decoder (streams/_fetch_speedups.c). A machine without a C compiler installs anomon without it, and
-anomon then decodes records in Python (streams.kafka_fetch), with the same results."""
+"""The project's metadata is in pyproject.toml; this adds two optional C loops: the Kafka record
+decoder's (streams/_fetch_speedups.c) and the windower's (streams/_window_speedups.c). A machine
+without a C compiler installs anomon without them, and anomon then runs those loops in Python
+(streams.kafka_fetch, streams.windowing), with the same results."""
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("streams._fetch_speedups", ["streams/_fetch_speedups.c"], optional=True,
-                             extra_compile_args=["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"])])
+_FLAGS = ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+
+setup(ext_modules=[Extension(f"streams.{name}", [f"streams/{name}.c"], optional=True, extra_compile_args=_FLAGS)
+                   for name in ("_fetch_speedups", "_window_speedups")])

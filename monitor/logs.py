@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
@@ -39,6 +40,53 @@ class _WorkerFilter(logging.Filter):
         return True
 
 
+class SlowTaskDigest(logging.Filter):
+    """kafka-python's network thread warns each time one of its tasks ran over 0.1 s ("It is blocking
+    the event loop"). In a CPU-bound daemon that is every few seconds: its tasks wait for the
+    interpreter lock that the daemon's own thread holds (at stride 1, ~85 % of the time), which
+    says nothing new. The first warning passes; the next ones in ``every_s`` are counted and told
+    as one line (how many, the longest) with the next warning after that.
+
+    >>> f = SlowTaskDigest(every_s=60.0)
+    >>> def rec(s):
+    ...     return logging.makeLogRecord({"msg": f"Task <T> ran for {s}s (>0.100s threshold). It is "
+    ...                                          "blocking the event loop -- likely a tight sync loop"})
+    >>> [f.filter(rec(x)) for x in ("0.117", "0.392", "0.105")]
+    [True, False, False]
+    >>> f._last -= 61; r = rec("0.120"); f.filter(r), r.getMessage()[:91]
+    (True, 'kafka-python network thread: 3 tasks over its 0.1 s threshold in 61 s, the longest 0.392 s;')
+    """
+
+    _PATTERN = re.compile(r"ran for ([0-9.]+)s .*blocking the event loop")
+
+    def __init__(self, every_s: float = 60.0):
+        super().__init__()
+        self.every_s = every_s
+        self._last: float | None = None  # (monotonic) when one last went out
+        self._count = 0
+        self._longest = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        m = self._PATTERN.search(record.getMessage())
+        if m is None:
+            return True
+        now = time.monotonic()
+        self._count += 1
+        self._longest = max(self._longest, float(m.group(1)))
+        if self._last is None:
+            self._last, self._count, self._longest = now, 0, 0.0
+            return True
+        if now - self._last < self.every_s:
+            return False
+        record.msg = (f"kafka-python network thread: {self._count} tasks over its 0.1 s threshold in "
+                      f"{now - self._last:.0f} s, the longest {self._longest:.3f} s; this process is "
+                      "CPU-bound (its own thread holds the interpreter), see anomon_* throughput and lag "
+                      "metrics, or run --workers N")
+        record.args = None
+        self._last, self._count, self._longest = now, 0, 0.0
+        return True
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     import os
 
@@ -55,3 +103,6 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
+    selector = logging.getLogger("kafka.net.selector")
+    selector.filters[:] = [f for f in selector.filters if not isinstance(f, SlowTaskDigest)]
+    selector.addFilter(SlowTaskDigest())

@@ -213,6 +213,15 @@ class _Reorder:
 #: packed state: header (smallest offset still needed or -1, start ts of the next window or -1), then zlib
 _PACK_HEAD = struct.Struct("<qq")
 #: one block entry of the state buffer (start ts, smallest offset), and one int64 of it
+try:  # the fast path of Windower.add_values in C (streams/_window_speedups.c), where the install built it
+    from streams._window_speedups import add_plain as _c_add_plain
+except ImportError:  # pragma: no cover - a machine without a C compiler
+    _c_add_plain = None
+if sys.byteorder != "little":  # (it writes the state's int64 and float32 in the machine's order)
+    _c_add_plain = None
+#: what the fast path of add_values says of the item it stopped at (the C loop and its Python twin)
+_DONE, _SLOW, _DUPLICATE, _LATE = 0, 1, 2, 3
+
 _BLOCK = struct.Struct("<qq")
 _Q = struct.Struct("<q")
 #: blocks whose smallest offsets are merged (to their minimum) when a series is packed
@@ -429,48 +438,87 @@ class Windower:
         if series_map is None:
             self.assign(partition)
             series_map = self._parts[partition]
-        C = self.spec.channels
-        fast = self._lat_us == 0
+        spec = self.spec
+        T, S, C, nb = spec.length, spec.stride, spec.channels, self._nb
+        gap = -1 if self._gap_us is None else self._gap_us
         now = self.clock.now()
-        admit, append = self._admit_one, self._append_raw
         last_off = self._next_off.get(partition, 0)
-        done: list = []  # per window: (window bytes, start, end, offset, series, item index)
-        done_append = done.append
-        for i, (off, sid, t, row) in enumerate(items):
-            st = series_map.get(sid) if fast else None
-            if st is None or type(st.buf) is bytes or st.resume_ts >= 0 or len(row) != C:
-                if done:  # keep the windows in item order
-                    wins.append(self._multi_batch(partition, done))
-                    done = []
-                    done_append = done.append
-                b, r = self.add(partition, off, Readings(sid, np.array([t], dtype=np.int64), np.array([row], dtype=np.float64)))
+        acc: tuple = (bytearray(), [], [], [], [], [])  # windows: float32 bytes, starts, ends, offsets, series, items
+        c_loop = _c_add_plain if self._lat_us == 0 else None
+        i, n = 0, len(items)
+        while i < n:
+            code = _SLOW
+            if c_loop is not None:
+                i, last_off, code = c_loop(series_map, items, i, now, T, S, C, nb, gap, last_off, *acc)
+                if code == _DONE:
+                    break
+            if code == _SLOW and self._lat_us == 0:  # (the Python loop: an item the C loop leaves may still be plain)
+                i, last_off, code = self._add_plain(series_map, items, i, n if c_loop is None else i + 1, now, gap,
+                                                    last_off, *acc)
+                if code == _DONE:
+                    continue
+            sid = items[i][1]
+            if code == _DUPLICATE:
+                rejs.append((i, Rejection("duplicate", 1, f"timestamp already seen for series {sid!r}")))
+            elif code == _LATE:
+                rejs.append((i, Rejection("late", 1, f"older than the last reading for series {sid!r}")))
+            else:  # through add(), after the windows so far (they stay in item order)
+                if acc[1]:
+                    wins.append(self._acc_batch(partition, acc))
+                    acc = (bytearray(), [], [], [], [], [])
+                off, _, t, row = items[i]
+                b, r = self.add(partition, off, Readings(sid, np.array([t], dtype=np.int64),
+                                                         np.array([row], dtype=np.float64)))
                 wins.extend(([i] * len(x), x) for x in b)
                 rejs.extend((i, x) for x in r)
-                continue
+            i += 1
+        if acc[1]:
+            wins.append(self._acc_batch(partition, acc))
+        if last_off > self._next_off.get(partition, 0):
+            self._next_off[partition] = last_off
+        return wins, rejs
+
+    def _add_plain(self, series_map: dict, items: list, i: int, end: int, now: float, gap: int, last_off: int,
+                   out: bytearray, starts: list, ends: list, offs: list, sids: list, idx: list) -> tuple[int, int, int]:
+        """The fast path of :meth:`add_values` over ``items[i:end]`` (the C loop's Python twin, same
+        arguments and result): a known, unpacked series without a resume point and a row of
+        ``channels`` numbers; stops at the first other item, or a duplicate or late one."""
+        C = self.spec.channels
+        append = self._append_raw
+        while i < end:
+            off, sid, t, row = items[i]
+            st = series_map.get(sid)
+            if st is None or type(st.buf) is bytes or st.resume_ts >= 0 or len(row) != C:
+                return i, last_off, _SLOW
             if off >= last_off:
                 last_off = off + 1
             if st.seen != now:
                 st.seen = now
                 del series_map[sid]  # re-insert: dicts keep insertion order, so the front is the idlest
                 series_map[sid] = st
-            rj = admit(st, sid, t)
-            if rj is not None:
-                rejs.append((i, rj))
-                continue
+            last = st.last_ts  # (_admit_one)
+            if t <= last:
+                return i, last_off, _DUPLICATE if t == last else _LATE
+            if gap >= 0 and st.n and t - last > gap:
+                st.n = st.w_next = 0
             x = append(st, t, row, off)
             if x is not None:
-                done_append((x[0], x[1], t, off, sid, i))
-        if done:
-            wins.append(self._multi_batch(partition, done))
-        if last_off > self._next_off.get(partition, 0):
-            self._next_off[partition] = last_off
-        return wins, rejs
+                out += x[0]
+                starts.append(x[1])
+                ends.append(t)
+                offs.append(off)
+                sids.append(sid)
+                idx.append(i)
+            i += 1
+        return i, last_off, _DONE
 
-    def _multi_batch(self, partition: Any, done: list) -> tuple[list, MultiSeriesBatch]:
-        """The windows :meth:`add_values` collected (``(bytes, start, end, offset, series, item)`` each, in
+    def _acc_batch(self, partition: Any, acc: tuple) -> tuple[list, MultiSeriesBatch]:
+        """The windows :meth:`add_values` collected (``(bytes, starts, ends, offsets, series, items)``, in
         completion order) as ``(item indices, MultiSeriesBatch)``."""
-        xs, starts, ends, offs, sids, idx = zip(*done)
-        return list(idx), self._raw_batch(MultiSeriesBatch, list(sids), partition, xs, starts, ends, offs)
+        out, starts, ends, offs, sids, idx = acc
+        X = np.frombuffer(out, np.float32).reshape(len(idx), self.spec.length, self.spec.channels)
+        return idx, MultiSeriesBatch(sids, partition, X, np.array(starts, dtype=np.int64),
+                                     np.array(ends, dtype=np.int64), np.array(offs, dtype=np.int64))
 
     @staticmethod
     def _sorted_unique(ts, vals):

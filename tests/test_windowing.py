@@ -1,9 +1,11 @@
 """Windowing: order, lateness, duplicates, gaps, TTL, committable offsets, resume after a restart."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.records import Readings
@@ -337,21 +339,48 @@ def _drive(w: Windower, clock: ManualClock, items: list, fast: bool, chunk: int,
     return trace
 
 
-@settings(max_examples=60, deadline=None)
-@given(T=st.integers(1, 6), S=st.integers(1, 7), C=st.integers(1, 3), gap=st.sampled_from([None, 3.0]),
-       lateness=st.sampled_from([0.0, 2.0]), chunk=st.integers(1, 9), pack_every=st.sampled_from([0, 2]),
-       seed=st.integers(0, 10_000))
-def test_add_values_equals_add_one_reading_at_a_time(T, S, C, gap, lateness, chunk, pack_every, seed):
-    """The single-reading fast path gives exactly what add() gives: windows (values, times, offsets),
-    rejections (late, duplicate) with their messages, committable offsets and resume snapshots;
-    with gaps, lateness (delegated), packed states and resume points in between."""
-    rng = np.random.default_rng(seed)
+@pytest.fixture(params=["c", "python"])
+def loop(request, monkeypatch):
+    """The fast path of add_values with its C loop (streams/_window_speedups.c; CI builds it) and with
+    its Python loop."""
+    import streams.windowing
+
+    if request.param == "c":
+        if streams.windowing._c_add_plain is None:
+            msg = "the C loop (streams/_window_speedups.c) is not built: `pip install -e .` with a C compiler"
+            if os.environ.get("ANOMON_CI_STRICT") == "1":
+                pytest.fail(msg + " -- required because ANOMON_CI_STRICT=1")
+            pytest.skip(msg)
+    else:
+        monkeypatch.setattr(streams.windowing, "_c_add_plain", None)
+    return request.param
+
+
+def _items(rng, n: int, C: int, odd_rows: bool) -> list:
+    """Single readings of three series with duplicates, late ones and gaps; with ``odd_rows`` also rows
+    of ints and rows of the wrong width (the C loop leaves both to the Python code)."""
     items, last = [], {}
-    for off in range(120):
+    for off in range(n):
         sid = f"s{rng.integers(0, 3)}"
         t = last.get(sid, 0) + int(rng.choice([1000, 1000, 1000, 0, -1000, 5000]))  # dup, late, gap
         last[sid] = max(last.get(sid, 0), t)
-        items.append((off, sid, max(t, 0), tuple(float(x) for x in rng.normal(size=C).astype(np.float32))))
+        row = tuple(float(x) for x in rng.normal(size=C).astype(np.float32))
+        if odd_rows and rng.random() < 0.1:
+            row = tuple(int(x) for x in rng.integers(-3, 3, size=C)) if rng.random() < 0.5 else row + (1.0,)
+        items.append((off, sid, max(t, 0), row))
+    return items
+
+
+# (the loop fixture is the same for every example: resetting it between them changes nothing)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(T=st.integers(1, 6), S=st.integers(1, 7), C=st.integers(1, 3), gap=st.sampled_from([None, 3.0]),
+       lateness=st.sampled_from([0.0, 2.0]), chunk=st.integers(1, 9), pack_every=st.sampled_from([0, 2]),
+       seed=st.integers(0, 10_000))
+def test_add_values_equals_add_one_reading_at_a_time(loop, T, S, C, gap, lateness, chunk, pack_every, seed):
+    """The single-reading fast path gives exactly what add() gives: windows (values, times, offsets),
+    rejections (late, duplicate) with their messages, committable offsets and resume snapshots;
+    with gaps, lateness (delegated), packed states and resume points in between."""
+    items = _items(np.random.default_rng(seed), 120, C, odd_rows=False)
     spec = WindowSpec(length=T, stride=S, channels=C, gap_ms=gap, lateness_ms=lateness)
     traces = []
     for fast in (False, True):
@@ -360,6 +389,43 @@ def test_add_values_equals_add_one_reading_at_a_time(T, S, C, gap, lateness, chu
         w.assign(0, resume={"s1": [4000, 1]})
         traces.append(_drive(w, clock, items, fast, chunk, pack_every))
     assert traces[0] == traces[1]
+
+
+@settings(max_examples=80, deadline=None)
+@given(T=st.integers(1, 6), S=st.integers(1, 7), C=st.integers(1, 3), gap=st.sampled_from([None, 3.0]),
+       chunk=st.integers(1, 40), pack_every=st.sampled_from([0, 2]), seed=st.integers(0, 10_000))
+def test_the_c_loop_of_add_values_gives_what_its_python_loop_gives(T, S, C, gap, chunk, pack_every, seed):
+    """add_values with the C loop and with the Python loop: the same window batches (same grouping,
+    values, times, offsets, item indices), rejections, committable offsets, snapshots and series
+    order (least recently seen first), with ints and wrong widths among the rows."""
+    import streams.windowing
+
+    c_loop = streams.windowing._c_add_plain
+    if c_loop is None:
+        pytest.skip("the C loop (streams/_window_speedups.c) is not built")
+    items = _items(np.random.default_rng(seed), 150, C, odd_rows=True)
+    spec = WindowSpec(length=T, stride=S, channels=C, gap_ms=gap)
+    runs = []
+    for use in (c_loop, None):
+        streams.windowing._c_add_plain = use
+        try:
+            clock = ManualClock()
+            w = Windower(spec, clock=clock)
+            w.assign(0, resume={"s1": [4000, 1]})
+            run = []
+            for k, lo in enumerate(range(0, len(items), chunk)):
+                wins, rejs = w.add_values(0, items[lo:lo + chunk])
+                run.append(([(idx, b.window_series(), b.X.tolist(), b.start_ts.tolist(), b.end_ts.tolist(),
+                              b.end_offset.tolist()) for idx, b in wins],
+                            [(i, r.reason, r.count, r.message) for i, r in rejs],
+                            w.committable(0), w.snapshot(0), list(w._parts[0])))
+                clock.advance(1.0)
+                if pack_every and k % pack_every == 1:
+                    w.pack_idle(0.5)
+            runs.append(run)
+        finally:
+            streams.windowing._c_add_plain = c_loop
+    assert runs[0] == runs[1]
 
 
 @pytest.mark.parametrize("T,S,gap", [(16, 1, None), (16, 5, None), (12, 12, 2.5), (140, 1, None), (7, 3, 1.5)])

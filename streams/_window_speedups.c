@@ -1,0 +1,245 @@
+/* The per-reading loop of streams.windowing.Windower.add_values in C (optional: anomon runs without it).
+ *
+ * add_plain(series_map, items, i, now, T, S, C, nb, gap_us, last_off, out, starts, ends, offs, sids, idx)
+ * goes through items[i:] ((offset, series, ts_us, row) each) while each item takes the windower's
+ * fast path: its series is known (series_map[series], a _Series with an unpacked bytearray buffer and
+ * no resume point) and its row has C numbers. For each such item it does what the Python loop does:
+ * the partition's next offset, the series' last-seen time (re-inserting it at the end of series_map),
+ * the duplicate / late check, the gap restart, and the append to the series' ring (_append_raw); a
+ * completed window's float32 bytes go to the bytearray `out`, its start, end, offset, series and item
+ * index to the five lists. It stops at the first item it does not handle and returns
+ * (index, last_off, code): code 0 all done, 1 items[index] needs the Python path, 2 items[index] is
+ * a duplicate, 3 items[index] is late (nothing of a stopping item is changed, except the next offset
+ * for a duplicate or late one, as in Python).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+static PyObject *s_buf, *s_n, *s_w_next, *s_last_ts, *s_seen, *s_resume_ts;
+
+enum { DONE = 0, SLOW = 1, DUPLICATE = 2, LATE = 3 };
+
+/* an int attribute of a _Series as int64; -1 with an exception set on failure */
+static int
+get_i64(PyObject *obj, PyObject *name, int64_t *out)
+{
+    PyObject *v = PyObject_GetAttr(obj, name);
+    if (v == NULL)
+        return -1;
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    Py_DECREF(v);
+    if (x == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow) {
+        PyErr_SetString(PyExc_OverflowError, "window state beyond 64 bits");
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+static int
+set_i64(PyObject *obj, PyObject *name, int64_t value)
+{
+    PyObject *v = PyLong_FromLongLong(value);
+    if (v == NULL)
+        return -1;
+    int r = PyObject_SetAttr(obj, name, v);
+    Py_DECREF(v);
+    return r;
+}
+
+static inline int64_t
+load_i64(const char *p)
+{
+    int64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+static inline void
+store_i64(char *p, int64_t v)
+{
+    memcpy(p, &v, 8);
+}
+
+/* append obj to list; -1 on failure. Steals the reference of obj. */
+static inline int
+append_new(PyObject *list, PyObject *obj)
+{
+    if (obj == NULL)
+        return -1;
+    int r = PyList_Append(list, obj);
+    Py_DECREF(obj);
+    return r;
+}
+
+static PyObject *
+add_plain(PyObject *self, PyObject *args)
+{
+    PyObject *series_map, *items, *now, *out, *starts, *ends, *offs, *sids, *idx;
+    Py_ssize_t i, T, S, C, nb;
+    long long gap_us, last_off;
+    if (!PyArg_ParseTuple(args, "O!O!nOnnnnLLO!O!O!O!O!O!:add_plain", &PyDict_Type, &series_map, &PyList_Type, &items,
+                          &i, &now, &T, &S, &C, &nb, &gap_us, &last_off, &PyByteArray_Type, &out, &PyList_Type,
+                          &starts, &PyList_Type, &ends, &PyList_Type, &offs, &PyList_Type, &sids, &PyList_Type, &idx))
+        return NULL;
+    if (T < 1 || S < 1 || C < 1 || nb < 1 || i < 0) {
+        PyErr_SetString(PyExc_ValueError, "add_plain: bad window spec");
+        return NULL;
+    }
+    const Py_ssize_t rb = 4 * C, ring_off = 16 * nb, size = 16 * nb + 4 * T * C;
+    float row_f[64];
+    if (C > 64)
+        return Py_BuildValue("(nLi)", i, last_off, SLOW);
+    int code = DONE;
+    Py_ssize_t n_items = PyList_GET_SIZE(items);
+    for (; i < n_items; i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 4) {
+            code = SLOW;
+            break;
+        }
+        PyObject *off_o = PyTuple_GET_ITEM(item, 0), *sid = PyTuple_GET_ITEM(item, 1);
+        PyObject *t_o = PyTuple_GET_ITEM(item, 2), *row = PyTuple_GET_ITEM(item, 3);
+        PyObject *st = PyDict_GetItemWithError(series_map, sid); /* borrowed */
+        if (st == NULL) {
+            if (PyErr_Occurred())
+                return NULL;
+            code = SLOW;
+            break;
+        }
+        if (!PyTuple_CheckExact(row) || PyTuple_GET_SIZE(row) != C || !PyLong_CheckExact(off_o) ||
+            !PyLong_CheckExact(t_o)) {
+            code = SLOW;
+            break;
+        }
+        int ovf1 = 0, ovf2 = 0;
+        long long off = PyLong_AsLongLongAndOverflow(off_o, &ovf1);
+        long long t = PyLong_AsLongLongAndOverflow(t_o, &ovf2);
+        if (ovf1 || ovf2 || off > INT64_MAX - 1) {
+            code = SLOW;
+            break;
+        }
+        for (Py_ssize_t c = 0; c < C; c++) {
+            PyObject *x = PyTuple_GET_ITEM(row, c);
+            double d = PyFloat_CheckExact(x) ? PyFloat_AS_DOUBLE(x) : -1.0;
+            if (!PyFloat_CheckExact(x) || !(d >= -3.4028234663852886e38 && d <= 3.4028234663852886e38)) {
+                code = SLOW; /* (an int, NaN, or beyond float32: the Python path, as struct packs it) */
+                break;
+            }
+            row_f[c] = (float)d;
+        }
+        if (code != DONE)
+            break;
+        Py_INCREF(st);
+        PyObject *buf = PyObject_GetAttr(st, s_buf);
+        int64_t resume_ts;
+        if (buf == NULL || get_i64(st, s_resume_ts, &resume_ts) < 0) {
+            Py_XDECREF(buf);
+            Py_DECREF(st);
+            return NULL;
+        }
+        if (!PyByteArray_CheckExact(buf) || PyByteArray_GET_SIZE(buf) != size || resume_ts >= 0) {
+            Py_DECREF(buf);
+            Py_DECREF(st);
+            code = SLOW;
+            break;
+        }
+        if (off >= last_off)
+            last_off = off + 1;
+        /* last seen: re-insert at the end of series_map (dicts keep insertion order: the front is the idlest) */
+        PyObject *seen = PyObject_GetAttr(st, s_seen);
+        if (seen == NULL)
+            goto error;
+        int same = PyObject_RichCompareBool(seen, now, Py_EQ);
+        Py_DECREF(seen);
+        if (same < 0)
+            goto error;
+        if (!same) {
+            if (PyObject_SetAttr(st, s_seen, now) < 0 || PyDict_DelItem(series_map, sid) < 0 ||
+                PyDict_SetItem(series_map, sid, st) < 0)
+                goto error;
+        }
+        int64_t last, n0, w;
+        if (get_i64(st, s_last_ts, &last) < 0 || get_i64(st, s_n, &n0) < 0 || get_i64(st, s_w_next, &w) < 0)
+            goto error;
+        if (t <= last) { /* Windower._admit_one */
+            code = t == last ? DUPLICATE : LATE;
+            Py_DECREF(buf);
+            Py_DECREF(st);
+            break;
+        }
+        if (gap_us >= 0 && n0 && t - last > gap_us)
+            n0 = w = 0;
+        /* Windower._append_raw */
+        char *b = PyByteArray_AS_STRING(buf);
+        memcpy(b + ring_off + rb * (n0 % T), row_f, (size_t)rb);
+        if (n0 >= w * S) { /* this reading is needed by the next window: its block's start and min offset */
+            Py_ssize_t k = 16 * ((n0 / S) % nb);
+            if (n0 % S == 0) {
+                store_i64(b + k, t);
+                store_i64(b + k + 8, off);
+            } else if (off < load_i64(b + k + 8)) {
+                store_i64(b + k + 8, off);
+            }
+        }
+        int complete = n0 == w * S + T - 1;
+        if (set_i64(st, s_n, n0 + 1) < 0 || set_i64(st, s_last_ts, t) < 0 ||
+            set_i64(st, s_w_next, complete ? w + 1 : w) < 0)
+            goto error;
+        if (complete) { /* the ring from its oldest row on, then from its start */
+            int64_t start = T == 1 ? t : load_i64(b + 16 * (w % nb));
+            Py_ssize_t j = rb * ((n0 + 1) % T), at = PyByteArray_GET_SIZE(out);
+            if (PyByteArray_Resize(out, at + rb * T) < 0)
+                goto error;
+            char *o = PyByteArray_AS_STRING(out) + at;
+            memcpy(o, b + ring_off + j, (size_t)(rb * T - j));
+            memcpy(o + (rb * T - j), b + ring_off, (size_t)j);
+            Py_INCREF(sid);
+            if (append_new(starts, PyLong_FromLongLong(start)) < 0 || append_new(ends, PyLong_FromLongLong(t)) < 0 ||
+                append_new(offs, PyLong_FromLongLong(off)) < 0 || append_new(sids, sid) < 0 ||
+                append_new(idx, PyLong_FromSsize_t(i)) < 0)
+                goto error;
+        }
+        Py_DECREF(buf);
+        Py_DECREF(st);
+        continue;
+    error:
+        Py_DECREF(buf);
+        Py_DECREF(st);
+        return NULL;
+    }
+    return Py_BuildValue("(nLi)", i, last_off, code);
+}
+
+static PyMethodDef methods[] = {
+    {"add_plain", add_plain, METH_VARARGS,
+     "add_plain(series_map, items, i, now, T, S, C, nb, gap_us, last_off, out, starts, ends, offs, sids, idx)\n"
+     "--\n\n"
+     "The fast path of Windower.add_values over items[i:], up to the first item it does not handle:\n"
+     "(index, last_off, code), code 0 done, 1 Python path, 2 duplicate, 3 late."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_window_speedups", "C loop of streams.windowing.Windower.add_values.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__window_speedups(void)
+{
+    s_buf = PyUnicode_InternFromString("buf");
+    s_n = PyUnicode_InternFromString("n");
+    s_w_next = PyUnicode_InternFromString("w_next");
+    s_last_ts = PyUnicode_InternFromString("last_ts");
+    s_seen = PyUnicode_InternFromString("seen");
+    s_resume_ts = PyUnicode_InternFromString("resume_ts");
+    if (!s_buf || !s_n || !s_w_next || !s_last_ts || !s_seen || !s_resume_ts)
+        return NULL;
+    return PyModule_Create(&module);
+}
