@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test bench lint clean-venv
 
-$(STAMP): pyproject.toml setup.py streams/_fetch_speedups.c streams/_window_speedups.c
+$(STAMP): pyproject.toml setup.py streams/_speedups.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'

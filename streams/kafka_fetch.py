@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 
 _new = tuple.__new__
 
-try:  # the same loop in C (streams/_fetch_speedups.c), where the install could build it
-    from streams._fetch_speedups import decode_records as _c_decode_records
+try:  # the same loop in C (streams/_speedups.c), where the install could build it
+    from streams._speedups import decode_records as _c_decode_records
 except ImportError:  # pragma: no cover - a machine without a C compiler
     _c_decode_records = None
 

@@ -213,8 +213,8 @@ class _Reorder:
 #: packed state: header (smallest offset still needed or -1, start ts of the next window or -1), then zlib
 _PACK_HEAD = struct.Struct("<qq")
 #: one block entry of the state buffer (start ts, smallest offset), and one int64 of it
-try:  # the fast path of Windower.add_values in C (streams/_window_speedups.c), where the install built it
-    from streams._window_speedups import add_plain as _c_add_plain
+try:  # the fast path of Windower.add_values in C (streams/_speedups.c), where the install built it
+    from streams._speedups import add_plain as _c_add_plain
 except ImportError:  # pragma: no cover - a machine without a C compiler
     _c_add_plain = None
 if sys.byteorder != "little":  # (it writes the state's int64 and float32 in the machine's order)

@@ -2,7 +2,6 @@
 consumer relies on it; a regression test for a kafka-python upgrade), and a real broker's fetches too."""
 from __future__ import annotations
 
-import os
 import struct
 
 import hypothesis.strategies as st
@@ -16,6 +15,7 @@ from kafka.record.util import calc_crc32c
 from kafka.structs import TopicPartition
 
 import streams.kafka_fetch
+from tests.fixtures.speedups import c_or_python, require_built
 from streams.kafka_fetch import FastPartitionRecords, _self_test, decode_records, install_fast_fetch
 
 TP = TopicPartition("readings", 2)
@@ -43,18 +43,9 @@ def _batch(base: int, records: list, *, codec: int = 0, log_append: bool = False
 
 @pytest.fixture(params=["c", "python"])
 def loop(request, monkeypatch):
-    """Each test runs with the C loop of decode_records (streams/_fetch_speedups.c; CI builds it) and
-    with the Python loop."""
-    if request.param == "c":
-        if streams.kafka_fetch._c_decode_records is None:
-            msg = "the C loop (streams/_fetch_speedups.c) is not built: `pip install -e .` with a C compiler"
-            if os.environ.get("ANOMON_CI_STRICT") == "1":
-                pytest.fail(msg + " -- required because ANOMON_CI_STRICT=1")
-            pytest.skip(msg)
-        assert streams.kafka_fetch.SPEEDUPS
-    else:
-        monkeypatch.setattr(streams.kafka_fetch, "SPEEDUPS", False)
-    return request.param
+    """Each test runs with the C loop of decode_records (streams/_speedups.c; CI builds it) and with
+    the Python loop."""
+    return c_or_python(request, monkeypatch, streams.kafka_fetch, "SPEEDUPS", False)
 
 
 def _drain(cls, data: bytes, fetch_offset: int, step: int | None):
@@ -132,8 +123,7 @@ def test_the_c_loop_reads_what_the_python_loop_reads_or_leaves_it(records, at, b
     Python loop's records and size, or None where the Python loop raises (or for what it does not
     read exactly: an offset beyond 64 bits, a varint of 10 bytes), never another result."""
     c_loop = streams.kafka_fetch._c_decode_records
-    if c_loop is None:
-        pytest.skip("the C loop (streams/_fetch_speedups.c) is not built")
+    require_built(c_loop)
     from kafka.consumer.fetcher import ConsumerRecord
 
     buf = bytearray(_batch(0, [(T0 + ts, k, v, h) for ts, k, v, h in records], log_append=log_append))

@@ -1,8 +1,6 @@
 """Windowing: order, lateness, duplicates, gaps, TTL, committable offsets, resume after a restart."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -10,6 +8,7 @@ from hypothesis import strategies as st
 
 from streams.records import Readings
 from streams.windowing import ManualClock, Windower, WindowSpec
+from tests.fixtures.speedups import c_or_python, require_built
 
 
 def reference_windows(ts, vals, T, S, gap_us=None):
@@ -341,19 +340,11 @@ def _drive(w: Windower, clock: ManualClock, items: list, fast: bool, chunk: int,
 
 @pytest.fixture(params=["c", "python"])
 def loop(request, monkeypatch):
-    """The fast path of add_values with its C loop (streams/_window_speedups.c; CI builds it) and with
-    its Python loop."""
+    """The fast path of add_values with its C loop (streams/_speedups.c; CI builds it) and with its
+    Python loop."""
     import streams.windowing
 
-    if request.param == "c":
-        if streams.windowing._c_add_plain is None:
-            msg = "the C loop (streams/_window_speedups.c) is not built: `pip install -e .` with a C compiler"
-            if os.environ.get("ANOMON_CI_STRICT") == "1":
-                pytest.fail(msg + " -- required because ANOMON_CI_STRICT=1")
-            pytest.skip(msg)
-    else:
-        monkeypatch.setattr(streams.windowing, "_c_add_plain", None)
-    return request.param
+    return c_or_python(request, monkeypatch, streams.windowing, "_c_add_plain", None)
 
 
 def _items(rng, n: int, C: int, odd_rows: bool) -> list:
@@ -401,8 +392,7 @@ def test_the_c_loop_of_add_values_gives_what_its_python_loop_gives(T, S, C, gap,
     import streams.windowing
 
     c_loop = streams.windowing._c_add_plain
-    if c_loop is None:
-        pytest.skip("the C loop (streams/_window_speedups.c) is not built")
+    require_built(c_loop)
     items = _items(np.random.default_rng(seed), 150, C, odd_rows=True)
     spec = WindowSpec(length=T, stride=S, channels=C, gap_ms=gap)
     runs = []
