@@ -61,6 +61,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
+
 class _TopSeriesCollector:
     """``anomon_top_series_score{model,series}``, computed when scraped from the candidates that
     :meth:`AnomonMetrics.observe_series` keeps (at most ``top_k`` series per model)."""
@@ -85,7 +86,7 @@ class _TopSeriesCollector:
         yield fam
 
 
-_VALUE = itemgetter(1)
+_SCORE_OF = itemgetter(1)  # of a (series, score) pair
 
 #: Prefix of every anomon metric.
 NAMESPACE = "anomon"
@@ -456,7 +457,7 @@ class AnomonMetrics:
         with self._lock:
             cand = self._top.setdefault(model, {})
             window = self.top_k_window_s
-            for s, v in heapq.nlargest(keep, best.items(), key=_VALUE):
+            for s, v in heapq.nlargest(keep, best.items(), key=_SCORE_OF):
                 if v == -math.inf:
                     continue
                 s = str(s)

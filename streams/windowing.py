@@ -212,7 +212,6 @@ class _Reorder:
 
 #: packed state: header (smallest offset still needed or -1, start ts of the next window or -1), then zlib
 _PACK_HEAD = struct.Struct("<qq")
-#: one block entry of the state buffer (start ts, smallest offset), and one int64 of it
 try:  # the fast path of Windower.add_values in C (streams/_speedups.c), where the install built it
     from streams._speedups import add_plain as _c_add_plain
 except ImportError:  # pragma: no cover - a machine without a C compiler
@@ -222,10 +221,18 @@ if sys.byteorder != "little":  # (it writes the state's int64 and float32 in the
 #: what the fast path of add_values says of the item it stopped at (the C loop and its Python twin)
 _DONE, _SLOW, _DUPLICATE, _LATE = 0, 1, 2, 3
 
+#: one block entry of the state buffer (start ts, smallest offset), and one int64 of it
 _BLOCK = struct.Struct("<qq")
 _Q = struct.Struct("<q")
 #: blocks whose smallest offsets are merged (to their minimum) when a series is packed
 _PACK_GROUP = 16
+
+
+def _rejection(duplicate: bool, sid: str) -> Rejection:
+    """The Rejection of one reading at or before its series' last timestamp."""
+    if duplicate:
+        return Rejection("duplicate", 1, f"timestamp already seen for series {sid!r}")
+    return Rejection("late", 1, f"older than the last reading for series {sid!r}")
 
 
 class _Series:
@@ -458,10 +465,8 @@ class Windower:
                 if code == _DONE:
                     continue
             sid = items[i][1]
-            if code == _DUPLICATE:
-                rejs.append((i, Rejection("duplicate", 1, f"timestamp already seen for series {sid!r}")))
-            elif code == _LATE:
-                rejs.append((i, Rejection("late", 1, f"older than the last reading for series {sid!r}")))
+            if code != _SLOW:
+                rejs.append((i, _rejection(code == _DUPLICATE, sid)))
             else:  # through add(), after the windows so far (they stay in item order)
                 if acc[1]:
                     wins.append(self._acc_batch(partition, acc))
@@ -603,9 +608,7 @@ class Windower:
         or a duplicate; a gap longer than ``gap_ms`` restarts the series' run."""
         last = st.last_ts
         if t <= last:
-            if t == last:
-                return Rejection("duplicate", 1, f"timestamp already seen for series {sid!r}")
-            return Rejection("late", 1, f"older than the last reading for series {sid!r}")
+            return _rejection(t == last, sid)
         if self._gap_us is not None and st.n and t - last > self._gap_us:
             st.n = st.w_next = 0
         return None
