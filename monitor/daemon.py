@@ -141,6 +141,7 @@ def _freeze_heap(refreeze: bool = False) -> None:
     instead of 2,292 on a 400k-record backlog of 100 series at stride 1, and 135.5k -> 139.9k
     records/s (A/B against the commit before, median of 6 pairs). A larger threshold set by the
     embedding program is kept.
+
     Called once the daemon is set up and again after a model reload (``refreeze`` first lets the
     collector reclaim the old model).
     """
@@ -824,13 +825,8 @@ class Daemon:
         the records' sending, the producer's wake-up and most metric updates (a cheap model's batches
         of one poll come together: those costs were a sixth of the daemon's time at stride 1); each
         keeps its own thresholds (``classify``, the thresholds its records carry), batch metrics and
-        ADWIN update."""
+        ADWIN update. They share one bundle: a reload drains the queue (and emits it) first."""
         bundle = batches[0][1]
-        if any(b is not bundle for _, b, _, _, _ in batches):  # (a reload between them): one bundle a call
-            k = next(i for i, x in enumerate(batches) if x[1] is not bundle)
-            self._emit(batches[:k])
-            self._emit(batches[k:])
-            return
         now_ms = time.time() * 1000.0
         comps = bundle.components
         primary = bundle.alert_components[0]
@@ -968,8 +964,8 @@ class Daemon:
         """Queue the alert events of the batch being emitted, in order, as one record batch per output
         partition (keyed by series; a record per ``send`` was 3 % of the daemon's time at stride 1)."""
         out, self._alerts_out = self._alerts_out, []
-        if out:
-            self._send_keyed(self.cfg.output.alerts_topic, [k for k, _ in out], [v for _, v in out])  # (the scores' wake follows)
+        if out:  # (the scores' wake follows)
+            self._send_keyed(self.cfg.output.alerts_topic, [k for k, _ in out], [v for _, v in out])
             self.metrics.record_produced(self.cfg.output.alerts_topic, len(out))
 
     def _send_keyed(self, topic: str, keys: list, values: list) -> None:

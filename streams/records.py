@@ -391,7 +391,7 @@ def decode_plain_readings(values: list, keys: list, fmt: RecordFormat, width: in
 def _plain_columns(values: list, keys: list, fmt: RecordFormat, width: int | None) -> list | None:
     """:func:`decode_plain_readings` for a batch of which every record is a plain single ``"value"``
     reading with the same field types (the common case: one producer's records): column by column,
-    with C-level ``map`` calls and numpy, no Python code per record (~0.5 µs a record against ~1.3 for
+    with C-level ``map`` calls and numpy, no Python code per record (0.74 µs a record against 1.18 for
     :func:`_plain_each`). None as soon as any record is anything else (the caller then decodes the
     batch record by record): the checks are :func:`_plain_each`'s, so the results are the same."""
     if width is not None and width != 1:

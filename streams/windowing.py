@@ -451,7 +451,8 @@ class Windower:
         now = self.clock.now()
         last_off = self._next_off.get(partition, 0)
         acc: tuple = (bytearray(), [], [], [], [], [])  # windows: float32 bytes, starts, ends, offsets, series, items
-        c_loop = _c_add_plain if self._lat_us == 0 else None
+        fast = self._lat_us == 0  # (with lateness every reading goes through add())
+        c_loop = _c_add_plain if fast else None
         i, n = 0, len(items)
         while i < n:
             code = _SLOW
@@ -459,8 +460,8 @@ class Windower:
                 i, last_off, code = c_loop(series_map, items, i, now, T, S, C, nb, gap, last_off, *acc)
                 if code == _DONE:
                     break
-            if code == _SLOW and self._lat_us == 0:  # (the Python loop: an item the C loop leaves may still be plain)
-                i, last_off, code = self._add_plain(series_map, items, i, n if c_loop is None else i + 1, now, gap,
+            if code == _SLOW and fast:  # (the Python loop: an item the C loop leaves may still be plain)
+                i, last_off, code = self._add_plain(series_map, items, i, n if c_loop is None else i + 1, now,
                                                     last_off, *acc)
                 if code == _DONE:
                     continue
@@ -483,13 +484,13 @@ class Windower:
             self._next_off[partition] = last_off
         return wins, rejs
 
-    def _add_plain(self, series_map: dict, items: list, i: int, end: int, now: float, gap: int, last_off: int,
+    def _add_plain(self, series_map: dict, items: list, i: int, end: int, now: float, last_off: int,
                    out: bytearray, starts: list, ends: list, offs: list, sids: list, idx: list) -> tuple[int, int, int]:
-        """The fast path of :meth:`add_values` over ``items[i:end]`` (the C loop's Python twin, same
-        arguments and result): a known, unpacked series without a resume point and a row of
-        ``channels`` numbers; stops at the first other item, or a duplicate or late one."""
+        """The fast path of :meth:`add_values` over ``items[i:end]`` (the C loop's Python twin: the same
+        accumulators, result and stop codes): a known, unpacked series without a resume point and a row
+        of ``channels`` numbers; stops at the first other item, or a duplicate or late one."""
         C = self.spec.channels
-        append = self._append_raw
+        admit, append = self._admit_one, self._append_raw
         while i < end:
             off, sid, t, row = items[i]
             st = series_map.get(sid)
@@ -501,11 +502,9 @@ class Windower:
                 st.seen = now
                 del series_map[sid]  # re-insert: dicts keep insertion order, so the front is the idlest
                 series_map[sid] = st
-            last = st.last_ts  # (_admit_one)
-            if t <= last:
-                return i, last_off, _DUPLICATE if t == last else _LATE
-            if gap >= 0 and st.n and t - last > gap:
-                st.n = st.w_next = 0
+            rj = admit(st, sid, t)
+            if rj is not None:
+                return i, last_off, _DUPLICATE if rj.reason == "duplicate" else _LATE
             x = append(st, t, row, off)
             if x is not None:
                 out += x[0]
@@ -521,9 +520,7 @@ class Windower:
         """The windows :meth:`add_values` collected (``(bytes, starts, ends, offsets, series, items)``, in
         completion order) as ``(item indices, MultiSeriesBatch)``."""
         out, starts, ends, offs, sids, idx = acc
-        X = np.frombuffer(out, np.float32).reshape(len(idx), self.spec.length, self.spec.channels)
-        return idx, MultiSeriesBatch(sids, partition, X, np.array(starts, dtype=np.int64),
-                                     np.array(ends, dtype=np.int64), np.array(offs, dtype=np.int64))
+        return idx, self._raw_batch(MultiSeriesBatch, sids, partition, out, starts, ends, offs)
 
     @staticmethod
     def _sorted_unique(ts, vals):
@@ -616,12 +613,14 @@ class Windower:
     def _append_one(self, st: _Series, sid: str, partition: Any, t: int, row: Any, off: int) -> WindowBatch | None:
         """:meth:`_extend` for one reading (``row``: C numbers): the window it completes, if any."""
         x = self._append_raw(st, t, row, off)
-        return None if x is None else self._raw_batch(WindowBatch, sid, partition, [x[0]], [x[1]], [t], [off])
+        return None if x is None else self._raw_batch(WindowBatch, sid, partition, bytearray(x[0]), [x[1]], [t], [off])
 
-    def _raw_batch(self, cls: type, series: Any, partition: Any, xs: Any, starts: Any, ends: Any, offs: Any) -> Any:
-        """A ``cls`` batch (:class:`WindowBatch`, :class:`MultiSeriesBatch`) of windows given as
-        :meth:`_append_raw` returns them (bytes, in order)."""
-        X = np.frombuffer(bytearray(b"".join(xs)), np.float32).reshape(len(xs), self.spec.length, self.spec.channels)
+    def _raw_batch(self, cls: type, series: Any, partition: Any, buf: bytearray, starts: Any, ends: Any,
+                   offs: Any) -> Any:
+        """A ``cls`` batch (:class:`WindowBatch`, :class:`MultiSeriesBatch`) of the windows whose float32
+        bytes (as :meth:`_append_raw` returns them) follow one another in ``buf``; the batch's array is a
+        view of ``buf``."""
+        X = np.frombuffer(buf, np.float32).reshape(len(starts), self.spec.length, self.spec.channels)
         return cls(series, partition, X, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64),
                    np.array(offs, dtype=np.int64))
 
