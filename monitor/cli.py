@@ -29,8 +29,11 @@ COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from monitor.errors import EXIT_CODES
+
     parser = argparse.ArgumentParser(
-        prog="anomon",
+        prog="anomon", formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()),
         description="anomon: a streaming anomaly monitor. Consumes sensor and ECG streams from Kafka, "
         "scores sliding windows with an LSTM VAE, emits scores and alerts, exposes Prometheus metrics.",
     )
@@ -67,7 +70,16 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("anomon").debug("error", exc_info=True)
             print(f"anomon: error: {exc}", file=sys.stderr)
             return getattr(exc, "exit_code", 2)
+        if type(exc).__name__ in _KAFKA_UNAVAILABLE and type(exc).__module__.startswith("kafka"):
+            logging.getLogger("anomon").debug("error", exc_info=True)
+            print(f"anomon: error: the Kafka broker did not answer ({type(exc).__name__}: {exc}); check that it runs "
+                  "and that kafka.bootstrap_servers (--bootstrap-servers) points at it", file=sys.stderr)
+            return 3
         raise
+
+
+#: kafka-python errors meaning "the broker does not answer" (exit code 3, one line)
+_KAFKA_UNAVAILABLE = frozenset({"KafkaTimeoutError", "NoBrokersAvailable", "KafkaConnectionError"})
 
 
 if __name__ == "__main__":  # pragma: no cover

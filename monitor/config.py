@@ -62,6 +62,9 @@ class KafkaSection:
     #: partitions of topics the daemon creates (input topics when missing, outputs, progress)
     partitions: int = 4
     create_topics: bool = True
+    #: ``anomon run`` waits this long (s) at start for a bootstrap server to answer, then exits with
+    #: code 3 and one line naming the address (later outages are retried for ever)
+    startup_timeout_s: float = 15.0
 
 
 @dataclass
@@ -206,6 +209,7 @@ class Config:
         k = dataclasses.asdict(self.kafka)
         k.pop("partitions")
         k.pop("create_topics")
+        k.pop("startup_timeout_s")
         k["bootstrap_servers"] = bootstrap or k["bootstrap_servers"]
         k = {key: v for key, v in k.items() if v is not None}
         try:
@@ -364,7 +368,7 @@ def validate(cfg: Config) -> None:
                  "window.max_series_per_partition", "window.idle_ttl_s", "window.gap_ms"):
         positive(name)
     for name in ("window.length", "window.stride", "window.lateness_ms", "scoring.max_wait_ms", "input.max_future_s",
-                 "model.watch_interval_s", "http.port", "output.linger_ms", "window.pack_after_s",
+                 "model.watch_interval_s", "http.port", "kafka.startup_timeout_s", "output.linger_ms", "window.pack_after_s",
                  "scoring.blas_threads"):
         positive(name, allow_zero=True)
     if not cfg.input.topics:

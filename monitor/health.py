@@ -41,6 +41,30 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _bind_error(exc: OSError, host: str, port: int) -> Exception:
+    """The one-line error for an HTTP port that cannot be bound (exit code 4 when in use).
+
+    >>> import errno
+    >>> print(_bind_error(OSError(errno.EADDRINUSE, "Address already in use"), "127.0.0.1", 9108))
+    http.port: 127.0.0.1:9108 is already in use by another process (another anomon run?); pick a free port with --http-port N (http.port, ANOMON_HTTP__PORT; 0 = any free port) or stop the other process
+    """
+    import errno
+
+    from monitor.errors import ResourceBusyError, UserError
+
+    fix = "--http-port N (http.port, ANOMON_HTTP__PORT; 0 = any free port)"
+    if exc.errno == errno.EADDRINUSE:
+        return ResourceBusyError(f"http.port: {host}:{port} is already in use by another process (another anomon "
+                                 f"run?); pick a free port with {fix} or stop the other process")
+    if exc.errno == errno.EACCES:
+        return UserError(f"http.port: binding {host}:{port} is not permitted (ports below 1024 need privileges); "
+                         f"pick another with {fix}")
+    if exc.errno == errno.EADDRNOTAVAIL or isinstance(exc, __import__("socket").gaierror):
+        return UserError(f"http.host: {host!r} is not an address of this machine; fix http.host "
+                         "(ANOMON_HTTP__HOST; default 127.0.0.1)")
+    return UserError(f"http.port: cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
 class HealthServer:
     """A tiny threaded HTTP server for the three endpoints."""
 
@@ -87,7 +111,10 @@ class HealthServer:
                     log.exception("http handler failed")
                     self._send(500, f"error: {type(exc).__name__}\n".encode())
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise _bind_error(exc, host, port) from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="anomon-http", daemon=True)
         self._thread.start()

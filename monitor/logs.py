@@ -87,6 +87,55 @@ class SlowTaskDigest(logging.Filter):
         return True
 
 
+class ReconnectDigest(logging.Filter):
+    """While the broker is unreachable, the Kafka client logs several warnings and errors per
+    reconnect attempt (``Connection failed ... ECONNREFUSED``, ``Bootstrap ... not ready``,
+    ``Connection lost``), and the daemon one ``poll failed`` per back-off. The first of an outage
+    passes; the next ones within ``every_s`` are counted and, with the first one after that, told
+    as one line per interval: how many, over how long, and the latest.
+
+    >>> f = ReconnectDigest(every_s=30.0)
+    >>> def rec(msg, name="kafka.net.manager"):
+    ...     return logging.makeLogRecord({"name": name, "levelno": logging.ERROR, "msg": msg})
+    >>> [f.filter(rec("Connection failed: KafkaConnectionError: 111 ECONNREFUSED")) for _ in range(4)]
+    [True, False, False, False]
+    >>> f.filter(rec("unrelated", name="anomon.daemon"))
+    True
+    >>> f._last -= 31; r = rec("Bootstrap bootstrap-0 not ready; waiting 0.5 secs"); f.filter(r)
+    True
+    >>> r.getMessage()
+    'Kafka connection trouble: 3 more warnings like these in the last 31 s, still retrying; latest: Bootstrap bootstrap-0 not ready; waiting 0.5 secs'
+    """
+
+    _PATTERN = re.compile(r"ECONNREFUSED|Connection (failed|lost|refused|reset)|not ready|Unable to (bootstrap|connect)|"
+                          r"KafkaConnectionError|NodeNotReady|NoBrokersAvailable|disconnected|poll failed|"
+                          r"timed out|Broken pipe|Connection to node", re.I)
+
+    def __init__(self, every_s: float = 30.0):
+        super().__init__()
+        self.every_s = every_s
+        self._last: float | None = None  # (monotonic) when a line of this kind last went out
+        self._count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not (record.name.startswith("kafka") or record.name == "anomon.daemon"):
+            return True
+        msg = record.getMessage()
+        if not self._PATTERN.search(msg):
+            return True
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self.every_s:
+            self._count += 1
+            return False
+        if self._last is not None and self._count:
+            record.msg = (f"Kafka connection trouble: {self._count} more warnings like these in the last "
+                          f"{now - self._last:.0f} s, still retrying; latest: {msg[:300]}")
+            record.args = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        self._last, self._count = now, 0  # (the first of an outage goes out as it is)
+        return True
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     import os
 
@@ -99,6 +148,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
         handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s %(name)s{where}: %(message)s"))
     if worker is not None:
         handler.addFilter(_WorkerFilter(worker))
+    handler.addFilter(ReconnectDigest())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -49,10 +49,17 @@ class Running:
         return self.result
 
 
-def ensure_broker(cfg: Config, bootstrap: str | None = None) -> tuple[str, Any]:
-    """The bootstrap servers to use; starts the embedded broker when none is configured."""
+def ensure_broker(cfg: Config, bootstrap: str | None = None, *, wait_s: float | None = None) -> tuple[str, Any]:
+    """The bootstrap servers to use; starts the embedded broker when none is configured.
+
+    ``wait_s``: wait that long for a configured broker to answer, else raise
+    :class:`~monitor.errors.UnavailableError` (``anomon run``: ``kafka.startup_timeout_s``)."""
     bs = bootstrap or cfg.kafka.bootstrap_servers
     if bs:
+        if wait_s is not None:
+            from monitor.preflight import wait_for_broker
+
+            wait_for_broker(bs, wait_s)
         return bs, None
     from streams.broker import EmbeddedBroker
 
@@ -74,11 +81,11 @@ def make_metrics(registry: Any = None) -> Any:
 
 
 def build(cfg: Config, *, bootstrap: str | None = None, model: Any = None, http: bool | None = None,
-          metrics: Any = None, name: str | None = None) -> Running:
+          metrics: Any = None, name: str | None = None, wait_s: float | None = None) -> Running:
     """Build the daemon (and broker, metrics, HTTP server) without starting its loop."""
     from monitor.daemon import Daemon
 
-    bs, broker = ensure_broker(cfg, bootstrap)
+    bs, broker = ensure_broker(cfg, bootstrap, wait_s=wait_s)
     try:
         metrics = metrics if metrics is not None else make_metrics()
         d = Daemon(cfg, bootstrap=bs, model=model, metrics=metrics, name=name)
@@ -124,7 +131,8 @@ def run_forever(cfg: Config, *, bootstrap: str | None = None, report: str | None
     from monitor.workers import WORKER_ENV, write_report
 
     worker = os.environ.get(WORKER_ENV)
-    r = build(cfg, bootstrap=bootstrap, name=f"anomon-w{worker}-{os.getpid()}" if worker is not None else None)
+    r = build(cfg, bootstrap=bootstrap, name=f"anomon-w{worker}-{os.getpid()}" if worker is not None else None,
+              wait_s=cfg.kafka.startup_timeout_s)
     d = r.daemon
 
     def on_term(signum, _frame):

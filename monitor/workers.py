@@ -335,7 +335,7 @@ def run_pool(cfg: Config, n: int, *, bootstrap: str | None = None, log_args: tup
     worker's final report."""
     from monitor.runner import ensure_broker
 
-    bs, broker = ensure_broker(cfg, bootstrap)
+    bs, broker = ensure_broker(cfg, bootstrap, wait_s=cfg.kafka.startup_timeout_s)
     pool = WorkerPool(cfg, n, bootstrap=bs, log_args=log_args)
     stop = threading.Event()
 

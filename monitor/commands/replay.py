@@ -25,6 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--loop", action="store_true", help="start again at the end (until --duration)")
     p.add_argument("--bootstrap-servers", default=None, help="Kafka (default: ANOMON_KAFKA__BOOTSTRAP_SERVERS, else 127.0.0.1:9092)")
+    p.add_argument("--connect-timeout", type=float, default=15.0, metavar="S",
+                   help="wait this long for the broker to answer at start, then exit with code 3 (default 15)")
     p.add_argument("--partitions", type=int, default=4, help="partitions when the topic is created")
     p.add_argument("--data-dir", default=None, help="data directory (default: ANOMON_DATA or ../shared/data)")
     p.add_argument("--csv-timestamp", default=None, help="CSV: timestamp column")
@@ -46,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
     settings = KafkaSettings(bootstrap_servers=bs)
+    from monitor.preflight import wait_for_broker
+
+    wait_for_broker(bs, args.connect_timeout, setting="--bootstrap-servers (or ANOMON_KAFKA__BOOTSTRAP_SERVERS)")
     create_topics(settings, {args.topic: args.partitions})
     n_read = sum(len(s) for s in series)
     print(f"replaying {len(series)} series ({n_read} readings) of {args.dataset} to {args.topic} on {bs}"
