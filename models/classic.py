@@ -30,13 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.base import Component, Detector, InputError, register
-from models.sklearn_baselines import rank_counts, subsample_rows
-
-
-def _sq_dists(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances between the rows of A and B (non-negative)."""
-    d2 = (A**2).sum(1)[:, None] + (B**2).sum(1)[None, :] - 2.0 * A @ B.T
-    return np.maximum(d2, 0.0)
+from models.sklearn_baselines import neighbour_index, rank_counts, subsample_rows
 
 
 @register
@@ -156,6 +150,9 @@ class LOFDetector(Detector):
 
     A training row's k-distance and local reachability density leave the row itself out.
     Training rows beyond ``max_train`` are subsampled (seeded) to bound memory and time.
+    The k nearest neighbours come from scikit-learn's
+    :class:`~sklearn.neighbors.NearestNeighbors` (tree or chunked brute force, exact; no row of
+    distances is sorted in full); ``n_threads`` queries in parallel without changing a score.
     """
 
     name = "lof"
@@ -163,25 +160,11 @@ class LOFDetector(Detector):
     components = (Component("lof", "local outlier factor among the training rows"),)
     _contract_params = {"k": 5}
 
-    def __init__(self, k: int = 20, max_train: int = 10000, seed: int = 0):
+    def __init__(self, k: int = 20, max_train: int = 10000, seed: int = 0, n_threads: int | None = None):
         self.k = k
         self.max_train = max_train
         self.seed = seed
-
-    def _neighbours(self, Q: np.ndarray, T: np.ndarray, k: int, offset: int | None = None):
-        """Indices and distances of the k nearest rows of T for each row of Q (chunked); with
-        ``offset``, Q is T[offset:] and each row's own index is excluded."""
-        idx = np.empty((len(Q), k), dtype=np.int64)
-        dist = np.empty((len(Q), k))
-        for a in range(0, len(Q), 2048):
-            d = np.sqrt(_sq_dists(Q[a : a + 2048], T))
-            if offset is not None:
-                r = np.arange(len(d))
-                d[r, offset + a + r] = np.inf
-            i = np.argsort(d, axis=1, kind="stable")[:, :k]
-            idx[a : a + 2048] = i
-            dist[a : a + 2048] = np.take_along_axis(d, i, axis=1)
-        return idx, dist
+        self.n_threads = n_threads
 
     def fit(self, X, y=None):
         X = self._validate(X, fitting=True)
@@ -189,19 +172,29 @@ class LOFDetector(Detector):
             raise InputError(f"lof: k must be >= 1, got {self.k!r}")
         if len(X) < 2:
             raise InputError("lof: needs at least 2 training rows")
-        X = subsample_rows(X, self.max_train, self.seed)
+        X = np.ascontiguousarray(subsample_rows(X, self.max_train, self.seed))
         k = min(int(self.k), len(X) - 1)
-        idx, dk = self._neighbours(X, X, k, offset=0)
+        self._index = neighbour_index(X, self.n_threads)
+        dk, idx = self._index.kneighbors(None, n_neighbors=k)  # None: each row's own entry left out
         kdist = dk[:, -1]
         reach = np.maximum(dk, kdist[idx])
-        self.train_ = np.ascontiguousarray(X)
+        self.train_ = X
         self.kdist_ = kdist
         self.lrd_ = 1.0 / (reach.mean(axis=1) + 1e-10)
         self.k_ = k
         self.n_features_in_ = int(X.shape[1])
         return self
 
+    def _set_state(self, arrays, meta):
+        super()._set_state(arrays, meta)
+        self._index = None  # rebuilt from train_ on first use
+
     def _score(self, X):
-        idx, dk = self._neighbours(X, self.train_, int(self.k_))
-        lrd = 1.0 / (np.maximum(dk, self.kdist_[idx]).mean(axis=1) + 1e-10)
-        return {"lof": self.lrd_[idx].mean(axis=1) / lrd}
+        if getattr(self, "_index", None) is None:
+            self._index = neighbour_index(self.train_, self.n_threads)
+        out = np.empty(len(X))
+        for a in range(0, len(X), 65536):
+            dk, idx = self._index.kneighbors(X[a : a + 65536], n_neighbors=int(self.k_))
+            lrd = 1.0 / (np.maximum(dk, self.kdist_[idx]).mean(axis=1) + 1e-10)
+            out[a : a + 65536] = self.lrd_[idx].mean(axis=1) / lrd
+        return {"lof": out}

@@ -42,6 +42,18 @@ def rank_counts(sorted_ref: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.n
     return below, upto
 
 
+def neighbour_index(train: np.ndarray, n_threads: int | None = None):
+    """A fitted :class:`sklearn.neighbors.NearestNeighbors` over ``train`` (Euclidean, exact).
+
+    ``algorithm="auto"``: a KD tree or ball tree for few features, brute force (chunked by
+    scikit-learn, so memory stays bounded) where trees do not pay; every choice returns the exact
+    nearest neighbours. ``n_threads`` becomes ``n_jobs`` (None = one thread).
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    return NearestNeighbors(algorithm="auto", n_jobs=n_threads).fit(train)
+
+
 def _average_path_length(n: np.ndarray) -> np.ndarray:
     """c(n) of Liu et al.: average path length of an unsuccessful BST search (as scikit-learn)."""
     n = np.asarray(n, dtype=np.float64)
@@ -69,6 +81,8 @@ class IsolationForestDetector(Detector):
         bulk of small values — it helps on skewed features such as Thyroid's.
     seed
         ``random_state``.
+    n_threads
+        ``n_jobs`` of the fit (None = one thread; the trees, and so the scores, do not change).
     """
 
     name = "isolation-forest"
@@ -77,7 +91,9 @@ class IsolationForestDetector(Detector):
     _contract_params = {"n_estimators": 10}
 
     def __init__(self, n_estimators: int = 100, max_samples: Any = "auto", max_features: float = 1.0,
-                 transform: str | None = None, log_offset: float = 1e-3, seed: int = 0):
+                 transform: str | None = None, log_offset: float = 1e-3, seed: int = 0,
+                 n_threads: int | None = None):
+        self.n_threads = n_threads
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.max_features = max_features
@@ -102,7 +118,8 @@ class IsolationForestDetector(Detector):
             self.xmin_ = X.min(axis=0)
             X = self._transform(X)
         f = IsolationForest(n_estimators=self.n_estimators, max_samples=self.max_samples,
-                            max_features=self.max_features, random_state=self.seed).fit(X)
+                            max_features=self.max_features, random_state=self.seed,
+                            n_jobs=self.n_threads).fit(X)
         left, right, feat, thr, nsamp, offsets, featmap = [], [], [], [], [], [], []
         off = 0
         for est, feats in zip(f.estimators_, f.estimators_features_):
@@ -160,7 +177,10 @@ class KNNDetector(Detector):
     ``deduplicate`` collapses identical training rows first (for ``k=1`` this changes
     nothing but speed; for larger k it measures distance to k *distinct* points), and
     identical query rows are scored once. Training rows beyond ``max_train`` are
-    subsampled (seeded) to bound memory and time.
+    subsampled (seeded) to bound memory and time. Neighbours come from scikit-learn's
+    :class:`~sklearn.neighbors.NearestNeighbors` (a KD / ball tree for few features, chunked brute
+    force otherwise; exact either way), built once per fitted or loaded model; ``n_threads``
+    queries in parallel (``n_jobs``) without changing a score.
 
     ``scale="ecdf"`` measures distances after mapping every feature through its empirical
     CDF over the training rows (mid-rank: ``(#{train < x} + #{train <= x}) / 2n``, in [0, 1]),
@@ -175,13 +195,14 @@ class KNNDetector(Detector):
     _contract_params = {"k": 3}
 
     def __init__(self, k: int = 5, method: str = "mean", max_train: int = 20000, deduplicate: bool = False,
-                 scale: str | None = None, seed: int = 0):
+                 scale: str | None = None, seed: int = 0, n_threads: int | None = None):
         self.k = k
         self.method = method
         self.max_train = max_train
         self.deduplicate = deduplicate
         self.scale = scale
         self.seed = seed
+        self.n_threads = n_threads
 
     def _transform(self, X):
         if self.scale != "ecdf":
@@ -204,23 +225,25 @@ class KNNDetector(Detector):
         X = subsample_rows(X, self.max_train, self.seed)
         self.train_ = np.ascontiguousarray(X, dtype=np.float64)
         self.n_features_in_ = int(X.shape[1])
+        self._index = neighbour_index(self.train_, self.n_threads)
         return self
+
+    def _set_state(self, arrays, meta):
+        super()._set_state(arrays, meta)
+        self._index = None  # rebuilt from train_ on first use
 
     def _score(self, X):
         X = self._transform(X)
         inverse = None
         if self.deduplicate and len(X) > 1:
             X, inverse = np.unique(X, axis=0, return_inverse=True)
+        if getattr(self, "_index", None) is None:
+            self._index = neighbour_index(self.train_, self.n_threads)
         k = min(int(self.k), len(self.train_))
-        train_sq = (self.train_**2).sum(1)
         out = np.empty(len(X))
-        step = max(1, int(2e7 // max(1, len(self.train_))))
-        for a in range(0, len(X), step):
-            xb = X[a : a + step]
-            d2 = (xb**2).sum(1)[:, None] + train_sq[None, :] - 2.0 * xb @ self.train_.T
-            part = np.partition(np.maximum(d2, 0.0), k - 1, axis=1)[:, :k]
-            d = np.sqrt(np.sort(part, axis=1))
-            out[a : a + step] = d.mean(axis=1) if self.method == "mean" else d[:, -1]
+        for a in range(0, len(X), 65536):  # bounds the (rows, k) result arrays
+            d, _ = self._index.kneighbors(X[a : a + 65536], n_neighbors=k)
+            out[a : a + 65536] = d.mean(axis=1) if self.method == "mean" else d[:, -1]
         return {"knn_distance": out if inverse is None else out[inverse.reshape(-1)]}
 
 
@@ -229,7 +252,8 @@ class RankEnsemble(Detector):
     """Average of member detectors' scores, each mapped through its own training-score
     distribution (standardised by the training median and IQR), so members on different
     scales weigh alike. Members are given as ``[[name, params], ...]`` of registered
-    tabular detectors; the first component of each is used.
+    tabular detectors; the first component of each is used. ``n_threads`` is passed on to the
+    members that take it (and do not set their own).
     """
 
     name = "ensemble"
@@ -238,16 +262,19 @@ class RankEnsemble(Detector):
     _contract_params = {"members": [["isolation-forest", {"n_estimators": 10}], ["knn", {"k": 3}]]}
 
     def __init__(self, members: Sequence[Any] = (("isolation-forest", {"n_estimators": 500}), ("knn", {"k": 10})),
-                 weights: Sequence[float] | None = None, seed: int = 0):
+                 weights: Sequence[float] | None = None, seed: int = 0, n_threads: int | None = None):
         self.members = [[str(m[0]), dict(m[1])] for m in members]
         self.weights = None if weights is None else [float(w) for w in weights]
         self.seed = seed
+        self.n_threads = n_threads
 
     def _make(self, i: int, name: str, params: dict) -> Detector:
         cls = get_detector(name)
         p = dict(params)
         if "seed" in cls._param_names() and "seed" not in p:
             p["seed"] = self.seed + i
+        if self.n_threads is not None and "n_threads" in cls._param_names() and "n_threads" not in p:
+            p["n_threads"] = self.n_threads
         return cls(**p)
 
     def fit(self, X, y=None):

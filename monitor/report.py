@@ -16,6 +16,7 @@ import base64
 import html
 import io
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -105,5 +106,7 @@ def write_metrics(out_dir: str | Path, metrics: Mapping[str, Any], name: str = "
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     p = out / name
-    p.write_text(json.dumps(metrics, indent=2, sort_keys=False, default=float))
+    tmp = out / (name + ".tmp")  # written whole, then renamed: a stop never leaves half a file
+    tmp.write_text(json.dumps(metrics, indent=2, sort_keys=False, default=float))
+    os.replace(tmp, p)
     return p

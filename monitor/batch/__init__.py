@@ -39,7 +39,13 @@ missing optional module never breaks the others).
   ``--data PATH`` (or ``data:`` in config) then sets ``cfg["data"]``. Jobs without it
   reject ``--data`` with a clear error.
 * The framework writes ``metrics.json`` (the job's dict plus ``job``, ``config``,
-  ``runtime_s``, ``finished``); it writes a plain ``report.html`` when the job wrote none.
+  ``runtime_s``, ``finished``, ``complete``); it writes a plain ``report.html`` when the job wrote none.
+* ``cfg["_checkpoint"](partial)`` writes ``metrics.json`` with the job's results so far
+  (``"complete": false``); a job calls it after every seed and detector so that a stopped
+  run leaves what it finished. A job that can continue such a run declares
+  ``resumable=True``; under ``--resume`` it finds the stopped run's ``metrics.json`` in
+  ``cfg["_previous"]`` (None on a fresh run) and skips what is there. The framework checks
+  that the stopped run was the same job with the same settings (``threads`` aside).
 
 Jobs declared in config
 -----------------------
@@ -118,12 +124,15 @@ class Job:
         ``run(out_dir: Path, cfg: dict, progress) -> dict`` of metrics (JSON-able).
     defaults
         Default configuration; ``"data"`` among the keys means the job accepts ``--data``.
+    resumable
+        The job reads ``cfg["_previous"]`` and continues a stopped run (``--resume``).
     """
 
     name: str
     description: str
     run: RunFn
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    resumable: bool = False
 
     @property
     def accepts_data(self) -> bool:
@@ -300,25 +309,79 @@ def resolve_config(
 
 
 # --------------------------------------------------------------------------- running
+#: settings that may differ between a stopped run and its ``--resume``
+RESUME_MAY_DIFFER = ("threads",)
+
+
+def terminal_progress(iterable=None, **kw):
+    """A tqdm progress bar on stderr when stderr is a terminal; silent otherwise (pipes, logs, tests)."""
+    import sys
+
+    from models.torch_base import progress
+
+    if not sys.stderr.isatty():
+        kw["disable"] = True
+    return progress(iterable, **kw)
+
+
+def _previous_run(name: str, out: Path, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    p = out / "metrics.json"
+    if not p.is_file():
+        raise UserError(f"--resume: {p} not found; there is no stopped run to continue (run without --resume)")
+    try:
+        prev = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"--resume: {p} is not valid JSON ({exc}); run without --resume into a new --out") from None
+    if prev.get("job") != name:
+        raise UserError(f"--resume: {out} holds a run of job {prev.get('job')!r}, not {name!r}")
+    old = json.loads(json.dumps(prev.get("config") or {}, default=str))
+    new = json.loads(json.dumps(dict(cfg), default=str))
+    diff = sorted(k for k in set(old) | set(new) if k not in RESUME_MAY_DIFFER and old.get(k) != new.get(k))
+    if diff:
+        raise UserError(f"--resume: {out} was started with other settings ({', '.join(diff)} differ); "
+                        "resume with the same settings, or start a new run in another --out")
+    return prev
+
+
 def run_job(
     name: str,
     out_dir: str | os.PathLike[str],
     config_file: str | os.PathLike[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     progress: ProgressFactory | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Run a job: resolve its config, run it, write ``metrics.json`` (+ a fallback report)."""
-    from models.torch_base import progress as default_progress
+    """Run a job: resolve its config, run it, write ``metrics.json`` (+ a fallback report).
+
+    With ``resume``, continue the stopped run in ``out_dir`` (the job must be resumable and
+    the settings the same).
+    """
     from monitor.report import Report, write_metrics
 
     file_cfg = read_config_file(config_file) if config_file else None
     job, _ = resolve_job(name, file_cfg)
     cfg = resolve_config(name, config_file, overrides)
     out = Path(out_dir)
+    previous = None
+    if resume:
+        if not job.resumable:
+            raise UserError(f"job {name!r} cannot resume a stopped run (only {', '.join(sorted(n for n, j in available_jobs().items() if j.resumable))} can); run it again without --resume")
+        previous = _previous_run(name, out, cfg)
     out.mkdir(parents=True, exist_ok=True)
-    prog = progress or default_progress
-    log.info("batch job %s → %s (seeds %s)", name, out, cfg["seeds"])
+    prog = progress or terminal_progress
+    log.info("batch job %s → %s (seeds %s)%s", name, out, cfg["seeds"], " resuming" if previous else "")
     t0 = time.perf_counter()
+    before_s = float((previous or {}).get("runtime_s") or 0.0)
+
+    def header(complete: bool) -> dict[str, Any]:
+        return {"job": name, "template": job.name, "config": cfg,
+                "runtime_s": round(before_s + time.perf_counter() - t0, 3),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) if complete else None,
+                "complete": complete}
+
+    def checkpoint(partial: Mapping[str, Any]) -> None:
+        write_metrics(out, {**header(False), **partial})
+
     threads = cfg.get("threads")
     if threads:
         import torch
@@ -326,21 +389,14 @@ def run_job(
         old = torch.get_num_threads()
         torch.set_num_threads(int(threads))
     try:
-        result = job.run(out, {**cfg, "_job": name}, prog)
+        result = job.run(out, {**cfg, "_job": name, "_checkpoint": checkpoint, "_previous": previous}, prog)
     finally:
         if threads:
             torch.set_num_threads(old)
-    runtime = time.perf_counter() - t0
     if not isinstance(result, dict):
         raise TypeError(f"job {job.name}: run() must return a dict, got {type(result).__name__}")
-    metrics = {
-        "job": name,
-        "template": job.name,
-        "config": cfg,
-        "runtime_s": round(runtime, 3),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        **result,
-    }
+    metrics = {**header(True), **result}
+    runtime = metrics["runtime_s"]
     write_metrics(out, metrics)
     if not (out / "report.html").exists():
         rep = Report(f"anomon batch {name}")
@@ -363,4 +419,5 @@ __all__ = [
     "resolve_config",
     "resolve_job",
     "run_job",
+    "terminal_progress",
 ]

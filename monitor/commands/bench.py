@@ -5,7 +5,8 @@ import argparse
 import importlib
 
 #: benchmark modules, each exposing add_parser(sub); missing ones are skipped
-BENCH_MODULES = ["monitor.bench.streaming", "monitor.bench.soak", "monitor.bench.series", "monitor.bench.vrae"]
+BENCH_MODULES = ["monitor.bench.streaming", "monitor.bench.soak", "monitor.bench.series", "monitor.bench.vrae",
+                 "monitor.bench.neighbours"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -1,0 +1,161 @@
+"""``anomon bench neighbours``: anomon's knn and lof beside PyOD's KNN and LOF, same splits, same rows.
+
+For every dataset and seed the dagmm split (``../shared/PROTOCOLS.md``) gives the training
+normals; they are subsampled to the detector's ``max_train`` (seeded, as anomon does), and
+*both* libraries are fitted on exactly those rows and score the same test rows, one thread
+each. Reported per cell: fit + score seconds (best of ``--repeats``), the time ratio
+anomon / PyOD, ROC AUC of both, and the largest relative difference between the two score
+vectors (0 up to rounding when the results are the same).
+
+``gauss3d-100k`` is a synthetic set (seeded: 100,000 rows of 3 Gaussian features, 1 % of them
+shifted outliers) standing in for large low-dimensional data; the others are the protocol sets.
+
+PyOD is an optional extra (``pip install 'anomon[bench]'``); without it only anomon is timed.
+
+Example::
+
+    anomon bench neighbours --datasets thyroid arrhythmia kddcup gauss3d-100k --json docs/results/neighbours.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: per detector: anomon's parameters and PyOD's equivalent (the compare job's defaults)
+SETTINGS = {
+    "knn": {"*": {"k": 5, "max_train": 20000}, "kddcup": {"k": 5, "max_train": 5000}},
+    "lof": {"*": {"k": 20, "max_train": 10000}, "kddcup": {"k": 20, "max_train": 5000}},
+}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("neighbours", help="knn and lof beside PyOD (time and results on the same splits)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", nargs="+", default=["thyroid", "arrhythmia", "kddcup", "gauss3d-100k"],
+                   help="protocol datasets, gauss3d-100k, or data files")
+    p.add_argument("--detectors", nargs="+", default=["knn", "lof"], choices=sorted(SETTINGS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--repeats", type=int, default=1, help="time each fit + score this many times, keep the best")
+    p.add_argument("--no-pyod", action="store_true", help="time anomon only")
+    p.add_argument("--json", dest="json_file", help="write the results to this JSON file")
+    p.set_defaults(func=run)
+
+
+def synthetic(n: int = 100_000, d: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` Gaussian rows (1 % outliers shifted by 4 sd in a random direction), min-max scaled."""
+    from monitor.protocols.tabular import minmax_scale
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = np.zeros(n, dtype=np.int8)
+    out = rng.choice(n, n // 100, replace=False)
+    u = rng.normal(size=(len(out), d))
+    X[out] += 4.0 * u / np.linalg.norm(u, axis=1, keepdims=True)
+    y[out] = 1
+    return minmax_scale(X), y
+
+
+def _data(name: str, seed: int):
+    from monitor.protocols.tabular import load_protocol_data
+
+    if name == "gauss3d-100k":
+        return synthetic()
+    return load_protocol_data(name, seed)
+
+
+def _time(fn, repeats: int):
+    best, out = float("inf"), None
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def measure(det: str, dataset: str, seed: int, repeats: int = 1, pyod: bool = True) -> dict:
+    """One cell: anomon's and PyOD's fit + score on the same rows."""
+    from models import get_detector
+    from models.sklearn_baselines import subsample_rows
+    from monitor.protocols.tabular import dagmm_split
+    from sklearn.metrics import roc_auc_score
+
+    X, y = _data(dataset, seed)
+    tr, te = dagmm_split(y, seed)
+    p = dict(SETTINGS[det].get(dataset, SETTINGS[det]["*"]))
+    T = np.ascontiguousarray(subsample_rows(X[tr], p["max_train"], seed))
+    Q = X[te]
+    cls = get_detector(det)
+    comp = cls.components[0].name
+
+    def ours():
+        return cls(k=p["k"], max_train=p["max_train"], seed=seed).fit(T).score(Q)[comp]
+
+    t_a, s_a = _time(ours, repeats)
+    cell = {"detector": det, "dataset": dataset, "seed": seed, "n_train": int(len(T)), "n_test": int(len(Q)),
+            "n_features": int(X.shape[1]), "k": p["k"], "max_train": p["max_train"], "anomon_s": round(t_a, 3),
+            "anomon_roc_auc": float(roc_auc_score(y[te], s_a)),
+            "anomon_impl": "sklearn-neighbors" if "neighbour_index" in _source(cls) else "numpy-brute"}
+    if pyod:
+        if det == "knn":
+            from pyod.models.knn import KNN
+
+            def theirs():
+                return KNN(n_neighbors=p["k"], method="mean", n_jobs=1).fit(T).decision_function(Q)
+        else:
+            from pyod.models.lof import LOF
+
+            def theirs():
+                return LOF(n_neighbors=p["k"], n_jobs=1).fit(T).decision_function(Q)
+        t_b, s_b = _time(theirs, repeats)
+        rel = np.abs(s_a - s_b) / np.maximum(np.abs(s_b), 1e-12)
+        cell.update(pyod_s=round(t_b, 3), pyod_roc_auc=float(roc_auc_score(y[te], s_b)),
+                    ratio=round(t_a / t_b, 3), max_rel_score_diff=float(rel.max()))
+    return cell
+
+
+def _source(cls) -> str:
+    import inspect
+
+    return inspect.getsource(inspect.getmodule(cls))
+
+
+def run(args: argparse.Namespace) -> int:
+    pyod = not args.no_pyod
+    if pyod:
+        try:
+            import pyod as _pyod  # noqa: F401
+        except ModuleNotFoundError:
+            from monitor.errors import UserError
+
+            raise UserError("bench neighbours: PyOD is not installed (pip install 'anomon[bench]'), "
+                            "or pass --no-pyod to time anomon alone") from None
+    cells = []
+    for ds in args.datasets:
+        for seed in args.seeds:
+            for det in args.detectors:
+                c = measure(det, ds, seed, args.repeats, pyod)
+                cells.append(c)
+                line = f"{det:4s} {ds:14s} seed {seed}: anomon {c['anomon_s']:8.2f} s"
+                if pyod:
+                    line += (f"  pyod {c['pyod_s']:8.2f} s  ratio {c['ratio']:.2f}  AUC {c['anomon_roc_auc']:.4f}"
+                             f" / {c['pyod_roc_auc']:.4f}  max rel diff {c['max_rel_score_diff']:.1e}")
+                print(line, flush=True)
+    out = {"bench": "neighbours", "format_version": 1, "threads": 1, "repeats": args.repeats,
+           "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
+           "pyod_version": _pyod_version() if pyod else None, "cells": cells}
+    if args.json_file:
+        Path(args.json_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_file).write_text(json.dumps(out, indent=2))
+        print(f"wrote {args.json_file}")
+    return 0
+
+
+def _pyod_version() -> str:
+    import pyod
+
+    return getattr(pyod, "__version__", "?")
