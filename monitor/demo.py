@@ -1,7 +1,9 @@
 """``anomon demo``: the whole product on one machine, in about a minute.
 
 1. A model bundle: the VRAE trained on the first 10 minutes of MIT-BIH record 106 (normal
-   windows only), cached under ``~/.cache/anomon/models`` (or ``--model-dir``); trained on first use.
+   windows only), its thresholds calibrated at 1 % FPR on the normal windows of minute 10 (no
+   window shared with training), cached under ``~/.cache/anomon/models`` (or ``--model-dir``);
+   trained on first use.
 2. The embedded Kafka broker (Tansu).
 3. ``anomon run`` in-process, with its metrics.
 4. A replay of the rest of record 106 (normal N and ventricular V beats) as continuous 360 Hz ECG,
@@ -32,8 +34,10 @@ T = 144  # 0.4 s windows
 S = 36  # one window every 0.1 s
 DECIMATE = 6  # the model sees 24 steps (60 Hz)
 TRAIN_MINUTES = 10.0
-REPLAY_FROM_MINUTE = 11.0  # minute 10 of record 106 has no abnormal beat
-MODEL_VERSION = "demo-1"
+CALIBRATION_MINUTES = 1.0  # minute 10 of record 106 (no abnormal beat): thresholds, never trained on
+REPLAY_FROM_MINUTE = 11.0
+#: demo-2: calibrated on minute 10 (demo-1 calibrated on minutes 8-10, inside the training span)
+MODEL_VERSION = "demo-2"
 VRAE_PARAMS = dict(hidden_size=24, latent_dim=8, context_dim=4, epochs=10, batch_size=64, patience=4,
                    n_samples=4, n_wasserstein=128, n_clusters=8, seed=0)
 
@@ -44,7 +48,16 @@ def default_model_dir(detector: str = "vrae", record: str = RECORD) -> Path:
 
 
 def _training_windows(record: str, data_dir: Any = None) -> tuple[np.ndarray, np.ndarray]:
-    """Normal windows of the first TRAIN_MINUTES (train) and of the minute after (calibration)."""
+    """Normal windows of minutes 0 to TRAIN_MINUTES (train) and of the minute after (calibration).
+
+    The spans are disjoint: every training window ends before sample ``n_train`` and every
+    calibration window starts at or after it, so no calibration window shares a reading with a
+    training window; the replay starts at REPLAY_FROM_MINUTE, after both.
+
+    >>> n_train = int(TRAIN_MINUTES * 60 * FS)
+    >>> cal_span(n_train)[0] >= n_train and cal_span(n_train)[1] <= int(REPLAY_FROM_MINUTE * 60 * FS)
+    True
+    """
     from numpy.lib.stride_tricks import sliding_window_view
 
     from streams.datasets import load_mitdb_record
@@ -56,10 +69,15 @@ def _training_windows(record: str, data_dir: Any = None) -> tuple[np.ndarray, np
     w = sliding_window_view(sig[:n_train], T)[::54]
     bad = sliding_window_view(lab[:n_train], T)[::54].max(axis=1) > 0
     X = w[~bad][:, :, None]
-    n_cal = int(n_train * 0.8)
-    wc = sliding_window_view(sig[n_cal:n_train], T)[::9]
-    badc = sliding_window_view(lab[n_cal:n_train], T)[::9].max(axis=1) > 0
+    a, b = cal_span(n_train)
+    wc = sliding_window_view(sig[a:b], T)[::9]
+    badc = sliding_window_view(lab[a:b], T)[::9].max(axis=1) > 0
     return np.ascontiguousarray(X), np.ascontiguousarray(wc[~badc][:, :, None])
+
+
+def cal_span(n_train: int) -> tuple[int, int]:
+    """Sample range [a, b) of the calibration windows: the minute after training, before the replay."""
+    return n_train, min(n_train + int(CALIBRATION_MINUTES * 60 * FS), int(REPLAY_FROM_MINUTE * 60 * FS))
 
 
 def ensure_demo_model(model_dir: str | os.PathLike | None = None, detector: str = "vrae", record: str = RECORD,
@@ -93,6 +111,8 @@ def ensure_demo_model(model_dir: str | os.PathLike | None = None, detector: str 
     save_bundle(det, path, window_length=T, stride=S, channels=1, calibration=Xcal, fpr=0.01,
                 name=f"ecg-{detector}", version=MODEL_VERSION, normalize="center", decimate=DECIMATE,
                 alert_components=[comp], extra={"trained_on": f"mitdb {record}, minutes 0-{TRAIN_MINUTES:g}",
+                                                "calibrated_on": f"mitdb {record}, minutes {TRAIN_MINUTES:g}-"
+                                                f"{TRAIN_MINUTES + CALIBRATION_MINUTES:g} ({len(Xcal)} windows)",
                                                 "train_seconds": round(dt, 1)})
     print(f"model: trained in {dt:.0f}s", file=out, flush=True)
     return path, dt
@@ -281,6 +301,15 @@ def run_demo(duration: float = 60.0, *, model_dir: str | None = None, series: in
         broker.stop()
 
 
+#: One sentence per figure, printed and reported beside it.
+DEFINITIONS = {
+    "window": "window precision / recall / F1: every scored window is one case, anomalous when the R peak of a "
+              "non-N beat lies inside it, flagged when its score is above the threshold",
+    "alert": "alert precision: the share of alerts whose span (first flagged window's start to the alert's end) "
+             "holds an abnormal beat; alert recall: the share of abnormal beats inside some alert's span",
+}
+
+
 def _labels_for(scores: list[dict], streams_: list, t0_ms: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Per score record: 1 when a non-N beat's R peak lies in the window; abnormal beat times per series."""
     beat_t: dict[str, np.ndarray] = {}
@@ -328,6 +357,7 @@ def evaluate_demo(scores: list[dict], alerts: list[dict], streams_: list, t0_ms:
         "window_roc_auc": round(roc_auc(y, sc), 4) if 0 < y.sum() < len(y) else None,
         "window_pr_auc": round(pr_auc(y, sc), 4) if 0 < y.sum() < len(y) else None,
         "score_component": comp,
+        "definitions": dict(DEFINITIONS),
     }
     # alerts: intervals [first anomalous window start, last window end] per series
     period = {s.series: s.period_ms for s in streams_}
@@ -414,8 +444,10 @@ def _print_summary(s: dict, out: TextIO) -> None:
           f"duplicates {s['duplicates']}, DLQ {s['dlq']}", file=out)
     print(f"throughput: {s['throughput_readings_per_s']:.0f} readings/s, {s['throughput_windows_per_s']:.0f} windows/s; "
           f"latency p50 {lat.get('p50', '-')} ms, p99 {lat.get('p99', '-')} ms", file=out)
-    print(f"alerts: {s['alerts']}; against the beat labels: precision {s['precision']:.3f}, recall {s['recall']:.3f}, "
-          f"F1 {s['f1']:.3f} ({s['abnormal_beats_in_alerts']}/{s['abnormal_beats']} abnormal beats inside alerts)", file=out)
     print(f"windows: precision {s['window_precision']:.3f}, recall {s['window_recall']:.3f}, F1 {s['window_f1']:.3f}, "
-          f"ROC AUC {s['window_roc_auc']}, PR AUC {s['window_pr_auc']}", file=out)
+          f"ROC AUC {s['window_roc_auc']}, PR AUC {s['window_pr_auc']} ({s['score_component']})", file=out)
+    print(f"  ({DEFINITIONS['window']})", file=out)
+    print(f"alerts: {s['alerts']}; precision {s['precision']:.3f}, recall {s['recall']:.3f}, F1 {s['f1']:.3f} "
+          f"({s['abnormal_beats_in_alerts']}/{s['abnormal_beats']} abnormal beats inside alerts)", file=out)
+    print(f"  ({DEFINITIONS['alert']})", file=out)
     print(f"report: {s['report']}", file=out, flush=True)
