@@ -13,6 +13,8 @@ Examples
 >>> cfg = load_config(None, env={"ANOMON_WINDOW__STRIDE": "7", "ANOMON_INPUT__TOPICS": "a,b"})
 >>> cfg.window.stride, cfg.input.topics, cfg.sources["window.stride"]
 (7, ['a', 'b'], 'environment ANOMON_WINDOW__STRIDE')
+>>> load_config(None, env={"ANOMON_INPUT__TOPICS": '["a","b"]'}).input.topics  # a JSON list works as well
+['a', 'b']
 >>> try:
 ...     load_config(None, env={"ANOMON_SCORING__MAX_BATCH": "many"})
 ... except ConfigError as e:
@@ -287,7 +289,13 @@ def _convert(value: Any, tp: Any, name: str, where: str) -> Any:
             raise ConfigError(f"{name}: expected a string, got {value!r} (from {where})")
         return str(value)
     if origin is list:
-        if isinstance(value, str):
+        if isinstance(value, str) and value.strip().startswith("["):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ConfigError(f"{name}: {value!r} starts like a JSON list but is not one; write a JSON list "
+                                  f"such as [\"a\",\"b\"] or a comma-separated one such as a,b (from {where})") from None
+        elif isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
             raise ConfigError(f"{name}: expected a list, got {value!r} (from {where})")
@@ -304,7 +312,7 @@ def _section_cls(name: str) -> type:
             "run": RunSection}[name]
 
 
-def _apply(cfg: Config, section: str, key: str, value: Any, where: str) -> None:
+def _apply_one(cfg: Config, section: str, key: str, value: Any, where: str) -> None:
     if section not in _SECTIONS:
         raise ConfigError(f"{section}: unknown section (from {where}); known: {', '.join(_SECTIONS)}")
     cls = _section_cls(section)
@@ -319,9 +327,20 @@ def _apply(cfg: Config, section: str, key: str, value: Any, where: str) -> None:
 
 
 def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
-                overrides: dict[str, Any] | None = None) -> Config:
-    """Defaults < file (TOML, or YAML by extension) < environment < ``overrides`` ({"section.key": value})."""
+                overrides: dict[str, Any] | None = None, problems: list[ConfigError] | None = None) -> Config:
+    """Defaults < file (TOML, or YAML by extension) < environment < ``overrides`` ({"section.key": value}).
+
+    ``problems``: a list that collects every error (each bad value keeps its default) instead of
+    raising at the first; a file that cannot be read is still raised at once."""
     cfg = Config()
+    found: list[ConfigError] = []
+
+    def _apply(*a: Any) -> None:
+        try:
+            _apply_one(*a)
+        except ConfigError as exc:
+            found.append(exc)
+
     env = os.environ if env is None else env
     if path:
         p = Path(path)
@@ -344,12 +363,20 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
             continue
         section, _, key = dotted.partition(".")
         _apply(cfg, section, key, value, "command line")
-    validate(cfg)
+    validate(cfg, found)
+    if problems is not None:
+        problems.extend(found)
+    elif found:
+        raise _first(found)
     return cfg
 
 
-def validate(cfg: Config) -> None:
-    """Check values and relations; raise :class:`ConfigError` naming the field and its source."""
+def validate(cfg: Config, problems: list[ConfigError] | None = None) -> None:
+    """Check values and relations; raise :class:`ConfigError` naming the field and its source.
+
+    ``problems``: a list to append every error to instead (``--check-config`` reports them all)."""
+    found: list[ConfigError] = []
+    fail = found.append
 
     def err(name: str, msg: str) -> ConfigError:
         return ConfigError(f"{name}: {msg} (from {cfg.sources.get(name, 'defaults')})")
@@ -360,7 +387,7 @@ def validate(cfg: Config) -> None:
         if v is None:
             return
         if v < 0 or (v == 0 and not allow_zero):
-            raise err(name, f"must be {'>= 0' if allow_zero else '> 0'}, got {v}")
+            fail(err(name, f"must be {'>= 0' if allow_zero else '> 0'}, got {v}"))
 
     for name in ("kafka.partitions", "input.max_message_bytes", "input.max_samples", "input.max_channels",
                  "input.max_poll_records", "input.fetch_max_wait_ms", "scoring.max_batch", "scoring.q", "scoring.open_after",
@@ -372,26 +399,42 @@ def validate(cfg: Config) -> None:
                  "scoring.blas_threads"):
         positive(name, allow_zero=True)
     if not cfg.input.topics:
-        raise err("input.topics", "at least one input topic is needed")
+        fail(err("input.topics", "at least one input topic is needed"))
     if cfg.input.ts_unit not in ("ms", "s", "us", "iso"):
-        raise err("input.ts_unit", f"must be one of ms, s, us, iso; got {cfg.input.ts_unit!r}")
+        fail(err("input.ts_unit", f"must be one of ms, s, us, iso; got {cfg.input.ts_unit!r}"))
     if cfg.scoring.threshold not in ("calibrated", "spot", "dspot"):
-        raise err("scoring.threshold", f"must be calibrated, spot or dspot; got {cfg.scoring.threshold!r}")
+        fail(err("scoring.threshold", f"must be calibrated, spot or dspot; got {cfg.scoring.threshold!r}"))
     if not 0 < cfg.scoring.q < 0.02:
-        raise err("scoring.q", f"must be in (0, 0.02) (SPOT's peaks are the top 2%); got {cfg.scoring.q}")
+        fail(err("scoring.q", f"must be in (0, 0.02) (SPOT's peaks are the top 2%); got {cfg.scoring.q}"))
     if not 1 <= cfg.run.workers <= 64:
-        raise err("run.workers", f"must be between 1 and 64, got {cfg.run.workers}")
+        fail(err("run.workers", f"must be between 1 and 64, got {cfg.run.workers}"))
     if cfg.http.port > 65535:
-        raise err("http.port", f"not a port number: {cfg.http.port}")
+        fail(err("http.port", f"not a port number: {cfg.http.port}"))
     outs = [cfg.output.scores_topic, cfg.output.alerts_topic, cfg.output.dlq_topic]
     for t in cfg.input.topics:
         if t in outs:
-            raise err("input.topics", f"topic {t!r} is also an output topic")
+            fail(err("input.topics", f"topic {t!r} is also an output topic"))
     if cfg.kafka.security_protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
-        raise err("kafka.security_protocol", f"must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; got "
-                  f"{cfg.kafka.security_protocol!r}")
+        fail(err("kafka.security_protocol", f"must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; got "
+                  f"{cfg.kafka.security_protocol!r}"))
     if cfg.kafka.bootstrap_servers and cfg.kafka.security_protocol != "PLAINTEXT":
-        cfg.kafka_settings()  # validates SASL/SSL settings (reads the secrets; never prints them)
+        try:
+            cfg.kafka_settings()  # validates SASL/SSL settings (reads the secrets; never prints them)
+        except ConfigError as exc:
+            fail(exc)
+    if problems is not None:
+        problems.extend(found)
+    elif found:
+        raise _first(found)
+
+
+def _first(found: list[ConfigError]) -> ConfigError:
+    """The first of several errors, saying how many more there are."""
+    if len(found) == 1:
+        return found[0]
+    return ConfigError(f"{found[0]} (and {len(found) - 1} more; `anomon run --check-config` lists them all)")
+
+
 
 
 def dump(cfg: Config) -> str:

@@ -50,7 +50,7 @@ def test_missing_file_is_a_clear_error(tmp_path):
         load_config(tmp_path / "nope.toml", env={})
 
 
-def test_secrets_from_env_or_file_never_printed(tmp_path, monkeypatch, capsys):
+def test_secrets_from_env_or_file_never_printed(tmp_path, monkeypatch, capsys, daemon_bundle):
     monkeypatch.setenv("KAFKA_PW", "s3cr3t-from-env")
     keyfile = tmp_path / "pw"
     keyfile.write_text("s3cr3t-from-file\n")
@@ -76,7 +76,7 @@ def test_secrets_from_env_or_file_never_printed(tmp_path, monkeypatch, capsys):
 
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    assert main(["run", "--check-config"]) == 0
+    assert main(["run", "--check-config", "--model-dir", str(daemon_bundle)]) == 0  # (it loads the bundle)
     out = capsys.readouterr().out
     assert "SCRAM-SHA-512" in out and "KAFKA_PW" in out and "s3cr3t" not in out
 

@@ -15,7 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "environment ANOMON_<SECTION>__<KEY>, then these flags. SIGTERM drains and commits; SIGHUP reloads the model.",
     )
     p.add_argument("--config", metavar="FILE", help="config file (.toml, .yaml)")
-    p.add_argument("--check-config", action="store_true", help="print the effective config (secrets redacted) and exit")
+    p.add_argument("--check-config", action="store_true",
+                   help="print the effective config (secrets redacted), check every value, the model bundle and the "
+                   "secrets' sources, report all errors at once; exit 2 if any")
     p.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="Kafka bootstrap servers (kafka.bootstrap_servers)")
     p.add_argument("--topic", action="append", metavar="TOPIC", help="input topic (repeatable; input.topics)")
     p.add_argument("--group", metavar="ID", help="consumer group (input.group_id)")
@@ -47,10 +49,19 @@ def overrides(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from monitor.config import dump, load_config
 
-    cfg = load_config(args.config, overrides=overrides(args))
     if args.check_config:
+        from monitor.check_config import check
+
+        cfg, facts, problems = check(args.config, overrides(args))
         sys.stdout.write(dump(cfg))
-        return 0
+        for f in facts:
+            print(f"# ok: {f}")
+        for p in problems:
+            print(f"anomon: error: {p}", file=sys.stderr)
+        print(f"# check-config: {len(problems)} error(s)" if problems else "# check-config: no errors",
+              file=sys.stderr if problems else sys.stdout)
+        return 2 if problems else 0
+    cfg = load_config(args.config, overrides=overrides(args))
     if not cfg.model.dir:
         from monitor.errors import ConfigError
 
