@@ -219,6 +219,12 @@ def get_detector(name: str) -> type[Detector]:
 
 
 # --------------------------------------------------------------------------- detector
+def data_kind_of(cls: type) -> str:
+    """What a detector class reads: its ``data_kind``, else ``rows`` / ``windows`` / ``graphs`` by ``input_kind``."""
+    kind = getattr(cls, "data_kind", "")
+    return kind or {"tabular": "rows", "window": "windows", "graph": "graphs"}.get(cls.input_kind, cls.input_kind)
+
+
 class Detector(ABC):
     """Base class of every detector.
 
@@ -228,11 +234,15 @@ class Detector(ABC):
 
     ``input_kind`` is ``"tabular"`` for arrays of shape ``(n, d)`` and ``"window"``
     for arrays of shape ``(n, T, C)`` (n windows of T steps and C channels).
+    ``data_kind`` says what the values mean, for jobs that pick the detectors fitting a data
+    set: ``"rows"`` (feature vectors), ``"images"`` (flattened pixels), ``"windows"``,
+    ``"graphs"``; empty = derived from ``input_kind`` (see :func:`data_kind_of`).
     """
 
     name: ClassVar[str] = ""
     components: ClassVar[tuple[Component, ...]] = ()
     input_kind: ClassVar[str] = "tabular"
+    data_kind: ClassVar[str] = ""
     #: Small, fast hyperparameters for the contract test suite.
     _contract_params: ClassVar[dict[str, Any]] = {}
 

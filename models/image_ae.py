@@ -77,6 +77,7 @@ class _ImageBase(TorchDetector):
     """Shared training loop (Adam, mini-batches, fixed-seed shuffling) and scoring."""
 
     input_kind = "tabular"
+    data_kind = "images"  # flattened images (rows of h*w pixels): `compare` on feature rows skips them
     is_variational = False
 
     # subclasses: _net_meta(d) -> dict, _build_module(meta), _loss(net, xb, gen) -> tensor

@@ -9,7 +9,15 @@ summed over seeds. Results of other jobs (``mnist-ae``, ``graph-vae-*``, ``aae``
 Settings: ``detectors`` ("all" or a list), ``variants`` (extra rows: ``{label: {detector: NAME,
 params: {dataset or "*": {...}}}}``; default :data:`DEFAULT_VARIANTS`), ``datasets``, ``seeds``, ``seeds_by_dataset``
 (e.g. ``{kddcup: 3}``), ``params`` (``{detector: {dataset or "*": {...}}}`` merged over the
-built-in defaults), ``skip`` (``["knn:kddcup", ...]``).
+built-in defaults), ``skip`` (``["knn:kddcup", ...]``), ``input_kind`` (``rows``, the default, or
+``images``: only detectors that read that kind run; the others are listed as skipped with the
+reason).
+
+``metrics.json`` and ``report.html`` are rewritten after every seed and every detector
+(``"complete": false`` until the end); ``anomon batch compare --resume`` continues a stopped
+run in the same ``--out`` and reuses the seeds it finished. ``threads`` goes to the torch
+detectors and, as ``n_threads``, to those that take it (knn, lof, isolation-forest, ensemble);
+the report notes the ones that ignore it.
 """
 from __future__ import annotations
 
@@ -113,53 +121,121 @@ def _external_rows(dirs: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def run_compare(out_dir: Path, cfg: dict[str, Any], progress) -> dict[str, Any]:
-    from models import available_detectors
-    from models.torch_base import torch_threads
+def _assemble(per_seed: list[dict[str, Any]], ds: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One cell from its per-seed metrics (as :func:`monitor.protocols.tabular.evaluate_detector`)."""
+    from monitor.evaluation import aggregate
     from monitor.protocols import tabular as tp
-    from monitor.report import Report
 
-    registry = {n: c for n, c in available_detectors().items() if c.input_kind == "tabular"}
+    agg = aggregate([{k: v for k, v in m.items() if k not in ("seed", "tp", "fp", "fn", "tn")} for m in per_seed])
+    return {"protocol": tp.protocol_name(ds), "dataset": ds, "seeds": [int(m["seed"]) for m in per_seed],
+            "component": "first", "aggregate": agg, "per_seed": per_seed,
+            "runtime_s": float(sum(m["fit_s"] + m["score_s"] for m in per_seed)), "params": params}
+
+
+def _kind_filter(cfg: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The registered detectors that read the data's kind, and the others with the reason they are skipped."""
+    from models import available_detectors
+    from models.base import data_kind_of
+
+    kind = cfg.get("input_kind") or "rows"
+    fit, skipped = {}, []
+    for n, c in available_detectors().items():
+        k = data_kind_of(c)
+        if c.input_kind == "tabular" and k == kind:
+            fit[n] = c
+        else:
+            hint = " (set input_kind: images when the rows are flattened images)" if k == "images" else ""
+            skipped.append({"detector": n, "reason": f"reads {k}; this data is {kind}{hint}"})
+    return fit, skipped
+
+
+def run_compare(out_dir: Path, cfg: dict[str, Any], progress) -> dict[str, Any]:
+    from models.torch_base import torch_threads
+    from monitor.errors import ConfigError
+    from monitor.protocols import tabular as tp
+
+    registry, skipped = _kind_filter(cfg)
+    skipped_names = {s["detector"] for s in skipped}
     variants = DEFAULT_VARIANTS if cfg.get("variants") is None else dict(cfg["variants"] or {})
-    dets = list(registry) if cfg["detectors"] in ("all", None) else list(cfg["detectors"])
+    explicit = cfg["detectors"] not in ("all", None)
+    dets = list(registry) if not explicit else [d for d in cfg["detectors"] if d not in skipped_names]
+    variants = {v: spec for v, spec in variants.items() if spec.get("detector") not in skipped_names}
     dets += [v for v in variants if v not in dets]
     bad_var = [v for v, spec in variants.items() if spec.get("detector") not in registry]
     if bad_var:
-        from monitor.errors import ConfigError
-
         raise ConfigError(f"compare: variant(s) {bad_var} name no registered tabular detector")
     registry = {**registry, **{v: registry[spec["detector"]] for v, spec in variants.items()}}
     unknown = [d for d in dets if d not in registry]
     if unknown:
-        from monitor.errors import ConfigError
-
         raise ConfigError(f"compare: unknown tabular detector(s) {unknown}; known: {sorted(registry)}")
+    if not explicit:  # list only what a user could have expected to run
+        skipped = [s for s in skipped if s["reason"].startswith("reads images")] + \
+                  [s for s in skipped if not s["reason"].startswith("reads images")]
+    else:
+        skipped = [s for s in skipped if s["detector"] in cfg["detectors"]]
+    for s in skipped:
+        log.info("compare: skipping %s: %s", s["detector"], s["reason"])
     datasets = [cfg["data"]] if cfg.get("data") else list(cfg["datasets"])
     skip = set(cfg.get("skip") or [])
+    threads = cfg.get("threads")
+    threaded = sorted(d for d in dets if "n_threads" in registry[d]._param_names())
+    previous = (cfg.get("_previous") or {}).get("results") or {}
+    checkpoint = cfg.get("_checkpoint") or (lambda partial: None)
     results: dict[str, dict[str, Any]] = {d: {} for d in dets}
     t_all = time.perf_counter()
-    with torch_threads(cfg.get("threads")):
-        for ds in datasets:
+    plan = [(ds, det) for ds in datasets for det in dets if f"{det}:{ds}" not in skip and det not in skip]
+
+    def outputs(final: bool) -> dict[str, Any]:
+        done = sum(1 for ds, det in plan if str(ds) in results[det])
+        return _outputs(out_dir, cfg, datasets, dets, results, skipped, threaded, t_all,
+                        None if final else f"{done} of {len(plan)} detector × dataset cells")
+
+    with torch_threads(threads):
+        for ds, det in plan:
             n_seeds = (cfg.get("seeds_by_dataset") or {}).get(ds)
             seeds = cfg["seeds"][: int(n_seeds)] if n_seeds else cfg["seeds"]
-            for det in progress(dets, desc=f"compare {Path(str(ds)).stem}", leave=False):
-                if f"{det}:{ds}" in skip or det in skip:
+            params = _params_for(det, ds, cfg.get("params") or {}, variants)
+            cls = registry[det]
+            if threads and "n_threads" in cls._param_names():
+                params.setdefault("n_threads", int(threads))
+            accepts_seed = "seed" in cls._param_names()
+            old = previous.get(det, {}).get(str(ds)) or {}
+            same = json.dumps(old.get("params"), sort_keys=True, default=str) == json.dumps(params, sort_keys=True, default=str)
+            done = {int(m["seed"]): m for m in old.get("per_seed") or []} if same else {}
+            per_seed: list[dict[str, Any]] = []
+            bar = progress(seeds, desc=f"{det} {Path(str(ds)).stem}", leave=False)
+            for s in bar:
+                if int(s) in done:
+                    per_seed.append(done[int(s)])
                     continue
-                params = _params_for(det, ds, cfg.get("params") or {}, variants)
-                cls = registry[det]
-                accepts_seed = "seed" in cls._param_names()
                 try:
-                    res = tp.evaluate_detector(
-                        lambda s, c=cls, p=params: c(**({**p, "seed": s} if accepts_seed else p)), ds, seeds,
-                        progress=None, desc=f"{det} {ds}")
-                    res["params"] = params
+                    r = tp.evaluate_detector(
+                        lambda sd, c=cls, p=params: c(**({**p, "seed": sd} if accepts_seed else p)), ds, [s])
                 except Exception as exc:  # one failing detector must not sink the table
                     log.warning("compare: %s on %s failed: %s", det, ds, exc)
-                    res = {"error": f"{type(exc).__name__}: {exc}", "params": params}
-                results[det][str(ds)] = res
-                if "aggregate" in res:
-                    log.info("compare %s %s: F1 %.4f AUC %.4f (%.1f s)", det, ds, res["aggregate"]["f1"]["mean"],
-                             res["aggregate"]["roc_auc"]["mean"], res["runtime_s"])
+                    results[det][str(ds)] = {"error": f"{type(exc).__name__}: {exc}", "params": params}
+                    break
+                per_seed.append(r["per_seed"][0])
+                results[det][str(ds)] = _assemble(per_seed, str(ds), params)
+                if len(per_seed) < len(seeds):
+                    results[det][str(ds)]["incomplete"] = True
+                checkpoint(outputs(final=False))  # after every seed
+            if hasattr(bar, "close"):
+                bar.close()
+            res = results[det].get(str(ds))
+            if per_seed and (res is None or "error" not in res):
+                res = results[det][str(ds)] = _assemble(per_seed, str(ds), params)
+            if res and "aggregate" in res:
+                log.info("compare %s %s: F1 %.4f AUC %.4f (%.1f s)", det, ds, res["aggregate"]["f1"]["mean"],
+                         res["aggregate"]["roc_auc"]["mean"], res["runtime_s"])
+            checkpoint(outputs(final=False))  # after every detector
+    return outputs(final=True)
+
+
+def _outputs(out_dir, cfg, datasets, dets, results, skipped, threaded, t_all, progress_note) -> dict[str, Any]:
+    """The report (written now) and the metrics dict of the cells done so far."""
+    from monitor.protocols import tabular as tp
+    from monitor.report import Report
 
     ds_names = [str(d) for d in datasets]
     best: dict[str, tuple[str, float]] = {}
@@ -201,12 +277,20 @@ def run_compare(out_dir: Path, cfg: dict[str, Any], progress) -> dict[str, Any]:
         if rd and ri and "aggregate" in rd and "aggregate" in ri:
             fd, fi = rd["aggregate"]["f1"]["mean"], ri["aggregate"]["f1"]["mean"]
             bars.append(f"{ds}: DAGMM {'beats' if fd > fi else 'does NOT beat'} IsolationForest (F1 {fd:.4f} vs {fi:.4f})")
-    rep = Report("anomon batch compare: tabular detectors on the dagmm protocols")
+    threads = cfg.get("threads")
+    thread_note = (f"threads {threads}: torch detectors and {', '.join(threaded) or 'none'} (n_threads) use them; "
+                   "the others run on one thread and ignore it") if threads else ""
+    rep = Report("anomon batch compare: tabular detectors on the dagmm protocols"
+                 + (f" (in progress: {progress_note})" if progress_note else ""))
     rep.text("Protocol dagmm-* (../shared/PROTOCOLS.md): min-max scaling, train on floor(50%) of the normals "
              "(default_rng(seed)), test on the rest + all anomalies, threshold at the test anomaly ratio. "
              f"Seeds {cfg['seeds']}" + (f", per dataset {cfg.get('seeds_by_dataset')}" if cfg.get("seeds_by_dataset") else "")
              + ". Cells: mean ± std over seeds. The best row per dataset is picked on these same seeds "
              "(no held-out selection), so treat it as optimistic.")
+    if progress_note:
+        rep.text(f"Run in progress or stopped: {progress_note} done; `--resume` continues it.", "bad")
+    if thread_note:
+        rep.text(thread_note)
     for line in bars:
         rep.text(line, "good" if "NOT" not in line else "bad")
     for metric, title in (("f1", "F1"), ("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC (average precision)"),
@@ -220,6 +304,9 @@ def run_compare(out_dir: Path, cfg: dict[str, Any], progress) -> dict[str, Any]:
     if errors:
         rep.heading("Errors")
         rep.table(errors)
+    if skipped:
+        rep.heading("Skipped detectors (they do not read this kind of data)")
+        rep.table(skipped)
     ext = _external_rows(cfg.get("include_runs") or [])
     if ext:
         rep.heading("Other jobs (from include_runs)")
@@ -231,11 +318,10 @@ def run_compare(out_dir: Path, cfg: dict[str, Any], progress) -> dict[str, Any]:
     summary = "\n".join(
         [" | ".join(["detector", *[Path(ds).stem for ds in ds_names]])]
         + [" | ".join([r["detector"], *[r[Path(ds).stem] for ds in ds_names]]) for r in tables["f1"]]
-        + bars)
-    slim = {d: {ds: ({k: v for k, v in r.items() if k != "per_seed"} if "aggregate" in r else r)
-                for ds, r in results[d].items()} for d in dets}
-    return {"datasets": ds_names, "detectors": dets, "results": slim, "tables": tables, "runtime_table": rt_rows,
+        + bars + [f"skipped {s['detector']}: {s['reason']}" for s in skipped] + ([thread_note] if thread_note else []))
+    return {"datasets": ds_names, "detectors": dets, "results": results, "tables": tables, "runtime_table": rt_rows,
             "best": {ds: {"detector": b[0], "f1": b[1]} for ds, b in best.items()}, "bars": bars,
+            "skipped": skipped, "threads_note": thread_note or None,
             "external": ext, "summary": summary, "total_s": time.perf_counter() - t_all}
 
 
@@ -245,5 +331,6 @@ register_job(Job(
     run=run_compare,
     defaults={"detectors": "all", "datasets": ["thyroid", "arrhythmia", "kddcup", "kddcup-rev"],
               "seeds_by_dataset": {}, "params": {}, "variants": None, "skip": [], "include_runs": [], "data": None,
-              "save_models": False},
+              "save_models": False, "input_kind": "rows"},
+    resumable=True,
 ))

@@ -4,13 +4,27 @@
     anomon batch dagmm-thyroid --out runs/dagmm-thyroid --seeds 20
     anomon batch dagmm --data my.npz --out runs/mine
     anomon batch my-job --config batch.yaml --out runs/my-job
+    anomon batch compare --data my.csv --out runs/cmp --resume     # continue a stopped run
 
 Every job writes ``DIR/metrics.json`` and ``DIR/report.html`` (see :mod:`monitor.batch`).
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
+
+EPILOG = """\
+per-detector settings (compare): --set or a config file's `params` maps a detector to
+its settings by dataset, "*" meaning any dataset (your --data file included), merged over
+the built-in defaults:
+  anomon batch compare --data my.csv --set 'params={knn: {"*": {k: 10}}, dagmm: {"*": {epochs: 50}}}'
+  # or in batch.yaml:  jobs: {compare: {params: {knn: {"*": {k: 10}}, lof: {thyroid: {k: 30}}}}}
+other compare settings: detectors (all or a list), skip, seeds_by_dataset, variants,
+input_kind (rows | images). See docs/batch.md.
+metrics.json and report.html are rewritten after every seed and detector ("complete": false
+until done); --resume continues a stopped run in the same --out with the same settings.
+"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run a batch study (DAGMM, Deep SVDD, OC-NN, AAE, WAE, MNIST, graph VAE, compare)",
         description="Run a batch job; it writes DIR/metrics.json and DIR/report.html. "
         "`anomon batch --list` shows the jobs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("job", nargs="?", help="job name (see --list), or a job declared in --config")
     p.add_argument("--list", action="store_true", help="list the jobs and exit")
@@ -26,7 +42,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", metavar="N|LIST", help="number of seeds (5) or a list (0,3,7) or range (0-19)")
     p.add_argument("--config", metavar="FILE", help="YAML/JSON file declaring or overriding jobs")
     p.add_argument("--data", metavar="PATH", help="your own data (.npz with X and y, .mat, or .csv with a label column)")
-    p.add_argument("--threads", type=int, metavar="N", help="torch threads for this job")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="threads for this job: torch, and n_threads of the detectors that take it (knn, lof, ...)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the stopped run in --out (same job and settings; finished seeds are kept)")
     p.add_argument(
         "--set",
         action="append",
@@ -76,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     overrides.update({"seeds": args.seeds, "data": args.data, "threads": args.threads})
     out = args.out or f"runs/{args.job}"
     try:
-        metrics = run_job(args.job, out, config_file=args.config, overrides=overrides)
+        metrics = run_job(args.job, out, config_file=args.config, overrides=overrides, resume=args.resume)
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from None
     summary = metrics.get("summary")
