@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.base import Component, Detector, register
+from models.normalize import robust_location_scale
 
 
 @register
@@ -23,7 +24,14 @@ class RobustZScore(Detector):
     Parameters
     ----------
     min_scale
-        Floor for the MAD-based scale, so constant features do not divide by zero.
+        Absolute floor for the MAD-based scale. ``None`` (default): the floor is relative to each
+        feature's own training range, ``rel_floor * max(range, |median|)``
+        (:func:`models.normalize.scale_floor`), so the unit of the data does not matter.
+    rel_floor
+        The relative floor's fraction (used when ``min_scale`` is ``None``).
+    constant_z
+        |z| of a feature that was constant (at level 0) in training when it moves: a fixed, finite
+        size instead of ``step / 1e-6`` (which reached 1e6 on telemetry channels that toggle).
     """
 
     name = "robust-zscore"
@@ -34,19 +42,27 @@ class RobustZScore(Detector):
     )
     _contract_params = {}
 
-    def __init__(self, min_scale: float = 1e-6):
+    def __init__(self, min_scale: float | None = None, rel_floor: float = 0.01, constant_z: float = 6.0):
         self.min_scale = min_scale
+        self.rel_floor = rel_floor
+        self.constant_z = constant_z
 
     def fit(self, X, y=None):
         X = self._validate(X, fitting=True)
-        self.median_ = np.median(X, axis=0)
-        mad = np.median(np.abs(X - self.median_), axis=0) * 1.4826
-        self.scale_ = np.maximum(mad, self.min_scale)
+        if self.min_scale is None:
+            self.median_, self.scale_, self.constant_ = robust_location_scale(X, self.rel_floor)
+        else:  # an absolute floor, as before (models saved with min_scale=1e-6 keep their numbers)
+            self.median_ = np.median(X, axis=0)
+            mad = np.median(np.abs(X - self.median_), axis=0) * 1.4826
+            self.scale_ = np.maximum(mad, self.min_scale)
         self.n_features_in_ = int(X.shape[1])
         return self
 
     def _score(self, X):
         z = X - self.median_
         z /= self.scale_  # (in place: the same numbers as (X - median) / scale, one temporary fewer)
+        const = getattr(self, "constant_", None)  # (absent in models saved before it existed)
+        if const is not None and const.any():
+            z[:, const] = np.sign(z[:, const]) * self.constant_z
         mean_sq = (z * z).mean(axis=1)
         return {"max_abs_z": np.abs(z, out=z).max(axis=1), "mean_sq_z": mean_sq}

@@ -678,6 +678,10 @@ class VRAE(_SeqAEBase):
         # k-means of the posteriors in W2 geometry: k-means on [mu, sigma]
         n_cl = max(1, min(self.n_clusters, len(Xs) // 4 or 1))
         feats = np.hstack([mu, sd])
+        # never more clusters than distinct posteriors: a flat channel (or a constant training set) gives one
+        # posterior for every window, and k-means would warn "Number of distinct clusters (1) found ..."
+        n_distinct = len(np.unique(np.round(feats.astype(np.float64), 6), axis=0))
+        n_cl = max(1, min(n_cl, n_distinct))
         km = KMeans(n_clusters=n_cl, n_init=3, random_state=self.seed).fit(feats)
         self.cluster_centers_ = km.cluster_centers_.astype(np.float32)
         self.cluster_scale_ = np.array([max(float(np.median(self._cluster_dist(mu, sd))), 1e-12)])
