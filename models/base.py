@@ -165,6 +165,8 @@ def register(cls: type[T]) -> type[T]:
         raise ValueError(f"detector name {name!r} already registered by {_REGISTRY[name].__qualname__}")
     if not cls.components:
         raise TypeError(f"{cls.__qualname__} must declare its score components")
+    if cls.default_component and cls.default_component not in [c.name for c in cls.components]:
+        raise TypeError(f"{cls.__qualname__}.default_component {cls.default_component!r} is not one of its components")
     _REGISTRY[name] = cls
     return cls
 
@@ -241,6 +243,9 @@ class Detector(ABC):
 
     name: ClassVar[str] = ""
     components: ClassVar[tuple[Component, ...]] = ()
+    #: The component reported and alerted on unless a protocol or bundle names another; chosen on
+    #: development data (``monitor/experiments/default_components.py``). Empty: the first component.
+    default_component: ClassVar[str] = ""
     input_kind: ClassVar[str] = "tabular"
     data_kind: ClassVar[str] = ""
     #: Small, fast hyperparameters for the contract test suite.
@@ -255,6 +260,18 @@ class Detector(ABC):
             for p in sig.parameters.values()
             if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
         ]
+
+    @classmethod
+    def default_component_name(cls) -> str:
+        """The component to report and alert on by default: ``default_component``, else the first.
+
+        >>> class _Two:
+        ...     components, default_component = (Component("a"), Component("b")), ""
+        ...     default_component_name = classmethod(Detector.default_component_name.__func__)
+        >>> _Two.default_component_name()
+        'a'
+        """
+        return cls.default_component or cls.components[0].name
 
     def get_params(self) -> dict[str, Any]:
         """Hyperparameters, as given to ``__init__``."""

@@ -407,6 +407,8 @@ class VRAE(_SeqAEBase):
     """
 
     name = "vrae"
+    #: chosen on development splits of the ECG protocols (docs/results/default_components.json)
+    default_component = "combined"
     components = (
         Component("reconstruction_error", "mean |x - mu_x| over L samples of (z, c)"),
         Component("reconstruction_probability", "-(1/L) sum_l log p(x | z_l, c_l)"),

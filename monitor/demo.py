@@ -37,7 +37,8 @@ TRAIN_MINUTES = 10.0
 CALIBRATION_MINUTES = 1.0  # minute 10 of record 106 (no abnormal beat): thresholds, never trained on
 REPLAY_FROM_MINUTE = 11.0
 #: demo-2: calibrated on minute 10 (demo-1 calibrated on minutes 8-10, inside the training span)
-MODEL_VERSION = "demo-2"
+#: demo-3: alerts on the VRAE's declared component (combined; demo-2: reconstruction_probability)
+MODEL_VERSION = "demo-3"
 VRAE_PARAMS = dict(hidden_size=24, latent_dim=8, context_dim=4, epochs=10, batch_size=64, patience=4,
                    n_samples=4, n_wasserstein=128, n_clusters=8, seed=0)
 
@@ -99,10 +100,9 @@ def ensure_demo_model(model_dir: str | os.PathLike | None = None, detector: str 
     Xm, _ = prepare_windows(X, "center", DECIMATE)
     if detector == "vrae":
         det = get_detector("vrae")(**VRAE_PARAMS, n_threads=min(2, os.cpu_count() or 1), device="cpu")
-        comp = "reconstruction_probability"
     else:
         det = get_detector(detector)()
-        comp = det.components[0].name
+    comp = det.default_component_name()  # the detector's declared component, as the daemon and reports use
     print(f"model: training {detector} on {len(X)} normal windows of MIT-BIH {record} (first "
           f"{TRAIN_MINUTES:g} min; cached in {path}) ...", file=out, flush=True)
     t = time.monotonic()

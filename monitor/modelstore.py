@@ -89,7 +89,9 @@ class Bundle:
         self._std = np.asarray(meta["std"], dtype=np.float32) if "std" in meta else None
         self.components: list[str] = [c.name for c in detector.components]
         self.thresholds: dict[str, float] = {k: float(v) for k, v in meta.get("thresholds", {}).items()}
-        self.alert_components: list[str] = list(meta.get("alert_components") or self.components[:1])
+        self.alert_components: list[str] = list(meta.get("alert_components") or [detector.default_component_name()])
+        #: the component this bundle reports and alerts on (bundles before it was named: the first alert component)
+        self.declared_component: str = str(meta.get("declared_component") or self.alert_components[0])
         self.calibration: dict[str, np.ndarray] = {k: np.asarray(v, dtype=np.float64)
                                                   for k, v in meta.get("calibration", {}).items()}
         self.loaded_at = time.time()
@@ -154,7 +156,10 @@ def save_bundle(detector: Any, path: str | os.PathLike[str], *, window_length: i
             v = v[np.sort(rng.choice(len(v), MAX_CALIBRATION, replace=False))]
         cal[k] = [float(x) for x in v]
     meta["calibration"] = cal
-    meta["alert_components"] = alert_components or [c.name for c in detector.components][:1]
+    meta["alert_components"] = list(alert_components or [detector.default_component_name()])
+    meta["declared_component"] = meta["alert_components"][0]
+    meta["declared_component_from"] = ("given when the bundle was saved" if alert_components else
+                                       f"{detector.name}'s default component (chosen on development data)")
     digest = hashlib.sha256((path / "weights.safetensors").read_bytes()).hexdigest()[:12]
     meta["version"] = version or digest
     meta.update(extra or {})

@@ -62,10 +62,15 @@ def test_cli_train_evaluate_smoke(data_dir, tmp_path):
     assert main(["evaluate", str(model), "--out", str(report), "--data-dir", str(data_dir)]) == 0
     m = json.loads((report / "metrics.json").read_text())
     assert m["protocol"] == "ecg5000-semi"
+    # the headline is the component declared before the run, not the best on the test split
+    assert m["declared_component"] == info["declared_component"] == "latent_cluster"
+    assert m["headline"]["roc_auc"] == m["components"]["latent_cluster"]["roc_auc"]
+    assert m["post_hoc_best_component"] in m["components"] and "best_component" not in m
     for comp in ("reconstruction_error", "reconstruction_probability", "latent_wasserstein", "latent_cluster",
                  "latent_knn", "combined"):
         assert {"roc_auc", "pr_auc", "f1", "precision", "recall", "threshold", "protocol"} <= set(m["components"][comp])
     html = (report / "report.html").read_text()
+    assert "latent_cluster (declared)" in html and "reconstruction_error (post-hoc)" in html
     assert "ROC" in html and "Latent space" in html and "reconstructions" in html
     # train + evaluate in one go, two seeds -> mean ± std
     r2 = tmp_path / "r2"
@@ -81,3 +86,17 @@ def test_cli_errors_are_one_line(capsys):
     assert main(["evaluate", "--out", "/tmp/x-anomon-none"]) == 2
     assert "error:" in capsys.readouterr().err
     assert main(["train", "vrae", "--protocol", "nope", "--out", "/tmp/x-anomon-none"]) == 2
+
+
+def test_default_components_are_the_development_choice():
+    """Each detector's default component is the one its development run chose (docs/results/)."""
+    from pathlib import Path
+
+    from models import get_detector
+    from monitor.protocols.ecg import declared_component
+
+    res = json.loads((Path(__file__).parents[1] / "docs/results/default_components.json").read_text())
+    for name, r in res["detectors"].items():
+        assert get_detector(name).default_component_name() == r["chosen"]
+        assert r["chosen"] == max(r["mean_roc_auc"], key=r["mean_roc_auc"].get)
+        assert declared_component(name, "ecg200-semi") == r["chosen"]

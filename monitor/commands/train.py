@@ -84,7 +84,7 @@ def train_one(detector: str, data, seed: int, params: dict[str, Any], out: str |
     Returns ``(detector, info)``.
     """
     from models import DetectorError
-    from monitor.protocols.ecg import make_detector, prepare, thresholds_for
+    from monitor.protocols.ecg import declared_component, make_detector, prepare, thresholds_for
 
     try:
         det = make_detector(detector, seed, params, data.protocol)
@@ -105,6 +105,7 @@ def train_one(detector: str, data, seed: int, params: dict[str, Any], out: str |
         "sizes": data.sizes(),
         "threshold_rule": f"{100 * (1 - data.fpr):g}th percentile of {data.threshold_on} scores; anomalous when score > threshold",
         "thresholds": thr,
+        "declared_component": declared_component(type(det), data.protocol),
         "fit_seconds": round(fit_s, 3),
         "epochs_run": getattr(det, "n_epochs_", None),
         "limit": data.info.get("limit"),
