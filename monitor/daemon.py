@@ -760,6 +760,8 @@ class Daemon:
         emits them. A model whose calls take under ``INLINE_SCORE_S`` on average is called inline."""
         bundle = self.bundle
         X = np.concatenate([b.X for b, _ in take]) if len(take) > 1 else take[0][0].X
+        if getattr(bundle, "series_norm", None) is not None:  # per-series statistics of `anomon train` (by each window's series)
+            X = bundle.normalize_series(X, [sid for b, _ in take for sid in b.window_series()])
         if self._score_ewma_s < INLINE_SCORE_S:  # a cheap model: a thread handoff costs more than it overlaps
             self._finish_inflight()
             scores, dt = _timed_score(bundle, X)

@@ -94,10 +94,33 @@ class Bundle:
         self.declared_component: str = str(meta.get("declared_component") or self.alert_components[0])
         self.calibration: dict[str, np.ndarray] = {k: np.asarray(v, dtype=np.float64)
                                                   for k, v in meta.get("calibration", {}).items()}
+        self.series_norm: Any = None
+        if meta.get("series_norm") is not None:
+            from monitor.training import SeriesNorm
+
+            try:
+                self.series_norm = SeriesNorm.from_json(meta["series_norm"], str(path / BUNDLE_FILE))
+            except (UserError, KeyError, ValueError, TypeError) as exc:
+                raise ModelBundleError(f"{path / BUNDLE_FILE}: field 'series_norm' is unusable: {exc}") from None
         self.loaded_at = time.time()
 
+    def normalize_series(self, X: np.ndarray, series: list[str]) -> np.ndarray:
+        """Apply the bundle's per-series normalisation (``anomon train --normalize``), one series id per
+        window; windows unchanged when the bundle has none. The daemon calls it before :meth:`score_windows`."""
+        if self.series_norm is None:
+            return X
+        return self.series_norm.apply(X, series)
+
+    def score(self, X: np.ndarray, series: list[str] | None = None) -> Any:
+        """Score raw windows (n, T, C) of the given series as the daemon does (:meth:`normalize_series`, then
+        :meth:`score_windows`)."""
+        if self.series_norm is not None:
+            X = self.normalize_series(X, list(series) if series is not None else ["?"] * len(X))
+        return self.score_windows(np.asarray(X, dtype=np.float32))
+
     def score_windows(self, X: np.ndarray) -> Any:
-        """Score windows (n, T, C) float32: normalised, flattened for tabular detectors. One model call."""
+        """Score windows (n, T, C) float32 (after :meth:`normalize_series`): normalised, flattened for tabular
+        detectors. One model call."""
         if self.decimate > 1:
             X = X[:, self.decimate - 1::self.decimate]
         X = normalize_windows(X, self.normalize, self._mean, self._std)

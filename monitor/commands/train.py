@@ -1,14 +1,18 @@
-"""``anomon train DETECTOR``: fit a detector on a protocol's training split and save it.
+"""``anomon train DETECTOR``: fit a detector on your data (a file, a folder, a topic) or a protocol's
+training split, and write a model bundle that ``anomon run --model-dir DIR`` serves.
 
 Examples::
 
+    anomon train lstm-ae --data readings.csv --time-col ts --value-cols a,b,c --window 64 --stride 8 --out model/
+    anomon train dense-ae --data sensors/ --window 32 --stride 4 --normalize per-series --fpr 0.005 --out model/
     anomon train vrae --protocol ecg5000-semi --seed 0 --out runs/vrae-s0
     anomon train vrae --dataset ecg200 --data-dir ../shared/data --out runs/vrae-ecg200
-    anomon train lstm-ae --protocol ecg5000-semi --param hidden_size=32 --out runs/ae
 
-The model is saved with :meth:`models.Detector.save` (``config.json`` + ``weights.safetensors``)
-in ``--out``; ``train.json`` beside it records the protocol, seed, split sizes, the threshold of
-every component under the protocol's rule, and the training time.
+``--out`` receives a bundle: ``config.json`` + ``weights.safetensors`` (the detector), ``anomon.json``
+(window, normalisation, calibrated thresholds), ``train.json`` (data, spans, counts, thresholds, metrics
+on labels, training time) and, from data, ``report.html``. From data, the last ``--calibration-fraction``
+of each series (at least one window) is held back to calibrate the thresholds at ``--fpr``; windows
+touching a labelled anomaly (``--label-col``) are kept out of training and calibration.
 """
 from __future__ import annotations
 
@@ -44,6 +48,33 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def add_file_args(p: argparse.ArgumentParser) -> None:
+    """Arguments of training from a file, folder or topic (``anomon train``, ``anomon retrain``)."""
+    g = p.add_argument_group("your data")
+    g.add_argument("--data", metavar="PATH", help="CSV/TSV/Parquet, NAB-style CSV (timestamp,value), .npy/.npz, a "
+                   "WFDB record (.hea), or a folder of these (one series each, named after the file)")
+    g.add_argument("--time-col", help="time column (default: a column named timestamp, datetime, time or ts; "
+                   "else the row order)")
+    g.add_argument("--value-cols", help="value columns, comma-separated (default: every other column)")
+    g.add_argument("--series-col", help="column holding the series id (default: the file name without suffix)")
+    g.add_argument("--label-col", help="0/1 column of labelled anomalies (kept out of training; metrics in train.json)")
+    g.add_argument("--sort", action="store_true", help="sort rows by time instead of rejecting unsorted files")
+    g.add_argument("--dedupe", action="store_true", help="keep the last reading of a repeated timestamp instead "
+                   "of rejecting the file")
+    g.add_argument("--window", type=int, help="window length in readings")
+    g.add_argument("--stride", type=int, help="window stride in readings (default: window / 4)")
+    g.add_argument("--normalize", default="per-series", choices=["per-series", "global", "none"],
+                   help="robust scaling learned per series (stored per series in the bundle; default), one "
+                   "scaling for all series, or none")
+    g.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate of the calibrated "
+                   "thresholds (default 0.01)")
+    g.add_argument("--calibration-fraction", type=float, default=0.2,
+                   help="held-back tail of each series that calibrates the thresholds (default 0.2)")
+    g.add_argument("--name", help="model name in anomon.json, score records and metrics (default: the detector)")
+    g.add_argument("--version", help="model version (default: a digest of the weights)")
+    g.add_argument("--alert-component", help="score component that raises alerts (default: the detector's first)")
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", help="named protocol: ecg5000-semi, ecg5000-unsup, ecg200-semi, mitdb106-semi")
     p.add_argument("--dataset", help="dataset without a named protocol (its semi-supervised split): "
@@ -71,10 +102,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a detector on a protocol's training data and save it",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("detector", help="registered detector name (see `anomon detectors`), e.g. vrae, lstm-ae")
+    add_file_args(p)
     add_data_args(p)
     add_model_args(p)
     p.add_argument("--seed", type=int, default=0, help="model seed (default 0)")
-    p.add_argument("--out", required=True, help="output directory of the saved model")
+    p.add_argument("--out", required=True, help="output directory of the model bundle")
     p.set_defaults(func=run)
 
 
@@ -118,10 +150,70 @@ def train_one(detector: str, data, seed: int, params: dict[str, Any], out: str |
     return det, info
 
 
+def read_options(args: argparse.Namespace):
+    from monitor.training import ReadOptions
+
+    cols = [c.strip() for c in args.value_cols.split(",") if c.strip()] if args.value_cols else None
+    return ReadOptions(time_col=args.time_col, value_cols=cols, series_col=args.series_col, label_col=args.label_col,
+                       sort=args.sort, dedupe=args.dedupe)
+
+
+def train_options(args: argparse.Namespace, window: int):
+    from monitor.training import TrainOptions
+
+    if not 0 < args.fpr < 0.5:
+        raise UserError(f"--fpr: {args.fpr:g} must lie in (0, 0.5)")
+    if not 0 < args.calibration_fraction < 1:
+        raise UserError(f"--calibration-fraction: {args.calibration_fraction:g} must lie in (0, 1)")
+    stride = args.stride or max(1, window // 4)
+    if stride < 1:
+        raise UserError(f"--stride: {stride} must be at least 1")
+    return TrainOptions(window=window, stride=stride, normalize=args.normalize, fpr=args.fpr,
+                        calibration_fraction=args.calibration_fraction, seed=args.seed, params=model_params(args),
+                        name=args.name, version=args.version, alert_component=args.alert_component)
+
+
+def summary(info: dict[str, Any], out: str) -> str:
+    """What ``anomon train`` prints: the bundle, its sizes, thresholds and labelled metrics."""
+    keep = {k: info[k] for k in ("detector", "name", "version", "window", "normalize", "fpr", "counts", "thresholds",
+                                 "calibration_fpr", "fit_seconds") if k in info}
+    if info.get("labels"):
+        keep["labels"] = info["labels"]["metrics"]
+    if info.get("data", {}).get("read"):
+        keep["read"] = info["data"]["read"]
+    return json.dumps(keep, indent=2) + f"\nbundle written to {out}: serve it with `anomon run --model-dir {out}`"
+
+
+def run_data(args: argparse.Namespace) -> int:
+    from monitor.training import read_series, split_series, train_bundle
+
+    if not args.window or args.window < 2:
+        raise UserError("--window: give the window length in readings (at least 2), e.g. --window 64")
+    opts = train_options(args, args.window)
+    series, counts = read_series(args.data, read_options(args))
+    split = split_series(series, opts.window, opts.stride, opts.calibration_fraction)
+    info = train_bundle(args.detector, split, opts, args.out, source={"path": str(args.data), "read": counts})
+    print(summary(info, args.out))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.data:
+        return run_data(args)
+    if not (args.protocol or args.dataset):
+        raise UserError("give the data to train on: --data PATH, --protocol NAME or --dataset NAME")
+    from monitor.modelstore import save_bundle
     from monitor.protocols.ecg import load_protocol
 
     data = load_protocol(args.protocol, args.dataset, args.data_dir, args.limit)
-    _, info = train_one(args.detector, data, args.seed, model_params(args), args.out)
+    det, info = train_one(args.detector, data, args.seed, model_params(args), args.out)
+    T, C = data.X_train.shape[1], data.X_train.shape[2]
+    stride = args.stride or T
+    # a runnable bundle: thresholds calibrated on the protocol's threshold split at its false-positive rate
+    save_bundle(det, args.out, window_length=T, stride=stride, channels=C, calibration=data.X_threshold,
+                fpr=data.fpr, name=args.name or f"{args.detector}-{data.protocol}", version=args.version,
+                alert_components=[args.alert_component] if args.alert_component else None,
+                extra={"trained": {"protocol": data.protocol, "seed": args.seed}})
     print(json.dumps({k: info[k] for k in ("detector", "protocol", "seed", "sizes", "thresholds", "fit_seconds")}, indent=2))
+    print(f"bundle written to {args.out}: serve it with `anomon run --model-dir {args.out}`")
     return 0
