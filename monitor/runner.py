@@ -61,10 +61,20 @@ def ensure_broker(cfg: Config, bootstrap: str | None = None, *, wait_s: float | 
 
             wait_for_broker(bs, wait_s)
         return bs, None
-    from streams.broker import EmbeddedBroker
+    from streams.broker import DEFAULT_HOST, EmbeddedBroker, kafka_answers, port_in_use, stable_port
 
-    b = EmbeddedBroker().start()
-    log.info("no kafka.bootstrap_servers configured: started the embedded broker on %s", b.bootstrap)
+    port = stable_port()
+    if port is not None and port_in_use(DEFAULT_HOST, port):
+        addr = f"{DEFAULT_HOST}:{port}"
+        if kafka_answers(addr):  # an `anomon broker` (or another Kafka) already serves this machine
+            log.info("no kafka.bootstrap_servers configured: using the broker already running at %s", addr)
+            return addr, None
+        log.warning("port %d is taken by something that is not a Kafka broker: the embedded broker takes a free port",
+                    port)
+        port = None
+    b = EmbeddedBroker(port=port).start()
+    log.info("no kafka.bootstrap_servers configured: started the embedded broker on %s (stop it with the daemon; "
+             "`anomon replay ... --bootstrap-servers %s` produces to it)", b.bootstrap, b.bootstrap)
     return b.bootstrap, b
 
 

@@ -64,6 +64,9 @@ log = logging.getLogger(__name__)
 BINARY_ENV = "ANOMON_TANSU_BIN"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_STORAGE = "memory://tansu/"
+#: The embedded broker's stable address when nothing is configured: Kafka's usual port, when free.
+#: ``ANOMON_EMBEDDED_BROKER_PORT`` sets another; ``0`` means a free port each time (the test suite).
+STABLE_PORT = 9092
 _PR_SET_PDEATHSIG = 1
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _PORT_TAKEN = re.compile(r"AddrInUse|Address (already )?in use", re.I)
@@ -143,6 +146,35 @@ def port_in_use(host: str, port: int) -> bool:
                 return True
             raise
     return False
+
+
+def stable_port(env: dict | None = None) -> int | None:
+    """The port an embedded broker started without one should take: ``ANOMON_EMBEDDED_BROKER_PORT``,
+    else :data:`STABLE_PORT`; ``None`` (a free port) when the variable is ``0``.
+
+    >>> stable_port({}), stable_port({"ANOMON_EMBEDDED_BROKER_PORT": "0"}), stable_port({"ANOMON_EMBEDDED_BROKER_PORT": "19092"})
+    (9092, None, 19092)
+    """
+    env = os.environ if env is None else env
+    raw = env.get("ANOMON_EMBEDDED_BROKER_PORT", "").strip()
+    if not raw:
+        return STABLE_PORT
+    try:
+        port = int(raw)
+    except ValueError:
+        raise BrokerError(f"ANOMON_EMBEDDED_BROKER_PORT: {raw!r} is not a port number (0 = a free port)") from None
+    if not 0 <= port <= 65535:
+        raise BrokerError(f"ANOMON_EMBEDDED_BROKER_PORT: {port} is not a port number (0 = a free port)")
+    return port or None
+
+
+def kafka_answers(bootstrap: str, timeout_s: float = 2.0) -> bool:
+    """True when a Kafka broker answers a metadata request at ``bootstrap`` (not merely a TCP accept)."""
+    try:
+        _metadata_probe(bootstrap, timeout_s)
+    except Exception:  # noqa: BLE001 - any failure means "no broker here"
+        return False
+    return True
 
 
 def _preexec_factory():

