@@ -285,6 +285,12 @@ def _read_one(p: Path, opt: ReadOptions) -> list[SeriesData]:
                             ".npy, .npz, a WFDB record .hea, or a folder of these)")
 
 
+def _select(s: SeriesData, idx: np.ndarray) -> SeriesData:
+    """The rows ``idx`` (indices or a mask) of ``s``, in that order."""
+    return SeriesData(s.name, s.source, s.ts[idx], s.values[idx], None if s.labels is None else s.labels[idx],
+                      s.rows[idx], s.columns, s.text, s.time_col)
+
+
 def _order(s: SeriesData, opt: ReadOptions, counts: dict[str, int]) -> SeriesData:
     """Check (or with sort / dedupe repair) that the timestamps strictly increase."""
     if len(s) < 2 or s.time_col is None:
@@ -300,8 +306,7 @@ def _order(s: SeriesData, opt: ReadOptions, counts: dict[str, int]) -> SeriesDat
                                     "to sort the rows by time")
         order = np.argsort(s.ts, kind="stable")
         counts["sorted_rows"] += int(np.sum(order != np.arange(len(order))))
-        s = SeriesData(s.name, s.source, s.ts[order], s.values[order],
-                       None if s.labels is None else s.labels[order], s.rows[order], s.columns, s.text, s.time_col)
+        s = _select(s, order)
         d = np.diff(s.ts)
     dup = np.flatnonzero(d == 0)
     if dup.size:
@@ -313,8 +318,7 @@ def _order(s: SeriesData, opt: ReadOptions, counts: dict[str, int]) -> SeriesDat
         keep = np.ones(len(s), dtype=bool)
         keep[dup] = False  # of equal times keep the last
         counts["duplicate_rows_dropped"] += int((~keep).sum())
-        s = SeriesData(s.name, s.source, s.ts[keep], s.values[keep],
-                       None if s.labels is None else s.labels[keep], s.rows[keep], s.columns, s.text, s.time_col)
+        s = _select(s, keep)
     return s
 
 
