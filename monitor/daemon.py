@@ -45,6 +45,9 @@ _VALUE, _KEY, _OFFSET, _TIMESTAMP = (attrgetter(f) for f in ("value", "key", "of
 _TS_OF = itemgetter(1)  # of a plain reading (series, ts_us, row)
 
 PROGRESS_CHUNK = 2000  # series per progress record
+#: the progress record's schema: 1 = {topic, partition, offset, seq, part, parts, series}; 2 adds "v" and
+#: "dlq_upto" (dead letters of offsets below it were sent). Version 1 records are still read (no dlq_upto).
+PROGRESS_VERSION = 2
 #: seconds a parked series state (see ``Daemon._park``) waits for its partition's log to come back
 PARK_TTL_S = 300.0
 #: bytes of an input record (key + value) copied to the dead-letter topic; larger ones are cut
@@ -226,8 +229,12 @@ class Daemon:
         self.loop_heartbeat = time.monotonic()
         self.started = False
         self.draining = False
-        self.stats = {"records": 0, "windows": 0, "dlq": 0, "alerts": 0, "batches": 0, "commits": 0,
-                      "rewinds": 0, "drift": 0, "suppressed": 0, "score_s": 0.0,
+        # dead letters were sent below these offsets (the previous owner's, from the progress record, then
+        # this daemon's): a replay after a restart does not send them again. _dlq_committed: at the commit.
+        self._dlq_mark: dict[Any, int] = {}
+        self._dlq_committed: dict[Any, int] = {}
+        self.stats = {"records": 0, "windows": 0, "dlq": 0, "dlq_replayed": 0, "unreadable_batches": 0, "alerts": 0, "batches": 0,
+                      "commits": 0, "rewinds": 0, "drift": 0, "suppressed": 0, "score_s": 0.0,
                       "threaded_batches": 0, "child_batches": 0}
         self.latencies: deque[float] = deque(maxlen=100_000)
         self.first_record_at: float | None = None  # monotonic time of the first consumed record (benchmarks)
@@ -396,6 +403,8 @@ class Daemon:
         self._park(tp)
         self._last_commit.pop(tp, None)
         self._last_snap.pop(tp, None)
+        for d in (self._dlq_mark, self._dlq_committed):
+            d.pop(tp, None)
         self._dirty.discard(tp)
         self._pending = [(b, t) for b, t in self._pending if b.partition != tp]
         self._pending_n = sum(len(b) for b, _ in self._pending)
@@ -503,8 +512,9 @@ class Daemon:
     def _progress_key(self, tp: Any) -> str:
         return f"{tp.topic}:{tp.partition}"
 
-    def _read_progress(self, tps: list) -> dict[Any, tuple[int, dict]]:
-        """The last complete progress snapshot of each partition: {tp: (offset, {series: [ts, skip]})}."""
+    def _read_progress(self, tps: list, meta: dict | None = None) -> dict[Any, tuple[int, dict]]:
+        """The last complete progress snapshot of each partition: {tp: (offset, {series: [ts, skip]})};
+        ``meta`` (when given) gets {tp: {"dlq_upto": offset}} of the same records (see :data:`PROGRESS_VERSION`)."""
         from streams.kafka import KafkaConsumer, TopicPartition, partition_ends
 
         topic = self.cfg.progress_topic
@@ -523,18 +533,22 @@ class Daemon:
                 keys = {k for k, tp in want.items() if tp.partition % self._progress_parts == ptp.partition}
                 while True:
                     start = max(begin, end - span)
-                    found = self._scan_progress(cons, ptp, start, end, keys)
+                    found_meta: dict[str, dict] = {}
+                    found = self._scan_progress(cons, ptp, start, end, keys, found_meta)
                     if set(found) >= keys or start <= begin:
                         break
                     span *= 8
                 for k, v in found.items():
                     out[want[k]] = v
+                    if meta is not None and k in found_meta:
+                        meta[want[k]] = found_meta[k]
         finally:
             cons.close()
         return out
 
     @staticmethod
-    def _scan_progress(cons: Any, ptp: Any, start: int, end: int, keys: set[str]) -> dict[str, tuple[int, dict]]:
+    def _scan_progress(cons: Any, ptp: Any, start: int, end: int, keys: set[str],
+                       meta: dict | None = None) -> dict[str, tuple[int, dict]]:
         if end <= start:
             return {}
         cons.assign([ptp])
@@ -559,6 +573,8 @@ class Daemon:
                     slot["n"] += 1
                     if slot["n"] == v["parts"]:
                         best[k] = (int(v["offset"]), slot["series"])
+                        if meta is not None:  # version 1 records have no dlq_upto
+                            meta[k] = {"dlq_upto": int(v.get("dlq_upto", -1))}
                         del parts[(k, v["seq"])]
         return best
 
@@ -568,8 +584,9 @@ class Daemon:
         self._new -= set(new)
         if not new:
             return
+        meta: dict = {}
         try:
-            prog = self._read_progress(new)
+            prog = self._read_progress(new, meta)
         except Exception as exc:  # noqa: BLE001
             log.warning("cannot read progress topic (%s): windows already emitted will be emitted again", exc)
             prog = {}
@@ -582,6 +599,8 @@ class Daemon:
         self._adopt_tps |= self._log_reset(new, committed, prog)
         for tp in new:
             off, snap = prog.get(tp, (None, {}))
+            floor = meta.get(tp, {}).get("dlq_upto", -1)
+            self._dlq_mark[tp] = self._dlq_committed[tp] = floor
             self.windower.assign(tp, snap)
             self._restore_alerts(tp, snap)
             c = committed[tp]
@@ -603,7 +622,18 @@ class Daemon:
         self.metrics.set_assignment((tp.topic, tp.partition) for tp in self._owned)
 
     # ------------------------------------------------------------------ processing
+    def _replayed_dlq(self, tp: Any, offset: int) -> bool:
+        """Whether the dead letter of the record at ``offset`` went out before the last checkpoint of
+        this partition (a replay after a restart or a rebalance): then it is counted, not sent again."""
+        if offset < self._dlq_mark.get(tp, -1):  # (records of a partition come in offset order: only a
+            self.stats["dlq_replayed"] += 1  # seek back brings an offset below the mark again)
+            return True
+        self._dlq_mark[tp] = offset + 1
+        return False
+
     def _dlq(self, rec: Any, reason: str, message: str, samples: int | None = None) -> None:
+        if self._replayed_dlq((rec.topic, rec.partition), rec.offset):
+            return
         headers = [("anomon.reason", reason), ("anomon.error", message[:500]),
                    ("anomon.source", f"{rec.topic}:{rec.partition}:{rec.offset}")]
         if samples is not None:
@@ -617,6 +647,32 @@ class Daemon:
             value = value[:DLQ_MAX_BYTES - 1024] if value else value
         self.sink.send(self.cfg.output.dlq_topic, value, key=key, headers=headers)
         self.metrics.dead_letter(reason)
+        self.stats["dlq"] += 1
+
+    def _unreadable(self, u: dict) -> None:
+        """A record batch the client skipped (failed CRC, missing codec, corrupt): one dead letter naming
+        its topic, partition and offsets, counted; its partition's commit point moves past it."""
+        from streams.kafka import TopicPartition
+
+        tp = TopicPartition(u["topic"], u["partition"])
+        first, last, reason = int(u["first_offset"]), int(u["last_offset"]), str(u["reason"])
+        where = f"{tp.topic}:{tp.partition}:{first}-{last}"
+        if tp not in self._owned:
+            return
+        self.windower.add_consumed(tp, last)  # the commit point moves past it
+        self._dirty.add(tp)
+        if self._replayed_dlq(tp, last):  # seen before a seek back (or a restart): counted and sent then
+            return
+        log.error("record batch %s could not be read (%s: %s); skipped, dead-lettered, the partition goes on",
+                  where, reason, u.get("error", ""))
+        self.metrics.unreadable_batch(reason)
+        self.stats["unreadable_batches"] += 1
+        headers = [("anomon.reason", "unreadable_batch"), ("anomon.error", f"{reason}: {u.get('error', '')}"[:500]),
+                   ("anomon.source", f"{tp.topic}:{tp.partition}:{first}"), ("anomon.offsets", f"{first}-{last}")]
+        value = json.dumps({"topic": tp.topic, "partition": tp.partition, "first_offset": first,
+                            "last_offset": last, "reason": reason, "error": str(u.get("error", ""))[:500]})
+        self.sink.send(self.cfg.output.dlq_topic, value.encode(), key=where.encode(), headers=headers)
+        self.metrics.dead_letter("unreadable_batch")
         self.stats["dlq"] += 1
 
     def _process(self, recs: list) -> None:
@@ -1018,6 +1074,7 @@ class Daemon:
                 self._rewind()
             return False
         offsets = {}
+        dlq_marks: dict = {}
         for tp in tps:
             if tp not in self._dirty and tp in self._last_commit:
                 continue
@@ -1026,6 +1083,7 @@ class Daemon:
                 continue
             snap = self.windower.snapshot(tp)
             self._attach_alerts(tp, snap)
+            dlq_marks[tp] = self._dlq_mark.get(tp, -1)
             self._send_progress(tp, c, snap)
             offsets[tp] = (c, snap)
         if not offsets:
@@ -1044,6 +1102,7 @@ class Daemon:
         for tp, (c, snap) in offsets.items():
             self._last_commit[tp] = c
             self._last_snap[tp] = snap
+            self._dlq_committed[tp] = dlq_marks[tp]
             self._dirty.discard(tp)
             adopted = self._adopted.get(tp)
             if adopted:  # windows that needed parked readings are out and flushed: no rewind goes back to them
@@ -1060,8 +1119,8 @@ class Daemon:
         key = self._progress_key(tp)
         for i in range(parts):
             chunk = dict(items[i * PROGRESS_CHUNK:(i + 1) * PROGRESS_CHUNK])
-            v = {"topic": tp.topic, "partition": tp.partition, "offset": offset, "seq": seq, "part": i,
-                 "parts": parts, "series": chunk}
+            v = {"v": PROGRESS_VERSION, "topic": tp.topic, "partition": tp.partition, "offset": offset,
+                 "seq": seq, "part": i, "parts": parts, "dlq_upto": self._dlq_mark.get(tp, -1), "series": chunk}
             self.sink.send(self.cfg.progress_topic, json.dumps(v, separators=(",", ":")).encode(), key=key,
                            partition=tp.partition % self._progress_parts)
 
@@ -1074,6 +1133,8 @@ class Daemon:
         self._scored, self._scored_n = [], 0
         for tp in list(self._owned):
             self.windower.assign(tp, self._last_snap.get(tp, {}))
+            # dead letters since the last commit may be lost with the other outputs: sent again
+            self._dlq_mark[tp] = self._dlq_committed.get(tp, -1)
             off = self._last_commit.get(tp)
             for sid, (e, o) in list(self._adopted.get(tp, {}).items()):  # replayed again: adopted again
                 if off is None or off <= o:
@@ -1145,6 +1206,9 @@ class Daemon:
                         if self.first_record_at is None:
                             self.first_record_at = time.monotonic()
                         self._process(recs)
+                    take_unreadable = getattr(self.source, "take_unreadable", None)
+                    for u in (take_unreadable() if take_unreadable is not None else ()):
+                        self._unreadable(u)
                     if self._pending and (time.monotonic() - self._pending_since >= max_wait):
                         self._score_pending()
                     if self._inflight:

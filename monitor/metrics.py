@@ -200,6 +200,11 @@ class AnomonMetrics:
             namespace=ns, registry=r,
         )
         # ---- Kafka --------------------------------------------------------------------
+        self.unreadable_batches = Counter(
+            "unreadable_batches", "Record batches skipped because they could not be read (failed CRC, missing "
+            "codec, corrupt data), by reason; each has one dead letter naming its offsets.", ["reason"],
+            namespace=ns, registry=r,
+        )
         self.consumer_lag = Gauge(
             "consumer_lag", "Consumer lag in records per assigned partition (fetch high-water mark - position).",
             ["topic", "partition"], namespace=ns, registry=r,
@@ -332,6 +337,11 @@ class AnomonMetrics:
         self.dead_letters.labels(reason=reason).inc(n)
 
     # ------------------------------------------------------------------------------- kafka
+    def unreadable_batch(self, reason: str) -> None:
+        """Count one record batch skipped as unreadable (``crc``, ``codec``, ``corrupt`` or ``other``)."""
+        r = reason if reason in ("crc", "codec", "corrupt") else "other"
+        self.unreadable_batches.labels(reason=r).inc()
+
     def set_lag(self, topic: str, partition: int, lag: float) -> None:
         """Set the consumer lag of one partition: the fetch high-water mark minus the position.
 
