@@ -92,6 +92,9 @@ class InputSection:
     fetch_max_wait_ms: int = 50
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
+    #: /readyz answers 503 until this member owns partitions, and again once it has owned none (the group
+    #: cannot be joined, or has no work for it) for this long (s)
+    ready_timeout_s: float = 30.0
 
     def record_format(self) -> RecordFormat:
         """The decoder's :class:`~streams.records.RecordFormat` from the fields both declare."""

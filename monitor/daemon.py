@@ -206,6 +206,8 @@ class Daemon:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._owned: set = set()
+        self._unowned_since: float | None = time.monotonic()  # since when no partition is owned (None: some are)
+        self._ever_owned = False
         self._to_drop = set()
         self._reseeked: set = set()
         self._new: set = set()
@@ -301,6 +303,8 @@ class Daemon:
         return time.monotonic() - self.loop_heartbeat < 60.0
 
     def readiness(self) -> tuple[bool, str]:
+        """Ready means owning work: started, connected, writing, and owning partitions (a rebalance
+        may take them for up to ``input.ready_timeout_s``)."""
         if not self.started:
             return False, "starting"
         if self.draining:
@@ -309,6 +313,18 @@ class Daemon:
             return False, "not connected to Kafka"
         if self._sink_stale:
             return False, "writing outputs failed; reconnecting the producer"
+        if self._owned:
+            self._unowned_since = None
+        elif self._unowned_since is None:
+            self._unowned_since = time.monotonic()
+        if not self._owned:
+            g = self.cfg.input.group_id
+            if not self._ever_owned:
+                return False, f"no partitions assigned yet (joining group {g})"
+            idle = time.monotonic() - self._unowned_since
+            if idle >= self.cfg.input.ready_timeout_s:
+                return False, (f"no partitions assigned for {idle:.0f}s (group {g} cannot be joined, or has no "
+                               "partition for this member)")
         return True, ""
 
     def _open(self) -> None:
@@ -359,6 +375,9 @@ class Daemon:
         self._to_drop -= set(tps)
         self._new |= set(tps)
         self._owned |= set(tps)
+        if tps:
+            self._ever_owned = True
+            self._unowned_since = None
         self.metrics.rebalance("assigned")
         log.info("partitions assigned", extra={"partitions": sorted(f"{t.topic}:{t.partition}" for t in tps)})
 
