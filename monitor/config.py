@@ -95,6 +95,14 @@ class InputSection:
     #: /readyz answers 503 until this member owns partitions, and again once it has owned none (the group
     #: cannot be joined, or has no work for it) for this long (s)
     ready_timeout_s: float = 30.0
+    #: readings without a Kafka key: "repartition" (re-sent to the repartition topic keyed by their series,
+    #: so a series a keyless producer spread over partitions is windowed whole) or "partition" (windowed
+    #: per partition as they come: only right when each series keeps to one partition)
+    keyless: str = "repartition"
+    #: the repartition topic; default "<group_id>.repartition"
+    repartition_topic: str | None = None
+    #: a keyless reading waits at most this long (s) for the other partitions to reach its timestamp
+    repartition_hold_s: float = 5.0
 
     def record_format(self) -> RecordFormat:
         """The decoder's :class:`~streams.records.RecordFormat` from the fields both declare."""
@@ -229,6 +237,13 @@ class Config:
     @property
     def progress_topic(self) -> str:
         return self.output.progress_topic or f"{self.input.group_id}.progress"
+
+    @property
+    def repartition_topic(self) -> str | None:
+        """Where keyless readings are re-sent keyed by series (None when ``input.keyless`` is "partition")."""
+        if self.input.keyless != "repartition":
+            return None
+        return self.input.repartition_topic or f"{self.input.group_id}.repartition"
 
 
 # --------------------------------------------------------------------------- loading
@@ -405,6 +420,10 @@ def validate(cfg: Config, problems: list[ConfigError] | None = None) -> None:
         fail(err("input.topics", "at least one input topic is needed"))
     if cfg.input.ts_unit not in ("ms", "s", "us", "iso"):
         fail(err("input.ts_unit", f"must be one of ms, s, us, iso; got {cfg.input.ts_unit!r}"))
+    if cfg.input.keyless not in ("repartition", "partition"):
+        fail(err("input.keyless", f"must be one of repartition, partition; got {cfg.input.keyless!r}"))
+    if cfg.repartition_topic is not None and cfg.repartition_topic in cfg.input.topics:
+        fail(err("input.repartition_topic", f"{cfg.repartition_topic!r} is also an input topic; name another"))
     if cfg.scoring.threshold not in ("calibrated", "spot", "dspot"):
         fail(err("scoring.threshold", f"must be calibrated, spot or dspot; got {cfg.scoring.threshold!r}"))
     if not 0 < cfg.scoring.q < 0.02:

@@ -166,6 +166,8 @@ def create_daemon_topics(cfg: Config, settings: Any) -> None:
     create_topics(settings, {t: n for t in cfg.input.topics})
     create_topics(settings, {cfg.output.scores_topic: n, cfg.output.alerts_topic: n, cfg.output.dlq_topic: n})
     create_topics(settings, {cfg.progress_topic: n}, compacted=True)
+    if cfg.repartition_topic:
+        create_topics(settings, {cfg.repartition_topic: n})
 
 
 class Daemon:
@@ -206,6 +208,10 @@ class Daemon:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._owned: set = set()
+        from monitor.repartition import Repartitioner
+
+        self._repart_topic = cfg.repartition_topic
+        self._repart = Repartitioner(max_hold_s=cfg.input.repartition_hold_s)
         self._unowned_since: float | None = time.monotonic()  # since when no partition is owned (None: some are)
         self._ever_owned = False
         self._to_drop = set()
@@ -235,7 +241,7 @@ class Daemon:
         # this daemon's): a replay after a restart does not send them again. _dlq_committed: at the commit.
         self._dlq_mark: dict[Any, int] = {}
         self._dlq_committed: dict[Any, int] = {}
-        self.stats = {"records": 0, "windows": 0, "dlq": 0, "dlq_replayed": 0, "unreadable_batches": 0, "alerts": 0, "batches": 0,
+        self.stats = {"records": 0, "windows": 0, "dlq": 0, "dlq_replayed": 0, "unreadable_batches": 0, "repartitioned": 0, "alerts": 0, "batches": 0,
                       "commits": 0, "rewinds": 0, "drift": 0, "suppressed": 0, "score_s": 0.0,
                       "threaded_batches": 0, "child_batches": 0}
         self.latencies: deque[float] = deque(maxlen=100_000)
@@ -337,7 +343,8 @@ class Daemon:
 
         self._progress_parts = max(1, len(topic_partitions(self.settings, cfg.progress_topic)))
         self.sink = self._make_sink()
-        self.source = Source(self.settings, cfg.input.topics, cfg.input.group_id,
+        topics = list(cfg.input.topics) + ([cfg.repartition_topic] if cfg.repartition_topic else [])
+        self.source = Source(self.settings, topics, cfg.input.group_id,
                              on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost,
                              commit_on_revoke=False, max_poll_records=cfg.input.max_poll_records,
                              session_timeout_ms=cfg.input.session_timeout_ms,
@@ -422,6 +429,7 @@ class Daemon:
         self._park(tp)
         self._last_commit.pop(tp, None)
         self._last_snap.pop(tp, None)
+        self._repart.drop(tp)
         for d in (self._dlq_mark, self._dlq_committed):
             d.pop(tp, None)
         self._dirty.discard(tp)
@@ -727,6 +735,10 @@ class Daemon:
         ahead_s = self.cfg.input.max_future_s
         horizon_us = (time.time() + ahead_s) * 1e6 if ahead_s > 0 else math.inf
         plain = decode_plain_readings(list(map(_VALUE, recs)), list(map(_KEY, recs)), fmt, width)
+        if self._repart_topic is not None and tp.topic != self._repart_topic and not all(map(_KEY, recs)):
+            recs, plain = self._hold_keyless(tp, recs, plain, now)
+            if not recs:
+                return
         if recs and None not in plain and max(map(_TS_OF, plain)) <= horizon_us:  # all plain: the common case
             self._window_plain(tp, list(zip(map(_OFFSET, recs), *zip(*plain))), recs, now)
             return
@@ -743,6 +755,56 @@ class Daemon:
             self._process_record(tp, rec, horizon_us, now)
         if items:
             self._window_plain(tp, items, item_recs, now)
+
+    def _hold_keyless(self, tp: Any, recs: list, plain: list, now: float) -> tuple[list, list]:
+        """Take the keyless readings of ``recs`` out (held for the repartition topic, see
+        :mod:`monitor.repartition`); returns the other records and their decoded readings. A keyless
+        record that does not decode stays (the usual path dead-letters it)."""
+        from streams.records import RecordError, decode_record
+
+        keep, keep_plain = [], []
+        fmt, width = self.fmt, self.spec.channels
+        for rec, p in zip(recs, plain):
+            if rec.key:
+                keep.append(rec)
+                keep_plain.append(p)
+                continue
+            if p is not None:
+                series, ts = p[0], p[1]
+            else:
+                try:
+                    r = decode_record(rec.value, rec.key, fmt, width)
+                    series, ts = r.series, int(r.ts[0])
+                except (RecordError, Exception):  # noqa: BLE001 - dead-lettered by the usual path
+                    keep.append(rec)
+                    keep_plain.append(p)
+                    continue
+            self._repart.add(tp, rec.offset, series, ts, rec, now=now)
+            self.windower.add_consumed(tp, rec.offset)
+        return keep, keep_plain
+
+    def _release_keyless(self, everything: bool = False) -> None:
+        """Send the held keyless readings whose turn has come to the repartition topic, keyed by series."""
+        rp = self._repart
+        if not len(rp):
+            return
+        lagging = set()
+        for tp in self._owned:
+            if tp.topic == self._repart_topic:
+                continue
+            try:
+                hw = self.source.highwater(tp)
+                if hw is None or self.source.position(tp) < hw:
+                    lagging.add(tp)
+            except Exception:  # noqa: BLE001 - unknown: treat as lagging (max_hold_s bounds the wait)
+                lagging.add(tp)
+        out = rp.release(lagging, now=time.monotonic(), everything=everything)
+        topic = self._repart_topic
+        for series, _, rec in out:
+            headers = list(rec.headers or []) + [("anomon.origin", f"{rec.topic}:{rec.partition}:{rec.offset}")]
+            self.sink.send(topic, rec.value, key=series, headers=headers)
+        if out:
+            self.stats["repartitioned"] += len(out)
 
     def _window_plain(self, tp: Any, items: list, item_recs: list, now: float) -> None:
         wins, rejs = self.windower.add_values(tp, items)
@@ -1100,6 +1162,9 @@ class Daemon:
             c = self.windower.committable(tp)
             if c is None:
                 continue
+            held = self._repart.held_from(tp)  # keyless readings not yet re-sent: read again after a restart
+            if held is not None and held < c:
+                c = held
             snap = self.windower.snapshot(tp)
             self._attach_alerts(tp, snap)
             dlq_marks[tp] = self._dlq_mark.get(tp, -1)
@@ -1151,6 +1216,7 @@ class Daemon:
         self._pending_n = 0
         self._scored, self._scored_n = [], 0
         for tp in list(self._owned):
+            self._repart.drop(tp)  # read again from the last commit
             self.windower.assign(tp, self._last_snap.get(tp, {}))
             # dead letters since the last commit may be lost with the other outputs: sent again
             self._dlq_mark[tp] = self._dlq_committed.get(tp, -1)
@@ -1228,6 +1294,8 @@ class Daemon:
                     take_unreadable = getattr(self.source, "take_unreadable", None)
                     for u in (take_unreadable() if take_unreadable is not None else ()):
                         self._unreadable(u)
+                    if self._repart_topic is not None:
+                        self._release_keyless()
                     if self._pending and (time.monotonic() - self._pending_since >= max_wait):
                         self._score_pending()
                     if self._inflight:
@@ -1245,6 +1313,8 @@ class Daemon:
             with self._lock:
                 if self._new:
                     self._init_partitions()
+                if self._repart_topic is not None:
+                    self._release_keyless(everything=True)  # the next run windows them
                 ok = self._checkpoint()
                 log.info("drained", extra={"committed": ok, **self.stats})
         finally:

@@ -31,7 +31,8 @@ def test_readyz_is_503_until_partitions_are_assigned_and_when_none_are_owned(bro
 
     create_topics(KafkaSettings(bootstrap_servers=broker.bootstrap), {fresh_topic: 1})
     cfg = daemon_config(broker.bootstrap, fresh_topic, f"g-{fresh_topic}", daemon_bundle, http__enabled=True,
-                        http__port=0, input__ready_timeout_s=2.0)
+                        http__port=0, input__ready_timeout_s=2.0,
+                        input__keyless="partition")  # (no repartition topic: one partition in all)
     a = inprocess_daemon(cfg)
     seen: list[tuple[int, str]] = []
     stop = threading.Event()
