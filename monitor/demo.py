@@ -159,6 +159,34 @@ def _live_line(elapsed: float, sent: int, scored: int, lag: int, p99: float | No
             f"({rates[1]:>5.0f}/s) | lag {lag:>5} records | p99 latency {p} | DLQ {dlq}")
 
 
+def _series_line(series: str, component: str, score: float, threshold: float, anomalous: bool,
+                 alert: list | None, open_after: int, close_after: int) -> str:
+    """One series of the live view: its last window's score and flag, and the alert state beside it.
+
+    ``anomalous`` is the window's own flag (its score against the threshold); ``alert`` is the daemon's
+    hysteresis state of the series (``Daemon._alerts[series]``: anomalous windows in a row, normal windows
+    in a row, open alert id or None, ...; None when the series has none). An alert opens after
+    ``open_after`` anomalous windows in a row and closes after ``close_after`` normal ones, so a window can
+    be below the threshold while its alert is still open, and above it before the alert opens.
+
+    >>> _series_line("ecg-1", "nll", 3.2, 8.0, False, [0, 1, "ecg-1@5", 5, 12.0, None], 1, 3)
+    '    ecg-1            nll      3.20  threshold     8.00  below  | alert OPEN   (closes after 2 more below)'
+    >>> _series_line("ecg-1", "nll", 9.5, 8.0, True, [1, 0, None, 5, 9.5, None], 3, 3)
+    '    ecg-1            nll      9.50  threshold     8.00  ABOVE  | alert closed (opens after 2 more above)'
+    >>> _series_line("ecg-1", "nll", 1.0, 8.0, False, None, 1, 5)
+    '    ecg-1            nll      1.00  threshold     8.00  below  | alert closed (opens after 1 above)'
+    """
+    flag = "ABOVE" if anomalous else "below"
+    if alert is not None and alert[2] is not None:  # open: normal windows in a row count towards its end
+        left = max(0, close_after - int(alert[1]))
+        state = f"alert OPEN   (closes after {left}{' more' if alert[1] else ''} below)"
+    else:  # closed: anomalous windows in a row count towards opening one
+        run = int(alert[0]) if alert is not None else 0
+        left = max(0, open_after - run)
+        state = f"alert closed (opens after {left}{' more' if run else ''} above)"
+    return f"    {series:16s} {component} {score:9.2f}  threshold {threshold:8.2f}  {flag}  | {state}"
+
+
 def run_demo(duration: float = 60.0, *, model_dir: str | None = None, series: int = 2, speed: float = 10.0,
              form: str = "chunk", json_path: str | None = None, out_dir: str = "runs/demo", detector: str = "vrae",
              retrain: bool = False, record: str = RECORD, threshold: str = "calibrated", data_dir: Any = None,
@@ -242,10 +270,10 @@ def run_demo(duration: float = 60.0, *, model_dir: str | None = None, series: in
             for s in streams_:
                 r = lastby.get(s.series)
                 a = d._alerts.get(s.series)
-                status = "ALERT" if a and a[2] else "ok"
                 if r:
-                    lines.append(f"    {s.series:16s} {comp} {r['scores'][comp]:9.2f}  threshold "
-                                 f"{r['thresholds'][comp]:8.2f}  {status}")
+                    lines.append(_series_line(s.series, comp, r["scores"][comp], r["thresholds"][comp],
+                                              bool(r.get("anomalous")), list(a) if a else None,
+                                              cfg.scoring.open_after, cfg.scoring.close_after))
             if tty:
                 out.write("\x1b[2K" + "\n".join(lines) + "\n")
             else:
