@@ -135,6 +135,9 @@ def test_tail_replay_and_status_on_what_the_daemon_dead_lettered(broker, daemon_
     # replay --dry-run sends nothing; replay --reason R --to T2 sends exactly those, keys kept, provenance added
     rc, out, _ = _cli(capsys, "dlq", "replay", "--config", conf, "--reason", "nan_or_inf", "--to", t2, "--dry-run")
     assert rc == 0 and out.splitlines() == [f"would send 3 dead letter(s) to {t2}: nan_or_inf 3"]
+    rc, out, _ = _cli(capsys, "dlq", "replay", "--config", conf, "--dry-run", "--since", "1h")  # to the sources
+    assert rc == 0 and out.splitlines() == [f"would send 6 dead letter(s) to {topic}: nan_or_inf 3, undecodable 2, "
+                                            "wrong_width 1"]
     rc, out, err = _cli(capsys, "dlq", "replay", "--config", conf, "--reason", "nan_or_inf", "--to", t2)
     assert rc == 0, err
     assert out.splitlines() == [f"sent 3 dead letter(s) to {t2}: nan_or_inf 3"]
@@ -198,3 +201,31 @@ def test_operator_errors_are_one_line(broker, fresh_topic, capsys):
     for argv in (["dlq", "tail"], ["dlq", "replay"], ["status"]):
         rc, out, err = _cli(capsys, *argv, "--bootstrap-servers", dead, "--connect-timeout", "0.3")
         assert rc == 3 and err.count("\n") == 1 and f"no Kafka broker answers at {dead}" in err, (argv, err)
+
+
+def test_follow_yields_the_backlog_then_new_dead_letters(broker, fresh_topic):
+    from monitor.commands.dlq import read_dead_letters
+    from streams.kafka import KafkaSettings, Sink, create_topics
+
+    settings = KafkaSettings(bootstrap_servers=broker.bootstrap)
+    create_topics(settings, {fresh_topic: 2})
+
+    def dead_letter(sink, i: int, reason: str) -> None:
+        sink.send(fresh_topic, b"v%d" % i, key=b"k%d" % i, partition=i % 2,
+                  headers=[("anomon.reason", reason), ("anomon.error", "e"), ("anomon.source", f"in:0:{i}")])
+        sink.flush()
+
+    with Sink(settings) as sink:
+        dead_letter(sink, 0, "bad_field")
+        dead_letter(sink, 1, "late")
+        it = read_dead_letters(settings, fresh_topic, follow=True)
+        backlog = []
+        for d in it:
+            if d is None:
+                break
+            backlog.append((d.key, d.reason, d.headers["anomon.source"]))
+        assert sorted(backlog) == [(b"k0", "bad_field", "in:0:0"), (b"k1", "late", "in:0:1")]
+        dead_letter(sink, 2, "empty")
+        new = next(it)
+        assert (new.key, new.reason, new.where) == (b"k2", "empty", f"{fresh_topic}:0:1")
+        it.close()

@@ -10,6 +10,15 @@ is off so readiness cannot be asked).
 {('t', 0): {'member_id': 'anomon-1', 'client_id': '', 'host': '', 'inferred': True}, ('t', 1): {'member_id': 'anomon-1', 'client_id': '', 'host': '', 'inferred': True}}
 >>> _owners({"members": []}, [("t", 0)])
 {}
+
+A broker that reports assignments (Kafka; kafka-python decodes them, then turns them into dicts):
+
+>>> from kafka.protocol.consumer.metadata import ConsumerProtocolAssignment
+>>> raw = ConsumerProtocolAssignment(version=0, assigned_partitions=[("t", [1])], user_data=b"").encode()
+>>> a = ConsumerProtocolAssignment.decode(raw).to_dict()
+>>> m = {"member_id": "anomon-2", "client_id": "anomon", "client_host": "/10.0.0.7", "member_assignment": a}
+>>> _owners({"members": [m, {**m, "member_id": "anomon-3", "member_assignment": ""}]}, [("t", 0), ("t", 1)])
+{('t', 1): {'member_id': 'anomon-2', 'client_id': 'anomon', 'host': '10.0.0.7', 'inferred': False}}
 """
 from __future__ import annotations
 
