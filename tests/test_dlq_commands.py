@@ -112,6 +112,8 @@ def test_tail_replay_and_status_on_what_the_daemon_dead_lettered(broker, daemon_
     assert any("\\x1b" in ln and "\\xff" in ln for ln in lines)
     assert sum(f" {topic}:" in ln for ln in lines) == len(BAD)
     (tmp_path / "tail.txt").write_text(out)
+    rc, out, _ = _cli(capsys, "dlq", "tail", "--config", conf, "--limit", "1", "--reason", "wrong_width", "--json")
+    (tmp_path / "tail-wrong_width.jsonl").write_text(out)
 
     # --json: every header, the full key and value; --reason filters; --limit keeps the last N
     rc, out, _ = _cli(capsys, "dlq", "tail", "--config", conf, "--limit", "0", "--json")
@@ -155,6 +157,7 @@ def test_tail_replay_and_status_on_what_the_daemon_dead_lettered(broker, daemon_
     # status: committed and high-water as a fresh consumer reads them, the lag, the model, /readyz up
     rc, out, err = _cli(capsys, "status", "--config", conf, "--http-port", str(r.http_port), "--json")
     assert rc == 0, err
+    (tmp_path / "status-running.json").write_text(out)
     s = json.loads(out)
     committed, ends = _fresh_read(bs, topic, group)
     assert {p["partition"]: p["committed"] for p in s["partitions"]} == committed

@@ -185,6 +185,11 @@ def render(s: dict[str, Any]) -> str:
         for r in rows:
             lines.append("  " + "  ".join(c.ljust(wid[i]) if i < 3 else c.rjust(wid[i]) for i, c in enumerate(r)))
         lines.append(f"  total lag {s['total_lag']} record(s)")
+        w = s["model"].get("window") or {}
+        if s["total_lag"] and w.get("length") and w.get("stride"):
+            lines.append(f"  (the daemon commits at the oldest reading its next windows need: up to "
+                         f"{max(0, w['length'] - w['stride'])} readings per series stay behind the committed "
+                         "offset when every window is scored)")
     m = s["model"]
     if "error" in m:
         lines.append(f"model: {m['error']}")
