@@ -159,6 +159,38 @@ def _live_line(elapsed: float, sent: int, scored: int, lag: int, p99: float | No
             f"({rates[1]:>5.0f}/s) | lag {lag:>5} records | p99 latency {p} | DLQ {dlq}")
 
 
+def _alert_step(state: list | None, anomalous: bool, open_after: int, close_after: int) -> list | None:
+    """The alert state of a series after one more window, by the daemon's hysteresis rules
+    (``Daemon._hysteresis``): ``[anomalous in a row, normal in a row, "open" or None]``, None when the daemon
+    keeps no state for the series. The live view follows it over the score records it shows, so the flag
+    and the alert state of a line belong to the same window.
+
+    >>> st = None
+    >>> for flag in (True, False, False):
+    ...     st = _alert_step(st, flag, 1, 3); print(st)
+    [1, 0, 'open']
+    [0, 1, 'open']
+    [0, 2, 'open']
+    >>> print(_alert_step(st, False, 1, 3))
+    None
+    """
+    if state is None:
+        if not anomalous:
+            return None
+        state = [0, 0, None]
+    else:
+        state = list(state)
+    if anomalous:
+        state[0], state[1] = state[0] + 1, 0
+        if state[2] is None and state[0] >= open_after:
+            state[2] = "open"
+        return state
+    state[0], state[1] = 0, state[1] + 1
+    if state[2] is None or state[1] >= close_after:
+        return None
+    return state
+
+
 def _series_line(series: str, component: str, score: float, threshold: float, anomalous: bool,
                  alert: list | None, open_after: int, close_after: int) -> str:
     """One series of the live view: its last window's score and flag, and the alert state beside it.
@@ -252,6 +284,9 @@ def run_demo(duration: float = 60.0, *, model_dir: str | None = None, series: in
         rt.start()
         last = (t_start, 0, 0)
         tty = out.isatty() if hasattr(out, "isatty") else False
+        lastby: dict[str, dict] = {}
+        alert_by: dict[str, list | None] = {}
+        n_seen = 0
         while rt.is_alive():
             rt.join(refresh_s)
             now = time.monotonic()
@@ -263,16 +298,18 @@ def run_demo(duration: float = 60.0, *, model_dir: str | None = None, series: in
             p99 = float(np.percentile(lat, 99)) if lat else None
             lines = [_live_line(now - t_start, sent_r, scored, sum(d.lag().values()), p99, d.stats["dlq"], rates)]
             scores = collector.records[cfg.output.scores_topic]
-            lastby: dict[str, dict] = {}
-            for r in scores[-4 * series - 50:]:
+            new = scores[n_seen:]
+            n_seen += len(new)
+            for r in new:  # each series' last window, and its alert state after it (the daemon's rules)
                 lastby[r["series"]] = r
+                alert_by[r["series"]] = _alert_step(alert_by.get(r["series"]), bool(r.get("anomalous")),
+                                                    cfg.scoring.open_after, cfg.scoring.close_after)
             comp = d.bundle.alert_components[0]
             for s in streams_:
                 r = lastby.get(s.series)
-                a = d._alerts.get(s.series)
                 if r:
                     lines.append(_series_line(s.series, comp, r["scores"][comp], r["thresholds"][comp],
-                                              bool(r.get("anomalous")), list(a) if a else None,
+                                              bool(r.get("anomalous")), alert_by.get(s.series),
                                               cfg.scoring.open_after, cfg.scoring.close_after))
             if tty:
                 out.write("\x1b[2K" + "\n".join(lines) + "\n")

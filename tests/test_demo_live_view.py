@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from monitor.daemon import Daemon
-from monitor.demo import _series_line
+from monitor.demo import _alert_step, _series_line
 
 
 def _drive(flags: list[bool], open_after: int, close_after: int) -> tuple[list[str], list[str]]:
@@ -49,3 +49,26 @@ def test_the_flag_is_the_windows_own_not_the_alerts(anomalous, word):
     line = _series_line("s1", "nll", 1.0, 5.0, anomalous, open_alert, 1, 3)
     assert word in line and "alert OPEN" in line
     assert "ALERT" not in line.replace("alert", "")
+
+
+def test_the_live_views_alert_state_follows_the_daemons_hysteresis():
+    """The view recomputes the alert state from the score records it shows (so flag and state belong to
+    the same window); it must agree with Daemon._hysteresis window by window."""
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    for open_after, close_after in [(1, 1), (1, 5), (3, 2), (2, 4)]:
+        flags = (rng.random(400) < 0.4).tolist()
+        events: list[str] = []
+        fake = SimpleNamespace(cfg=SimpleNamespace(scoring=SimpleNamespace(open_after=open_after,
+                                                                           close_after=close_after)),
+                               _alerts={}, _emit_alert=lambda event, *a: events.append(event))
+        view = None
+        for i, f in enumerate(flags):
+            Daemon._hysteresis(fake, "s", None, i, f, 1.0)
+            view = _alert_step(view, f, open_after, close_after)
+            a = fake._alerts.get("s")
+            assert (view is None) == (a is None), (open_after, close_after, i)
+            if a is not None:
+                assert view[:2] == a[:2] and (view[2] is None) == (a[2] is None)
+        assert events.count("start") >= 1
