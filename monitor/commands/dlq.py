@@ -195,7 +195,8 @@ def read_dead_letters(settings: Any, topic: str, *, since_ms: int | None = None,
         raise UserError(f"dead-letter topic {topic!r} does not exist on {settings.bootstrap_servers} (nothing was "
                         "dead-lettered yet, or output.dlq_topic / --topic names another topic)")
     ends = partition_ends(settings, tps, timeout_s=timeout_s)
-    starts = offsets_for_times(settings, {tp: since_ms for tp in tps}, timeout_s=timeout_s) if since_ms else {}
+    starts = ({} if since_ms is None else
+              offsets_for_times(settings, {tp: since_ms for tp in tps}, timeout_s=timeout_s))
     c = KafkaConsumer(**settings.to_kafka_python(), group_id=None, enable_auto_commit=False,
                       auto_offset_reset="earliest", fetch_max_wait_ms=200)
     try:
