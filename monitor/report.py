@@ -33,7 +33,7 @@ pre{background:#f6f6f6;padding:8px;overflow:auto}.note{color:#555}.bad{color:#b0
 .cards{display:flex;flex-wrap:wrap;gap:10px;margin:1em 0}
 .card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:150px;max-width:260px;background:#fafafa}
 .card .v{font-size:1.5em;font-weight:600}.card .k{color:#555;font-size:.85em}.card .n{color:#777;font-size:.75em}
-section{margin-top:1.5em}
+table.text td,table.text th{text-align:left}
 """
 
 
@@ -95,14 +95,16 @@ class Report:
     def json(self, obj: Any) -> None:
         self.code(json.dumps(obj, indent=2, default=str))
 
-    def table(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> None:
+    def table(self, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, cls: str = "") -> None:
+        """A table of ``rows`` (dicts; ``columns`` picks and orders them); ``cls="text"`` left-aligns every cell."""
         if not rows:
             self.text("(no rows)", "note")
             return
         cols = list(columns or rows[0].keys())
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
         body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in rows)
-        self.parts.append(f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>')
+        c = f' class="{html.escape(cls)}"' if cls else ""
+        self.parts.append(f'<div class="scroll"><table{c}><tr>{head}</tr>{body}</table></div>')
 
     def figure(self, fig: Any, caption: str = "") -> None:
         """Embed a matplotlib figure (closed afterwards)."""
