@@ -118,3 +118,73 @@ def write_train_report(out: str | Path, info: dict[str, Any], bundle: Any, *, Xt
               "train windows": v["train_windows"], "calibration windows": v["calibration_windows"]}
              for k, v in list(info["spans"].items())[:200]])
     return r.write(out)
+
+
+def write_protocol_train_report(out: str | Path, info: dict[str, Any], data: Any, det: Any) -> Path:
+    """``out/report.html`` of a bundle trained by ``anomon train --protocol``/``--dataset``: the
+    scores of the training and threshold windows with the bundle's thresholds, the worst and a typical
+    threshold window, and the training curve of ``det`` (the fitted detector). The protocol's test
+    split is not looked at."""
+    use_agg()
+    import matplotlib.pyplot as plt
+
+    from monitor.modelstore import load_bundle
+    from monitor.training import _history
+
+    bundle = load_bundle(out)  # what `anomon run` serves
+    comp = bundle.alert_components[0]
+    thr = float(bundle.thresholds[comp])
+    s_tr = bundle.score_windows(data.X_train)
+    on = data.threshold_on
+    X_thr = data.X_threshold
+    s_thr = s_tr if on == "train" else bundle.score_windows(X_thr)
+    r = Report(f"anomon train: {bundle.name} v{bundle.version} ({info['detector']} on {data.protocol})")
+    r.text(f"This folder is a model bundle that `anomon run --model-dir {Path(out).name}` serves unchanged: a "
+           f"{info['detector']} detector (seed {info['seed']}) fitted on the {len(data.X_train)} training windows "
+           f"of the protocol {data.protocol} ({data.description}), windows of {bundle.length} readings x "
+           f"{bundle.channels} channel(s). Its thresholds are the {100 * (1 - data.fpr):g}th percentiles of the "
+           f"scores of the {on} split; the daemon alerts on {comp!r}. The test split is not used here "
+           "(`anomon evaluate` reports on it).")
+    r.cards([("training windows", len(data.X_train), "fitted on"),
+             (f"{on} windows", len(X_thr), "set the thresholds"),
+             (f"threshold ({comp})", thr, f"target FPR {data.fpr:g}"),
+             (f"{on} FPR", round(float(np.mean(np.asarray(s_thr[comp]) > thr)), 4), "share above the threshold"),
+             ("fit", f"{info['fit_seconds']:.1f} s", f"{info['epochs_run']} epochs" if info.get("epochs_run") else
+              "wall time of fit")])
+    r.link("train.json", "train.json", "The numbers behind this page are in ",
+           " (anomon.json describes the bundle the daemon loads).")
+    r.heading("Thresholds", id="thresholds")
+    r.table([{"component": k + (" (alerts)" if k in bundle.alert_components else ""), "threshold": float(v),
+              f"{on} FPR": round(float(np.mean(np.asarray(s_thr[k]) > v)), 4),
+              "training FPR": round(float(np.mean(np.asarray(s_tr[k]) > v)), 4)}
+             for k, v in bundle.thresholds.items()])
+    r.heading(f"Score densities ({comp})", id="densities")
+    groups = [("training windows", s_tr[comp])] + ([] if on == "train" else [(f"{on} windows", s_thr[comp])])
+    r.figure(score_densities(groups, thr, comp, closeup=len(groups)),
+             f"How the scores are spread. Alerts fire right of the dashed threshold; about {100 * data.fpr:g}% of "
+             f"the {on} windows lie there by construction."
+             + (" The threshold is set on the training windows themselves, so new data will exceed it more often."
+                if on == "train" else ""))
+    r.heading(f"Worst and typical {on} windows", id="windows")
+    sc = np.asarray(s_thr[comp], dtype=float)
+    order = np.argsort(sc)
+    picks = [("worst", int(order[-1])), ("typical (median)", int(order[len(order) // 2]))]
+    fig, axes = plt.subplots(1, 2, figsize=(7.2, 2.8), squeeze=False)
+    for ax, (title, i) in zip(axes[0], picks):
+        ax.plot(X_thr[i])
+        ax.set_title(f"{title}: {sc[i]:.4g}", fontsize=9)
+        ax.set_xlabel("reading in window")
+    fig.tight_layout()
+    r.figure(fig, f"The {on} window with the highest score and one with the median score; one line per channel.")
+    r.heading("Training curve", id="training-curve")
+    hist = _history(det)
+    if hist:
+        fig, ax = plt.subplots(figsize=(6, 2.8))
+        ax.plot(np.arange(1, len(hist) + 1), hist)
+        ax.set_xlabel("epoch" if info.get("epochs_run") in (None, len(hist)) else "step (as the detector records it)")
+        ax.set_ylabel("training loss")
+        fig.tight_layout()
+        r.figure(fig, "Training loss (linear axes): it should fall and level off.")
+    else:
+        r.text(f"{info['detector']} records no training loss, so there is no curve to show.", "note")
+    return r.write(out)

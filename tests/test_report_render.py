@@ -1,4 +1,5 @@
-"""The reports a person reads (``anomon train``, ``anomon evaluate``, ``anomon demo``), rendered in
+"""The reports a person reads (``anomon train`` from a file and from a protocol, ``anomon evaluate``,
+``anomon demo``), rendered in
 headless Chromium (Debian's ``chromium``, installed by ``.ci/run``): every section is there, every
 image decodes, nothing is wider than the page, and the screenshot is not blank.
 
@@ -130,13 +131,17 @@ def test_train_report_renders(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- evaluate
-def test_evaluate_report_renders(tmp_path, data_dir):
+def test_protocol_train_and_evaluate_reports_render(tmp_path, data_dir):
     need_chromium()
-    out = tmp_path / "eval"
-    tiny = ["--param", "hidden_size=8", "--param", "latent_dim=3", "--param", "n_samples=2", "--epochs", "1",
+    model, out = tmp_path / "model", tmp_path / "eval"
+    tiny = ["--param", "hidden_size=8", "--param", "latent_dim=3", "--param", "n_samples=2", "--epochs", "2",
             "--device", "cpu", "--threads", "1", "--limit", "40", "--data-dir", str(data_dir)]
-    assert main(["evaluate", "--train", "vrae", "--protocol", "ecg5000-semi", "--seeds", "0", "--out", str(out),
-                 *tiny]) == 0
+    assert main(["train", "vrae", "--protocol", "ecg5000-semi", "--out", str(model), *tiny]) == 0
+    html = (model / "report.html").read_text()
+    assert "The test split is not used here" in html and "Training loss" in html
+    check_report(model / "report.html", tmp_path, "train-protocol", ["thresholds", "densities", "windows",
+                                                                     "training-curve"], min_images=3)
+    assert main(["evaluate", str(model), "--out", str(out), "--data-dir", str(data_dir)]) == 0
     html = (out / "report.html").read_text()
     assert "latent_cluster (declared)" in html and "(post-hoc)" in html
     check_report(out / "report.html", tmp_path, "evaluate",
