@@ -28,6 +28,11 @@ def component_label(metrics: dict[str, Any], c: str) -> str:
 
 
 def _pm(d: dict[str, Any], k: str) -> str:
+    """``mean ± std`` over the models, or the value alone for one model.
+
+    >>> _pm({"f1": 0.5, "std": {"f1": 0.1}, "n_runs": 2}, "f1"), _pm({"f1": 0.5, "std": {"f1": 0.0}, "n_runs": 1}, "f1")
+    ('0.5000 ± 0.1000', '0.5000')
+    """
     n = d.get("n_runs", 1)
     return f"{d[k]:.4f}" + (f" ± {d['std'][k]:.4f}" if n and n > 1 else "")
 
@@ -38,7 +43,6 @@ def write_evaluate_report(out: Path, metrics: dict[str, Any], det: Any, data: An
     import matplotlib.pyplot as plt
     from sklearn.metrics import precision_recall_curve, roc_curve
 
-    from monitor.evaluation import fmt_mean_std
     from monitor.protocols.ecg import PEERS
 
     rep = Report(f"anomon evaluate: {metrics['detector']} on {metrics['protocol']}")
@@ -61,13 +65,13 @@ def write_evaluate_report(out: Path, metrics: dict[str, Any], det: Any, data: An
     rep.text(f"Threshold: {metrics['threshold_rule']}.", "note")
     rep.link("metrics.json", "metrics.json", "Every figure on this page is in ", ", written by the same run.")
 
-    rep.heading("Metrics (mean ± std over models)", id="metrics")
+    rep.heading("Metrics" + (f" (mean ± std over {n_models} models)" if n_models > 1 else " (one model)"), id="metrics")
     rows = []
     for c in sorted(metrics["components"], key=lambda c: c != decl):
         d = metrics["components"][c]
         row: dict[str, Any] = {"component": component_label(metrics, c)}
         for k in ("roc_auc", "pr_auc", "f1", "precision", "recall", "fpr"):
-            row[k] = fmt_mean_std({"mean": d[k], "std": d["std"][k]})
+            row[k] = _pm(d, k)
         rows.append(row)
     rep.table(rows)
     rep.text(metrics.get("post_hoc_note", ""), "note")
