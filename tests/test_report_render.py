@@ -91,6 +91,9 @@ def check_report(report: Path, tmp: Path, name: str, sections: list[str], min_im
     assert "<pre>" not in dom, f"{name}: a raw dump in the report"
     assert 'href="' in dom and ".json" in dom, f"{name}: the JSON is not linked"
     assert png.shape[1] == WIDTH
+    # nothing cut off at the right edge: the page's right margin is empty all the way down
+    edge = (png[:, -6:] < 235).any(axis=2)
+    assert not edge.any(), f"{name}: content reaches the right edge of the page at y={np.flatnonzero(edge.any(1))[:3]}"
     # not blank: plenty of non-white pixels, in more than a few colours, down the page
     ink = (png < 200).any(axis=2)
     assert ink.mean() > 0.02, f"{name}: screenshot nearly blank ({ink.mean():.4f} of pixels drawn)"
