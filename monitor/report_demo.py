@@ -100,7 +100,7 @@ def write_demo_report(summary: dict[str, Any], scores: list[dict], alerts: list[
             ts = np.arange(n) * st.period_ms / 1000
             spans = [((a - t0_ms - st.offset_ms) / 1000, (b - t0_ms - st.offset_ms) / 1000)
                      for ss, a, b in intervals if ss == st.series]
-            fig = series_figure(f"{st.series}: {len(mine)} windows, {sum(1 for _ in spans)} alerts", ts,
+            fig = series_figure(f"{st.series}: {len(mine)} windows, {len(spans)} alerts", ts,
                                 st.values[:n, 0], _beat_spans(st, n), t, [x["scores"][comp] for x in mine],
                                 [x["thresholds"][comp] for x in mine], spans, comp, "ECG (mV)", "event time (s)")
             r.figure(fig, f"{st.series}, the whole run. Top: the ECG, abnormal beats shaded orange. Bottom: the score "

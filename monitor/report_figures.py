@@ -123,23 +123,38 @@ def latency_histogram(latency_ms: Any, goal_ms: float | None = None) -> Any:
     return fig
 
 
+def merge_spans(spans: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Overlapping or touching ``(start, end)`` spans merged, sorted (so shading does not stack).
+
+    >>> merge_spans([(5, 6), (0, 2), (1, 3), (3, 4)])
+    [(0, 4), (5, 6)]
+    """
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
 def series_figure(title: str, t_signal: Any, signal: Any, anomaly_spans: Sequence[tuple[float, float]],
                   t_score: Any, scores: Any, threshold: Any, alert_spans: Sequence[tuple[float, float]],
                   score_label: str, signal_label: str = "value", time_label: str = "time (s)") -> Any:
     """One series: the signal with labelled anomalies shaded (top), the score with its threshold
-    line and the alert spans shaded (bottom); shared, linear time axis."""
+    line and the alert spans shaded (bottom; overlapping spans merged); shared, linear time axis."""
     import matplotlib.pyplot as plt
 
     fig, (a0, a1) = plt.subplots(2, 1, figsize=(12, 4.6), sharex=True)
     a0.plot(t_signal, signal, lw=0.5, c="k")
-    for i, (s, e) in enumerate(anomaly_spans):
+    for i, (s, e) in enumerate(merge_spans(anomaly_spans)):
         a0.axvspan(s, e, color="orange", alpha=0.35, lw=0, label="labelled anomaly" if i == 0 else None)
     a0.set_ylabel(signal_label)
     a0.set_title(title, fontsize=10)
     a1.plot(t_score, scores, lw=0.8, c="#4c72b0", label=score_label)
     thr = np.broadcast_to(np.asarray(threshold, dtype=float), np.shape(t_score))
     a1.plot(t_score, thr, "k--", lw=0.9, label="threshold")
-    for i, (s, e) in enumerate(alert_spans):
+    for i, (s, e) in enumerate(merge_spans(alert_spans)):
         a1.axvspan(s, e, color="red", alpha=0.18, lw=0, label="alert" if i == 0 else None)
     a1.set_ylabel("score")
     a1.set_xlabel(time_label)
