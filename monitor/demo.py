@@ -347,7 +347,12 @@ def run_demo(duration: float = 60.0, *, model_dir: str | None = None, series: in
         lat = np.asarray(d.latencies, dtype=float)
         if lat.size:
             summary["latency_ms"] = {f"p{q}": round(float(np.percentile(lat, q)) * 1000, 1) for q in (50, 95, 99)}
-        _write_report(summary, collector.records[cfg.output.scores_topic], streams_, t0_ms, out_dir, d)
+        from monitor.report import write_metrics
+        from monitor.report_demo import write_demo_report
+
+        write_demo_report(summary, collector.records[cfg.output.scores_topic],
+                          collector.records[cfg.output.alerts_topic], streams_, t0_ms, out_dir, lat * 1000)
+        write_metrics(out_dir, summary)
         summary["report"] = str(Path(out_dir) / "report.html")
         if json_path:
             Path(json_path).parent.mkdir(parents=True, exist_ok=True)
@@ -390,6 +395,24 @@ def _labels_for(scores: list[dict], streams_: list, t0_ms: float) -> tuple[np.nd
     return y, beat_t
 
 
+def alert_intervals(alerts: list[dict], scores: list[dict], streams_: list) -> list[tuple[str, float, float]]:
+    """(series, start ms, end ms) of every alert: from the start of its first flagged window to its
+    end event (an alert still open at the end runs to the series' last scored window)."""
+    period = {s.series: s.period_ms for s in streams_}
+    last_ts = {s: max((r["end_ts"] for r in scores if r["series"] == s), default=0) for s in period}
+    intervals: list[tuple[str, float, float]] = []
+    open_: dict[str, dict] = {}
+    for a in sorted(alerts, key=lambda a: a["ts"]):
+        if a["event"] == "start":
+            open_[a["id"]] = a
+        elif a["id"] in open_:
+            st = open_.pop(a["id"])
+            intervals.append((st["series"], st["start_ts"] - (T - 1) * period[st["series"]], a["ts"]))
+    for st in open_.values():
+        intervals.append((st["series"], st["start_ts"] - (T - 1) * period[st["series"]], last_ts[st["series"]]))
+    return intervals
+
+
 def evaluate_demo(scores: list[dict], alerts: list[dict], streams_: list, t0_ms: float, counts: dict,
                   d: Any) -> dict[str, Any]:
     from monitor.evaluation import pr_auc, roc_auc
@@ -424,19 +447,8 @@ def evaluate_demo(scores: list[dict], alerts: list[dict], streams_: list, t0_ms:
         "score_component": comp,
         "definitions": dict(DEFINITIONS),
     }
-    # alerts: intervals [first anomalous window start, last window end] per series
-    period = {s.series: s.period_ms for s in streams_}
-    last_ts = {s: max((r["end_ts"] for r in rows if r["series"] == s), default=0) for s in period}
-    intervals: list[tuple[str, float, float]] = []
-    open_: dict[str, dict] = {}
-    for a in sorted(alerts, key=lambda a: a["ts"]):
-        if a["event"] == "start":
-            open_[a["id"]] = a
-        elif a["id"] in open_:
-            st = open_.pop(a["id"])
-            intervals.append((st["series"], st["start_ts"] - (T - 1) * period[st["series"]], a["ts"]))
-    for st in open_.values():
-        intervals.append((st["series"], st["start_ts"] - (T - 1) * period[st["series"]], last_ts[st["series"]]))
+    intervals = alert_intervals(alerts, rows, streams_)
+    last_ts = {s.series: max((r["end_ts"] for r in rows if r["series"] == s.series), default=0) for s in streams_}
     hit_alerts = 0
     detected = 0
     total = 0
@@ -458,48 +470,6 @@ def evaluate_demo(scores: list[dict], alerts: list[dict], streams_: list, t0_ms:
         "f1": round(2 * ap * ar / (ap + ar), 4) if ap + ar else 0.0,
     })
     return out
-
-
-def _write_report(summary: dict, scores: list[dict], streams_: list, t0_ms: float, out_dir: str, d: Any) -> None:
-    from monitor.report import Report, use_agg, write_metrics
-
-    use_agg()
-    import matplotlib.pyplot as plt
-
-    r = Report("anomon demo: streaming anomaly detection on MIT-BIH ECG")
-    r.text(f"Model {summary['model']} ({summary['detector']}, version {summary['model_version']}), "
-           f"windows of {T} readings every {S} ({T / FS:.2f} s / {S / FS:.2f} s at 360 Hz); "
-           f"{summary['series']} series replayed at {summary['speed']:g}x real time through the embedded broker.")
-    r.heading("Summary")
-    r.table([{k: v for k, v in summary.items() if not isinstance(v, dict)}])
-    if "latency_ms" in summary:
-        r.table([summary["latency_ms"]])
-    if scores:
-        comp = summary["score_component"]
-        s0 = streams_[0].series
-        rows = sorted((x for x in scores if x["series"] == s0), key=lambda x: x["end_ts"])[:1200]
-        if rows:
-            fig, ax = plt.subplots(2, 1, figsize=(12, 5), sharex=True)
-            t = np.array([x["end_ts"] for x in rows]) - t0_ms
-            ax[0].plot(t / 1000, [x["scores"][comp] for x in rows], lw=0.8, label=comp)
-            ax[0].plot(t / 1000, [x["thresholds"][comp] for x in rows], "r--", lw=0.8, label="threshold")
-            an = [x["anomalous"] for x in rows]
-            ax[0].scatter((t / 1000)[an], np.array([x["scores"][comp] for x in rows])[an], s=6, c="r")
-            ax[0].set_yscale("symlog")
-            ax[0].legend(loc="upper right")
-            st = streams_[0]
-            n = int(min(len(st), (t[-1] / st.period_ms) + T))
-            ax[1].plot(np.arange(n) * st.period_ms / 1000, st.values[:n, 0], lw=0.4, c="k")
-            for i, sym in st.beats:
-                if sym != "N" and i < n:
-                    ax[1].axvline(i * st.period_ms / 1000, c="orange", lw=0.6, alpha=0.6)
-            ax[1].set_xlabel("event time (s)")
-            ax[1].set_ylabel("ECG (mV); orange = V beats")
-            r.figure(fig, f"{s0}: window scores against the threshold (red: flagged), and the ECG with its abnormal beats")
-            plt.close(fig)
-    r.json(summary)
-    r.write(out_dir)
-    write_metrics(out_dir, summary)
 
 
 def _print_summary(s: dict, out: TextIO) -> None:
