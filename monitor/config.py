@@ -147,6 +147,9 @@ class ScoringSection:
     #: hysteresis: consecutive anomalous windows to open an alert, normal windows to close it
     open_after: int = 1
     close_after: int = 3
+    #: an open alert of a series that sent nothing scored for this long (s, processing time) is ended
+    #: with "reason": "stale" (a series that stopped sending would otherwise stay in alert for ever); 0 = never
+    alert_stale_s: float = 600.0
     drift: bool = True
     drift_delta: float = 0.002
     #: BLAS threads (numpy/scipy) while the daemon runs; 0 = leave as is. One: micro-batches gain

@@ -208,6 +208,7 @@ class Daemon:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._owned: set = set()
+        self._alert_seen: dict[str, tuple[float, int]] = {}  # series -> (clock time, end_us) of its last window
         from monitor.repartition import Repartitioner
 
         self._repart_topic = cfg.repartition_topic
@@ -437,6 +438,7 @@ class Daemon:
         self._pending_n = sum(len(b) for b, _ in self._pending)
         for s in [s for s, a in self._alerts.items() if a[5] == tp]:
             del self._alerts[s]
+            self._alert_seen.pop(s, None)
 
     # ------------------------------------------------------------------ broker log reset (issue 7)
     def _park(self, tp: Any) -> None:
@@ -1059,6 +1061,7 @@ class Daemon:
             if not anomalous:
                 return
             st = self._alerts[series] = [0, 0, None, end_us, score, tp]
+        self._alert_seen[series] = (self.clock.now(), end_us)
         if anomalous:
             st[0] += 1
             st[1] = 0
@@ -1073,9 +1076,11 @@ class Daemon:
             st[0] = 0
             if st[2] is None:
                 del self._alerts[series]
+                self._alert_seen.pop(series, None)
             elif st[1] >= sc.close_after:
                 self._emit_alert("end", series, st, end_us)
                 del self._alerts[series]
+                self._alert_seen.pop(series, None)
 
     def _attach_alerts(self, tp: Any, snap: dict) -> None:
         """Add each series' alert state (hysteresis counters, open alert id, start, max score) to its
@@ -1091,12 +1096,14 @@ class Daemon:
             if len(r) >= 7:
                 self._alerts[sid] = [int(r[2]), int(r[3]), r[4], int(r[5]), float(r[6]), tp]
 
-    def _emit_alert(self, event: str, series: str, st: list, end_us: int) -> None:
+    def _emit_alert(self, event: str, series: str, st: list, end_us: int, reason: str | None = None) -> None:
         b = self.bundle
         rec = {"id": st[2], "event": event, "series": series, "start_ts": _ms(st[3]), "ts": _ms(end_us),
                "max_score": round(float(st[4]), 6), "model": b.name, "version": b.version}
+        if event == "end":  # "recovered": close_after normal windows; "stale": the series went quiet
+            rec["reason"] = reason or "recovered"
         self._alerts_out.append((series.encode(), json.dumps(rec, separators=(",", ":")).encode()))
-        self.metrics.alert(b.name, event)
+        self.metrics.alert(b.name, event if reason != "stale" else "stale")
         self.stats["alerts"] += event == "start"
 
     def _send_alerts(self) -> None:
@@ -1341,7 +1348,34 @@ class Daemon:
         except Exception:  # noqa: BLE001
             return True
 
+    def _end_stale_alerts(self) -> int:
+        """End the open alerts of series with nothing scored for ``scoring.alert_stale_s`` (reason "stale")."""
+        limit_s = self.cfg.scoring.alert_stale_s
+        if limit_s <= 0 or not self._alerts:
+            return 0
+        now = self.clock.now()
+        n = 0
+        for series in list(self._alerts):
+            st = self._alerts[series]
+            seen = self._alert_seen.get(series)
+            if seen is None:  # restored from a progress record: the clock starts now
+                self._alert_seen[series] = (now, st[3])
+                continue
+            if now - seen[0] < limit_s:
+                continue
+            if st[2] is not None:
+                self._emit_alert("end", series, st, seen[1], reason="stale")
+                n += 1
+            del self._alerts[series]
+            del self._alert_seen[series]
+        if n:
+            log.info("%d open alert(s) ended as stale: no window scored for %g s", n, limit_s)
+            self._send_alerts()
+            self.sink.wake()
+        return n
+
     def _housekeeping(self) -> None:
+        self._end_stale_alerts()
         self._expire_parked()
         n = self.windower.evict_idle()
         if n:

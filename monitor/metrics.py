@@ -412,9 +412,10 @@ class AnomonMetrics:
         self.drift_events.labels(model=model, component=component).inc(n)
 
     def alert(self, model: str, event: str) -> None:
-        """Count an alert ``start`` or ``end`` event and keep ``anomon_alerts_active`` in step."""
-        if event not in ("start", "end"):
-            raise ValueError(f"alert event must be 'start' or 'end', got {event!r}")
+        """Count an alert ``start``, ``end`` or ``stale`` event (an end because the series went quiet)
+        and keep ``anomon_alerts_active`` in step."""
+        if event not in ("start", "end", "stale"):
+            raise ValueError(f"alert event must be 'start', 'end' or 'stale', got {event!r}")
         self.alerts.labels(model=model, event=event).inc()
         g = self.alerts_active.labels(model=model)
         if event == "start":
