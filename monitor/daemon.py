@@ -1385,7 +1385,9 @@ class Daemon:
         self.metrics.set_ready(self.readiness()[0])
         for tp in self._owned:
             try:
-                self.metrics.set_position(tp.topic, tp.partition, self.source.position(tp), self.source.highwater(tp))
+                c = self._last_commit.get(tp)  # lag as external tools read it: high-water - committed
+                self.metrics.set_position(tp.topic, tp.partition, c if c is not None else self.source.position(tp),
+                                          self.source.highwater(tp))
             except Exception:  # noqa: BLE001
                 pass
         self.metrics.set_active_alerts(self.bundle.name, sum(1 for a in self._alerts.values() if a[2]))

@@ -206,7 +206,8 @@ class AnomonMetrics:
             namespace=ns, registry=r,
         )
         self.consumer_lag = Gauge(
-            "consumer_lag", "Consumer lag in records per assigned partition (fetch high-water mark - position).",
+            "consumer_lag", "Consumer lag in records per assigned partition (high-water mark - committed offset, "
+            "as external lag tools read it).",
             ["topic", "partition"], namespace=ns, registry=r,
         )
         self.commits = Counter("offset_commits", "Offset commits.", namespace=ns, registry=r)
@@ -355,7 +356,8 @@ class AnomonMetrics:
         self.consumer_lag.labels(topic=key[0], partition=key[1]).set(max(0.0, float(lag)))
 
     def set_position(self, topic: str, partition: int, position: int, highwater: int | None) -> None:
-        """Set the lag from the consumer ``position`` and the fetch ``highwater`` mark (None: unknown yet)."""
+        """Set the lag from an offset (the committed one, as external tools read lag; else the consumer
+        position) and the fetch ``highwater`` mark (None: unknown yet)."""
         if highwater is not None and position is not None:
             self.set_lag(topic, partition, highwater - position)
 
