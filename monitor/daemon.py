@@ -387,7 +387,8 @@ class Daemon:
             self._ever_owned = True
             self._unowned_since = None
         self.metrics.rebalance("assigned")
-        log.info("partitions assigned", extra={"partitions": sorted(f"{t.topic}:{t.partition}" for t in tps)})
+        log.info("partitions assigned", extra={"partitions": sorted(f"{t.topic}:{t.partition}" for t in tps),
+                                               "model": self.bundle.name, "group": self.cfg.input.group_id})
 
     def _on_revoke(self, tps: set) -> None:
         self.metrics.rebalance("revoked")
@@ -406,7 +407,8 @@ class Daemon:
         finally:
             if got:
                 self._lock.release()
-        log.info("partitions revoked", extra={"partitions": sorted(f"{t.topic}:{t.partition}" for t in tps)})
+        log.info("partitions revoked", extra={"partitions": sorted(f"{t.topic}:{t.partition}" for t in tps),
+                                              "model": self.bundle.name, "group": self.cfg.input.group_id})
 
     def _on_lost(self, tps: set) -> None:
         self.metrics.rebalance("lost")
