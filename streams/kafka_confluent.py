@@ -257,6 +257,7 @@ class ConfluentSource:
         self._pending: list = []
         self._assigned: frozenset[TopicPartition] = frozenset()  # kept by the rebalance callbacks
         self._unreadable: list[dict[str, Any]] = []
+        self._skip_at: dict[TopicPartition, int] = {}  # where a skip past unreadable records sought to
         self._async_errbacks: list[Callable[[BaseException], None] | None] = []
         self._group_state: str | None = None
         self._closing = False
@@ -389,10 +390,13 @@ class ConfluentSource:
         out = []
         append = out.append
         consumed = self._consumed
+        errors: dict | None = None
         for m in msgs:
             err = m.error()
             if err is not None:
-                self._on_message_error(m, err)
+                if errors is None:
+                    errors = {}
+                self._on_message_error(m, err, errors)
                 continue
             ts_type, ts = m.timestamp()
             headers = m.headers()
@@ -402,8 +406,13 @@ class ConfluentSource:
                 [(k, v if v is not None else b"") for k, v in headers] if headers else [], None,
                 -1 if key is None else len(key), -1 if value is None else len(value), -1,
             ))  # fmt: skip
+        if errors:
+            self._skip_unreadable(errors, out)
         if not out:
             return out
+        if self._skip_at:
+            for r in out:
+                self._skip_at.pop(TopicPartition(r.topic, r.partition), None)
         out.sort(key=lambda r: (r.topic, r.partition))  # stable: offset order within a partition
         last = None
         for r in out:
@@ -413,23 +422,56 @@ class ConfluentSource:
             consumed[tp] = r.offset + 1
         return out
 
-    def _on_message_error(self, m, err: KafkaError) -> None:
+    def _on_message_error(self, m, err: KafkaError, errors: dict) -> None:
         if err.code() == KafkaError._PARTITION_EOF:
             return
         topic, partition, offset = m.topic(), m.partition(), m.offset()
         if not topic or partition is None or partition < 0:
             self._on_error(err)  # not about a record batch (e.g. an unknown topic)
             return
-        reason = classify_error(err)
-        first = offset if offset is not None and offset >= 0 else self._consumed.get(TopicPartition(topic, partition), -1)
+        errors.setdefault(TopicPartition(topic, partition), []).append(
+            (offset if offset is not None else -1, classify_error(err), err.str()))
+
+    def _skip_unreadable(self, errors: dict, out: list) -> None:
+        """Seek past records librdkafka could not read, and note them.
+
+        librdkafka reports a batch that fails its CRC (or does not decompress) at the batch's first
+        offset and then fetches nothing more from that partition (observed with 2.16: the records
+        after such a batch never came). Without the batch's length, each step skips one offset: a
+        fetch from inside the batch fails at the same first offset, and the next step moves one on,
+        until the fetch starts after the batch. A partition that handed out later records in this
+        poll has gone on by itself and is left alone. Error offsets past the high watermark (librdkafka
+        parsing the corrupt bytes as records) count as the offset being skipped."""
+        for tp, items in errors.items():
+            hw = self.highwater(tp)
+            nxt = self._skip_at.get(tp, self._consumed.get(tp))
+            plausible = [it for it in items if it[0] >= 0 and (hw is None or it[0] < hw)]
+            if plausible:
+                off, reason, text = min(plausible)
+            else:
+                off, reason, text = (nxt if nxt is not None else 0), items[0][1], items[0][2]
+            if nxt is not None and off < nxt:  # the same batch again, fetched from inside it
+                off = nxt
+            if any(r.offset >= off and r.topic == tp.topic and r.partition == tp.partition for r in out):
+                continue
+            self._note_unreadable(tp, off, reason, text)
+            try:
+                self.consumer.seek(_TP(tp.topic, tp.partition, off + 1))
+            except KafkaException as exc:
+                log.warning("cannot skip unreadable records of %s[%d]: %s", tp.topic, tp.partition, exc)
+                continue
+            self._skip_at[tp] = self._consumed[tp] = off + 1
+
+    def _note_unreadable(self, tp: TopicPartition, off: int, reason: str, text: str) -> None:
         prev = self._unreadable[-1] if self._unreadable else None
-        if (prev is not None and prev["topic"] == topic and prev["partition"] == partition
-                and prev["reason"] == reason and prev["last_offset"] + 1 >= first >= prev["first_offset"]):
-            prev["last_offset"] = max(prev["last_offset"], first)
-        else:
-            self._unreadable.append({"topic": topic, "partition": partition, "first_offset": first,
-                                     "last_offset": first, "reason": reason, "error": err.str()})
-        log.warning("unreadable records in %s[%d] at offset %d (%s): %s", topic, partition, first, reason, err.str())
+        if (prev is not None and (prev["topic"], prev["partition"]) == (tp.topic, tp.partition)
+                and prev["first_offset"] <= off <= prev["last_offset"] + 1):
+            prev["last_offset"] = max(prev["last_offset"], off)
+            return
+        self._unreadable.append({"topic": tp.topic, "partition": tp.partition, "first_offset": off,
+                                 "last_offset": off, "reason": reason, "error": text})
+        log.warning("unreadable records in %s[%d] from offset %d (%s): %s; skipped", tp.topic, tp.partition, off,
+                    reason, text)
 
     def take_unreadable(self) -> list[dict[str, Any]]:
         """Record batches that could not be read since the last call (and clear the list): dicts with

@@ -393,3 +393,61 @@ def test_flush_raises_delivery_error_when_records_are_not_delivered(settings, ow
         sink.flush()  # each failure is reported once
     finally:
         sink.close(timeout_s=1)
+
+
+def _produce_raw_batch(bootstrap: str, topic: str, batch: bytes) -> None:
+    """One ProduceRequest v3 carrying ``batch`` as it is (no client would send a corrupt batch)."""
+    import socket
+    import struct
+
+    def s16(x):
+        return struct.pack(">h", x)
+
+    def s32(x):
+        return struct.pack(">i", x)
+
+    def st(x):
+        return s16(len(x.encode())) + x.encode()
+
+    body = s16(-1) + s16(-1) + s32(5000) + s32(1) + st(topic) + s32(1) + s32(0) + s32(len(batch)) + batch
+    req = s16(0) + s16(3) + s32(1) + st("raw-test") + body
+    host, port = bootstrap.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as so:
+        so.sendall(s32(len(req)) + req)
+        n = struct.unpack(">i", so.recv(4))[0]
+        resp = b""
+        while len(resp) < n:
+            resp += so.recv(n - len(resp))
+    assert resp[-22:-20] == b"\x00\x00", resp.hex()  # the partition's error_code 0: the broker stored it
+
+
+def test_a_batch_failing_its_crc_is_skipped_listed_once_and_the_partition_goes_on(settings):
+    """3 good records, a 5-record batch whose CRC does not match (offsets 3-7), 3 good records: the 6
+    good ones come out, take_unreadable() names offsets 3-7 once with reason crc. Before the skip
+    (librdkafka 2.16 alone) the partition stopped at the bad batch: the 3 records after it never came."""
+    with __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore", DeprecationWarning)
+        from kafka.record.default_records import DefaultRecordBatchBuilder
+
+    topic = _topic("cf-crc")
+    create_topics(settings, {topic: 1})
+    with ConfluentSink(settings) as sink:
+        sink.send_batch(topic, 0, [(None, b"before-%d" % i) for i in range(3)])
+    bb = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0, producer_id=-1,
+                                   producer_epoch=-1, base_sequence=-1, batch_size=1 << 20)
+    for i in range(5):
+        bb.append(i, timestamp=int(time.time() * 1000), key=b"k", value=b"corrupt-%d" % i, headers=[])
+    batch = bytearray(bb.build())
+    batch[-3] ^= 0xFF  # a byte of the last value: the CRC no longer matches
+    _produce_raw_batch(settings.bootstrap_servers, topic, bytes(batch))
+    with ConfluentSink(settings) as sink:
+        sink.send_batch(topic, 0, [(None, b"after-%d" % i) for i in range(3)])
+    with ConfluentSource(settings, topic, "g-" + topic) as src:
+        got = drain(src, 6, timeout_s=20)
+        bad = src.take_unreadable()
+        assert src.position(TopicPartition(topic, 0)) == 11 and src.take_unreadable() == []
+    assert [(r.offset, r.value) for r in got] == [(i, b"before-%d" % i) for i in range(3)] + \
+        [(8 + i, b"after-%d" % i) for i in range(3)]
+    assert [{k: v for k, v in d.items() if k != "error"} for d in bad] == [
+        {"topic": topic, "partition": 0, "first_offset": 3, "last_offset": 7, "reason": "crc"}]
+    assert "CRC" in bad[0]["error"]
