@@ -258,6 +258,7 @@ class ConfluentSource:
         self._assigned: frozenset[TopicPartition] = frozenset()  # kept by the rebalance callbacks
         self._unreadable: list[dict[str, Any]] = []
         self._skip_at: dict[TopicPartition, int] = {}  # where a skip past unreadable records sought to
+        self._sought: dict[TopicPartition, int] = {}  # where seek() put a partition, until poll() returns from it
         self._async_errbacks: list[Callable[[BaseException], None] | None] = []
         self._group_state: str | None = None
         self._closing = False
@@ -374,6 +375,8 @@ class ConfluentSource:
             if kind in ("revoke", "lost"):
                 for tp in partitions:
                     self._consumed.pop(tp, None)
+                    self._sought.pop(tp, None)
+                    self._skip_at.pop(tp, None)
                 self._pending = [r for r in self._pending if TopicPartition(r.topic, r.partition) not in partitions]
             self._hook_thread = None
 
@@ -410,9 +413,11 @@ class ConfluentSource:
             self._skip_unreadable(errors, out)
         if not out:
             return out
-        if self._skip_at:
+        if self._skip_at or self._sought:
             for r in out:
-                self._skip_at.pop(TopicPartition(r.topic, r.partition), None)
+                tp = TopicPartition(r.topic, r.partition)
+                self._skip_at.pop(tp, None)
+                self._sought.pop(tp, None)
         out.sort(key=lambda r: (r.topic, r.partition))  # stable: offset order within a partition
         last = None
         for r in out:
@@ -547,6 +552,8 @@ class ConfluentSource:
         """The next offset :meth:`poll` returns for ``tp`` (the committed offset, or the reset one, before the first)."""
         if tp in self._consumed:
             return self._consumed[tp]
+        if tp in self._sought:
+            return self._sought[tp]
         off = self.consumer.position([_TP(tp.topic, tp.partition)])[0].offset
         if off >= 0:
             return off
@@ -600,7 +607,8 @@ class ConfluentSource:
             self.consumer.seek(_TP(tp.topic, tp.partition, int(offset)))
         except KafkaException as exc:
             raise KafkaPlumbingError(f"cannot seek {tp.topic}[{tp.partition}] to {offset}: {exc}") from exc
-        self._consumed[tp] = int(offset)
+        self._consumed.pop(tp, None)  # as the kafka-python Source: commit() commits only what poll() returned
+        self._sought[tp] = int(offset)
 
     def seek_to_beginning(self, partitions: Iterable[TopicPartition] | None = None) -> None:
         tps = list(partitions) if partitions is not None else sorted(self.assignment())
