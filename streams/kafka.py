@@ -880,6 +880,31 @@ class Source:
 
         self.consumer.commit_async(payload, callback=done)
 
+    def commit_async(self, offsets: Mapping[TopicPartition, int],
+                     on_error: Callable[[BaseException], None] | None = None) -> None:
+        """Send a commit of ``{tp: next offset to read}`` without waiting; a failure is logged and passed to
+        ``on_error(exc)`` (called from a later :meth:`poll`, on kafka-python's IO thread)."""
+        if not offsets:
+            return
+
+        def done(_offsets, response):
+            if isinstance(response, Exception):
+                log.warning("asynchronous commit failed (the next one covers it): %s", response)
+                if on_error is not None:
+                    on_error(response)
+
+        self.consumer.commit_async({tp: OffsetAndMetadata(int(off), "", -1) for tp, off in offsets.items()},
+                                   callback=done)
+
+    def coordinator_known(self) -> bool:
+        """Whether this member knows its group coordinator (True where kafka-python does not say)."""
+        if self._consumer is None:
+            return False
+        try:
+            return not self._consumer._coordinator.coordinator_unknown()
+        except AttributeError:  # another kafka-python: assume known, as the daemon did
+            return True
+
     def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> dict[TopicPartition, int]:
         """Commit ``{tp: next offset to read}``; default: the positions of records :meth:`poll` returned.
 
