@@ -49,6 +49,9 @@ class KafkaSection:
     An empty ``bootstrap_servers`` starts the embedded broker (zero-config default)."""
 
     bootstrap_servers: str = ""
+    #: the client library: "kafka-python" or "confluent" (librdkafka: cooperative-sticky assignment,
+    #: read_committed, static membership for --workers; see docs/kafka.md)
+    client: str = "kafka-python"
     client_id: str = "anomon"
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
@@ -226,6 +229,7 @@ class Config:
         k.pop("partitions")
         k.pop("create_topics")
         k.pop("startup_timeout_s")
+        k.pop("client")
         k["bootstrap_servers"] = bootstrap or k["bootstrap_servers"]
         k = {key: v for key, v in k.items() if v is not None}
         try:
@@ -423,6 +427,8 @@ def validate(cfg: Config, problems: list[ConfigError] | None = None) -> None:
         fail(err("input.topics", "at least one input topic is needed"))
     if cfg.input.ts_unit not in ("ms", "s", "us", "iso"):
         fail(err("input.ts_unit", f"must be one of ms, s, us, iso; got {cfg.input.ts_unit!r}"))
+    if cfg.kafka.client not in ("kafka-python", "confluent"):
+        fail(err("kafka.client", f"must be one of kafka-python, confluent; got {cfg.kafka.client!r}"))
     if cfg.input.keyless not in ("repartition", "partition"):
         fail(err("input.keyless", f"must be one of repartition, partition; got {cfg.input.keyless!r}"))
     if cfg.repartition_topic is not None and cfg.repartition_topic in cfg.input.topics:

@@ -26,6 +26,7 @@ import gc
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -345,17 +346,27 @@ class Daemon:
         self._progress_parts = max(1, len(topic_partitions(self.settings, cfg.progress_topic)))
         self.sink = self._make_sink()
         topics = list(cfg.input.topics) + ([cfg.repartition_topic] if cfg.repartition_topic else [])
+        extra = {}
+        if cfg.kafka.client == "confluent":
+            from streams.kafka_confluent import ConfluentSource as Source  # noqa: F811
+
+            worker = os.environ.get("ANOMON_WORKER_INDEX")  # static membership for --workers
+            if worker is not None:
+                extra["instance_id"] = f"{cfg.input.group_id}-worker-{worker}"
         self.source = Source(self.settings, topics, cfg.input.group_id,
                              on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost,
                              commit_on_revoke=False, max_poll_records=cfg.input.max_poll_records,
                              session_timeout_ms=cfg.input.session_timeout_ms,
                              heartbeat_interval_ms=cfg.input.heartbeat_interval_ms,
                              fetch_max_wait_ms=cfg.input.fetch_max_wait_ms,
-                             consumer_options={"client_id": self.name})
+                             consumer_options={"client_id": self.name}, **extra)
         self.source.open()
 
     def _make_sink(self) -> Any:
-        from streams.kafka import Sink
+        if self.cfg.kafka.client == "confluent":
+            from streams.kafka_confluent import ConfluentSink as Sink
+        else:
+            from streams.kafka import Sink
 
         return Sink(self.settings, linger_ms=self.cfg.output.linger_ms, batch_size=self.cfg.output.batch_bytes,
                     producer_options={"retries": 2**31 - 1, "max_in_flight_requests_per_connection": 5})
@@ -1142,6 +1153,10 @@ class Daemon:
                 self.metrics.commit(ok=False)
                 log.warning("asynchronous commit failed (the next one covers it): %s", response)
 
+        commit_async = getattr(self.source, "commit_async", None)
+        if commit_async is not None:
+            commit_async({tp: int(c) for tp, c in offsets.items()}, on_error=lambda _exc: self.metrics.commit(ok=False))
+            return
         self.source.consumer.commit_async({tp: OffsetAndMetadata(int(c), "", -1) for tp, c in offsets.items()},
                                           callback=done)
 
@@ -1345,6 +1360,9 @@ class Daemon:
         return dict(self.stats)
 
     def _coordinator_known(self) -> bool:
+        known = getattr(self.source, "coordinator_known", None)
+        if known is not None:
+            return known()
         try:
             return not self.source.consumer._coordinator.coordinator_unknown()
         except Exception:  # noqa: BLE001
