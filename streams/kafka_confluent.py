@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import operator
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -174,6 +175,7 @@ def classify_error(err: KafkaError) -> str:
 
 
 # --------------------------------------------------------------------------- source
+_BY_PARTITION = operator.itemgetter(0, 1)  # a ConsumerRecord's (topic, partition)
 Hook = Callable[[set[TopicPartition]], None]
 
 
@@ -390,10 +392,13 @@ class ConfluentSource:
         if self.hook_errors:
             err = self.hook_errors.pop(0)
             raise KafkaPlumbingError(f"rebalance hook failed: {err!r}") from err
-        out = []
+        out: list = []
         append = out.append
-        consumed = self._consumed
+        new, record = tuple.__new__, ConsumerRecord
         errors: dict | None = None
+        consumed = self._consumed
+        runs: list[tuple[str, int]] = []  # (topic, partition) of each run of records, in arrival order
+        topic = partition = last = None
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -401,30 +406,33 @@ class ConfluentSource:
                     errors = {}
                 self._on_message_error(m, err, errors)
                 continue
-            ts_type, ts = m.timestamp()
+            t, p, off = m.topic(), m.partition(), m.offset()
+            if p != partition or t != topic:
+                if last is not None:
+                    consumed[TopicPartition(topic, partition)] = last + 1
+                topic, partition = t, p
+                runs.append((t, p))
+            last = off
+            ts = m.timestamp()
             headers = m.headers()
             key, value = m.key(), m.value()
-            append(ConsumerRecord(
-                m.topic(), m.partition(), m.leader_epoch(), m.offset(), ts, ts_type, key, value,
+            append(new(record, (
+                t, p, m.leader_epoch(), off, ts[1], ts[0], key, value,
                 [(k, v if v is not None else b"") for k, v in headers] if headers else [], None,
                 -1 if key is None else len(key), -1 if value is None else len(value), -1,
-            ))  # fmt: skip
+            )))  # fmt: skip
+        if last is not None:
+            consumed[TopicPartition(topic, partition)] = last + 1
         if errors:
             self._skip_unreadable(errors, out)
         if not out:
             return out
         if self._skip_at or self._sought:
-            for r in out:
-                tp = TopicPartition(r.topic, r.partition)
-                self._skip_at.pop(tp, None)
-                self._sought.pop(tp, None)
-        out.sort(key=lambda r: (r.topic, r.partition))  # stable: offset order within a partition
-        last = None
-        for r in out:
-            if (r.topic, r.partition) != last:
-                last = (r.topic, r.partition)
-                tp = TopicPartition(*last)
-            consumed[tp] = r.offset + 1
+            for tp in set(runs):
+                self._skip_at.pop(TopicPartition(*tp), None)
+                self._sought.pop(TopicPartition(*tp), None)
+        if len(runs) != len(set(runs)):  # a partition's records in more than one run: group them
+            out.sort(key=_BY_PARTITION)  # stable: offset order within a partition
         return out
 
     def _on_message_error(self, m, err: KafkaError, errors: dict) -> None:
