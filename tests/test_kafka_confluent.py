@@ -444,3 +444,25 @@ def test_a_batch_failing_its_crc_is_skipped_listed_once_and_the_partition_goes_o
     assert [{k: v for k, v in d.items() if k != "error"} for d in bad] == [
         {"topic": topic, "partition": 0, "first_offset": 3, "last_offset": 7, "reason": "crc"}]
     assert "CRC" in bad[0]["error"]
+
+
+def test_records_of_a_partition_in_several_runs_are_grouped(settings):
+    """Where consume() interleaves partitions (a, b, a: the broker cannot be made to do it on demand, so
+    real confluent_kafka.Message objects stand in for one consume() answer), poll groups each partition's
+    records, in offset order, and notes each partition's next offset."""
+    import confluent_kafka
+
+    msgs = [confluent_kafka.Message(topic="t", partition=p, offset=o, key=b"k", value=b"%d-%d" % (p, o),
+                                    headers=[("h", None)], timestamp=(1, 1000 + o))
+            for p, o in [(0, 5), (0, 6), (1, 2), (0, 7), (1, 3), (2, 0)]]
+
+    class OneAnswer:
+        def consume(self, n, timeout):
+            return msgs
+
+    src = ConfluentSource(settings, "t", "g")
+    src._consumer = OneAnswer()
+    got = src.poll(0)
+    assert [(r.partition, r.offset) for r in got] == [(0, 5), (0, 6), (0, 7), (1, 2), (1, 3), (2, 0)]
+    assert got[0].headers == [("h", b"")] and got[0].timestamp == 1005 and got[0].value == b"0-5"
+    assert src._consumed == {TopicPartition("t", 0): 8, TopicPartition("t", 1): 4, TopicPartition("t", 2): 1}
