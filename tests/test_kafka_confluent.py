@@ -361,7 +361,7 @@ def test_transactional_records_read_committed(settings):
 
 def test_flush_raises_delivery_error_when_records_are_not_delivered(settings, own_broker):
     """A partition the topic lacks is refused at once, naming it; records the broker never takes (stopped)
-    make flush raise DeliveryError with their count. (Tansu takes records of any size and creates unknown
+    make flush raise DeliveryError with their count, and a source no longer knows its coordinator. (Tansu takes records of any size and creates unknown
     topics, so "record too large" cannot fail there.)"""
     topic = _topic("cf-fail")
     create_topics(settings, {topic: 1})
@@ -372,11 +372,18 @@ def test_flush_raises_delivery_error_when_records_are_not_delivered(settings, ow
     s = KafkaSettings(bootstrap_servers=b.bootstrap)
     create_topics(s, {topic: 1})
     sink = ConfluentSink(s, producer_options={"delivery_timeout_ms": 1500})
+    src = ConfluentSource(s, topic, "g-" + topic, **FAST_GROUP).open()
     try:
         sink.send_batch(topic, 0, [(b"k", b"ok")] * 10)
         sink.send(topic, "ok too")
         sink.flush()
+        src.wait_for_assignment()
+        assert src.coordinator_known()
         b.stop(timeout=0.5)
+        deadline = time.monotonic() + 10  # the group state comes with librdkafka's statistics, every second
+        while src.coordinator_known() and time.monotonic() < deadline:
+            src.poll(0.2)
+        assert not src.coordinator_known()  # what the daemon's readiness reads
         sink.send_batch(topic, 0, [(b"k", b"lost")] * 25)
         fut = sink.send(topic, "lost too")
         with pytest.raises(DeliveryError, match="26 record"):
@@ -386,6 +393,7 @@ def test_flush_raises_delivery_error_when_records_are_not_delivered(settings, ow
         sink.flush()  # each failure is reported once
     finally:
         sink.close(timeout_s=1)
+        src.close()
 
 
 def _produce_raw_batch(bootstrap: str, topic: str, batch: bytes) -> None:
