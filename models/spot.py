@@ -168,6 +168,7 @@ class SPOT:
             x = self._x(v)
             if x > self.z_:
                 out[i] = True
+                self._flag(v)
                 continue
             self.n_ += 1
             if x > self.t_:
@@ -185,6 +186,9 @@ class SPOT:
     def _learn(self, v: float) -> None:
         pass
 
+    def _flag(self, v: float) -> None:
+        pass
+
     def to_dict(self) -> dict[str, Any]:
         self._check()
         return {"kind": self.kind, "q": self.q, "level": self.level, "t": self.t_, "gamma": self.gamma_,
@@ -199,16 +203,29 @@ class DSPOT(SPOT):
     >>> drift = rng.normal(size=3000) + np.linspace(0, 10, 3000)
     >>> float(d.update(drift).mean()) < 0.01   # a slow drift is followed, not flagged
     True
+
+    A sustained shift (``relearn_after`` flagged scores in a row; default: ``depth``) is taken as
+    the new normal level: the moving average restarts from those scores. Flagged scores are never
+    learnt otherwise, so after a level shift the moving average could never follow (one series had
+    77 % of its windows flagged). The shift itself is flagged: its first ``relearn_after`` scores.
+
+    >>> d = DSPOT(q=1e-3, depth=50).fit(rng.normal(size=3000))
+    >>> shifted = d.update(rng.normal(size=2000) + 8.0)
+    >>> int(shifted[:50].sum()), int(shifted[50:].sum()) < 20, d.relearned_
+    (50, True, 1)
     """
 
     kind = "dspot"
 
     def __init__(self, q: float = 1e-3, level: float = 0.98, max_peaks: int = 2000, refit_every: int = 1,
-                 depth: int = 50):
+                 depth: int = 50, relearn_after: int | None = None):
         super().__init__(q=q, level=level, max_peaks=max_peaks, refit_every=refit_every)
         if depth < 2:
             raise InputError("DSPOT: depth must be >= 2")
+        if relearn_after is not None and relearn_after < 1:
+            raise InputError("DSPOT: relearn_after must be >= 1 (or None: the depth)")
         self.depth = depth
+        self.relearn_after = relearn_after
 
     def _init_transform(self, s: np.ndarray) -> np.ndarray:
         d = self.depth
@@ -219,12 +236,26 @@ class DSPOT(SPOT):
         self.window_ = s[-d:].copy()
         self._pos = 0
         self._sum = float(self.window_.sum())
+        self._run: list[float] = []  # the flagged scores in a row, up to now
+        self.relearned_ = 0
         return s[d:] - ma
 
     def _x(self, s: float) -> float:
         return s - self._sum / self.depth
 
+    def _flag(self, v: float) -> None:
+        run = self._run
+        run.append(v)
+        if len(run) >= (self.relearn_after or self.depth):  # a sustained shift: the new level
+            self.window_ = np.resize(np.asarray(run[-self.depth:], dtype=np.float64), self.depth)
+            self._pos = 0
+            self._sum = float(self.window_.sum())
+            run.clear()
+            self.relearned_ += 1
+
     def _learn(self, v: float) -> None:
+        if self._run:
+            self._run.clear()
         old = self.window_[self._pos]
         self.window_[self._pos] = v
         self._pos = (self._pos + 1) % self.depth
@@ -242,5 +273,6 @@ def make_threshold(kind: str, calibration: np.ndarray, q: float, **kw: Any) -> S
     if kind == "spot":
         return SPOT(q=q, **{k: v for k, v in kw.items() if k in ("level", "max_peaks", "refit_every")}).fit(calibration)
     if kind == "dspot":
-        return DSPOT(q=q, **{k: v for k, v in kw.items() if k in ("level", "max_peaks", "refit_every", "depth")}).fit(calibration)
+        return DSPOT(q=q, **{k: v for k, v in kw.items()
+                             if k in ("level", "max_peaks", "refit_every", "depth", "relearn_after")}).fit(calibration)
     raise InputError(f"unknown online threshold kind {kind!r} (spot, dspot)")

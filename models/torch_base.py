@@ -84,11 +84,15 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 def progress(iterable=None, **kw):
-    """A tqdm progress bar on stderr, silenced when ``ANOMON_NO_PROGRESS=1`` or not a TTY and in tests."""
+    """A tqdm progress bar on stderr, only on a terminal (piped into a file it would write ``\\r``-joined
+    lines), and silenced by ``ANOMON_NO_PROGRESS=1`` and in tests."""
+    import sys
+
     from tqdm.auto import tqdm
 
     asked = bool(kw.pop("disable", False))
-    disable = asked or os.environ.get("ANOMON_NO_PROGRESS", "") == "1" or "PYTEST_CURRENT_TEST" in os.environ
+    disable = (asked or os.environ.get("ANOMON_NO_PROGRESS", "") == "1" or "PYTEST_CURRENT_TEST" in os.environ
+               or not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()))
     return tqdm(iterable, disable=disable, dynamic_ncols=True, **kw)
 
 

@@ -25,6 +25,8 @@ COMMAND_MODULES = [
     "monitor.commands.deploy",
     "monitor.commands.detectors",
     "monitor.commands.data",
+    "monitor.commands.dlq",
+    "monitor.commands.status",
 ]
 
 

@@ -49,6 +49,9 @@ class KafkaSection:
     An empty ``bootstrap_servers`` starts the embedded broker (zero-config default)."""
 
     bootstrap_servers: str = ""
+    #: the client library: "kafka-python" or "confluent" (librdkafka: cooperative-sticky assignment,
+    #: read_committed, static membership for --workers; see docs/kafka.md)
+    client: str = "kafka-python"
     client_id: str = "anomon"
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
@@ -92,6 +95,17 @@ class InputSection:
     fetch_max_wait_ms: int = 50
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
+    #: /readyz answers 503 until this member owns partitions, and again once it has owned none (the group
+    #: cannot be joined, or has no work for it) for this long (s)
+    ready_timeout_s: float = 30.0
+    #: readings without a Kafka key: "repartition" (re-sent to the repartition topic keyed by their series,
+    #: so a series a keyless producer spread over partitions is windowed whole) or "partition" (windowed
+    #: per partition as they come: only right when each series keeps to one partition)
+    keyless: str = "repartition"
+    #: the repartition topic; default "<group_id>.repartition"
+    repartition_topic: str | None = None
+    #: a keyless reading waits at most this long (s) for the other partitions to reach its timestamp
+    repartition_hold_s: float = 5.0
 
     def record_format(self) -> RecordFormat:
         """The decoder's :class:`~streams.records.RecordFormat` from the fields both declare."""
@@ -136,6 +150,9 @@ class ScoringSection:
     #: hysteresis: consecutive anomalous windows to open an alert, normal windows to close it
     open_after: int = 1
     close_after: int = 3
+    #: an open alert of a series that sent nothing scored for this long (s, processing time) is ended
+    #: with "reason": "stale" (a series that stopped sending would otherwise stay in alert for ever); 0 = never
+    alert_stale_s: float = 600.0
     drift: bool = True
     drift_delta: float = 0.002
     #: BLAS threads (numpy/scipy) while the daemon runs; 0 = leave as is. One: micro-batches gain
@@ -212,6 +229,7 @@ class Config:
         k.pop("partitions")
         k.pop("create_topics")
         k.pop("startup_timeout_s")
+        k.pop("client")
         k["bootstrap_servers"] = bootstrap or k["bootstrap_servers"]
         k = {key: v for key, v in k.items() if v is not None}
         try:
@@ -226,6 +244,13 @@ class Config:
     @property
     def progress_topic(self) -> str:
         return self.output.progress_topic or f"{self.input.group_id}.progress"
+
+    @property
+    def repartition_topic(self) -> str | None:
+        """Where keyless readings are re-sent keyed by series (None when ``input.keyless`` is "partition")."""
+        if self.input.keyless != "repartition":
+            return None
+        return self.input.repartition_topic or f"{self.input.group_id}.repartition"
 
 
 # --------------------------------------------------------------------------- loading
@@ -402,6 +427,12 @@ def validate(cfg: Config, problems: list[ConfigError] | None = None) -> None:
         fail(err("input.topics", "at least one input topic is needed"))
     if cfg.input.ts_unit not in ("ms", "s", "us", "iso"):
         fail(err("input.ts_unit", f"must be one of ms, s, us, iso; got {cfg.input.ts_unit!r}"))
+    if cfg.kafka.client not in ("kafka-python", "confluent"):
+        fail(err("kafka.client", f"must be one of kafka-python, confluent; got {cfg.kafka.client!r}"))
+    if cfg.input.keyless not in ("repartition", "partition"):
+        fail(err("input.keyless", f"must be one of repartition, partition; got {cfg.input.keyless!r}"))
+    if cfg.repartition_topic is not None and cfg.repartition_topic in cfg.input.topics:
+        fail(err("input.repartition_topic", f"{cfg.repartition_topic!r} is also an input topic; name another"))
     if cfg.scoring.threshold not in ("calibrated", "spot", "dspot"):
         fail(err("scoring.threshold", f"must be calibrated, spot or dspot; got {cfg.scoring.threshold!r}"))
     if not 0 < cfg.scoring.q < 0.02:

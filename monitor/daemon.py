@@ -26,6 +26,7 @@ import gc
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -45,6 +46,9 @@ _VALUE, _KEY, _OFFSET, _TIMESTAMP = (attrgetter(f) for f in ("value", "key", "of
 _TS_OF = itemgetter(1)  # of a plain reading (series, ts_us, row)
 
 PROGRESS_CHUNK = 2000  # series per progress record
+#: the progress record's schema: 1 = {topic, partition, offset, seq, part, parts, series}; 2 adds "v" and
+#: "dlq_upto" (dead letters of offsets below it were sent). Version 1 records are still read (no dlq_upto).
+PROGRESS_VERSION = 2
 #: seconds a parked series state (see ``Daemon._park``) waits for its partition's log to come back
 PARK_TTL_S = 300.0
 #: bytes of an input record (key + value) copied to the dead-letter topic; larger ones are cut
@@ -163,6 +167,8 @@ def create_daemon_topics(cfg: Config, settings: Any) -> None:
     create_topics(settings, {t: n for t in cfg.input.topics})
     create_topics(settings, {cfg.output.scores_topic: n, cfg.output.alerts_topic: n, cfg.output.dlq_topic: n})
     create_topics(settings, {cfg.progress_topic: n}, compacted=True)
+    if cfg.repartition_topic:
+        create_topics(settings, {cfg.repartition_topic: n})
 
 
 class Daemon:
@@ -203,6 +209,13 @@ class Daemon:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._owned: set = set()
+        self._alert_seen: dict[str, tuple[float, int]] = {}  # series -> (clock time, end_us) of its last window
+        from monitor.repartition import Repartitioner
+
+        self._repart_topic = cfg.repartition_topic
+        self._repart = Repartitioner(max_hold_s=cfg.input.repartition_hold_s)
+        self._unowned_since: float | None = time.monotonic()  # since when no partition is owned (None: some are)
+        self._ever_owned = False
         self._to_drop = set()
         self._reseeked: set = set()
         self._new: set = set()
@@ -226,8 +239,12 @@ class Daemon:
         self.loop_heartbeat = time.monotonic()
         self.started = False
         self.draining = False
-        self.stats = {"records": 0, "windows": 0, "dlq": 0, "alerts": 0, "batches": 0, "commits": 0,
-                      "rewinds": 0, "drift": 0, "suppressed": 0, "score_s": 0.0,
+        # dead letters were sent below these offsets (the previous owner's, from the progress record, then
+        # this daemon's): a replay after a restart does not send them again. _dlq_committed: at the commit.
+        self._dlq_mark: dict[Any, int] = {}
+        self._dlq_committed: dict[Any, int] = {}
+        self.stats = {"records": 0, "windows": 0, "dlq": 0, "dlq_replayed": 0, "unreadable_batches": 0, "repartitioned": 0, "alerts": 0, "batches": 0,
+                      "commits": 0, "rewinds": 0, "drift": 0, "suppressed": 0, "score_s": 0.0,
                       "threaded_batches": 0, "child_batches": 0}
         self.latencies: deque[float] = deque(maxlen=100_000)
         self.first_record_at: float | None = None  # monotonic time of the first consumed record (benchmarks)
@@ -294,6 +311,8 @@ class Daemon:
         return time.monotonic() - self.loop_heartbeat < 60.0
 
     def readiness(self) -> tuple[bool, str]:
+        """Ready means owning work: started, connected, writing, and owning partitions (a rebalance
+        may take them for up to ``input.ready_timeout_s``)."""
         if not self.started:
             return False, "starting"
         if self.draining:
@@ -302,6 +321,18 @@ class Daemon:
             return False, "not connected to Kafka"
         if self._sink_stale:
             return False, "writing outputs failed; reconnecting the producer"
+        if self._owned:
+            self._unowned_since = None
+        elif self._unowned_since is None:
+            self._unowned_since = time.monotonic()
+        if not self._owned:
+            g = self.cfg.input.group_id
+            if not self._ever_owned:
+                return False, f"no partitions assigned yet (joining group {g})"
+            idle = time.monotonic() - self._unowned_since
+            if idle >= self.cfg.input.ready_timeout_s:
+                return False, (f"no partitions assigned for {idle:.0f}s (group {g} cannot be joined, or has no "
+                               "partition for this member)")
         return True, ""
 
     def _open(self) -> None:
@@ -314,17 +345,28 @@ class Daemon:
 
         self._progress_parts = max(1, len(topic_partitions(self.settings, cfg.progress_topic)))
         self.sink = self._make_sink()
-        self.source = Source(self.settings, cfg.input.topics, cfg.input.group_id,
+        topics = list(cfg.input.topics) + ([cfg.repartition_topic] if cfg.repartition_topic else [])
+        extra = {}
+        if cfg.kafka.client == "confluent":
+            from streams.kafka_confluent import ConfluentSource as Source  # noqa: F811
+
+            worker = os.environ.get("ANOMON_WORKER_INDEX")  # static membership for --workers
+            if worker is not None:
+                extra["instance_id"] = f"{cfg.input.group_id}-worker-{worker}"
+        self.source = Source(self.settings, topics, cfg.input.group_id,
                              on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost,
                              commit_on_revoke=False, max_poll_records=cfg.input.max_poll_records,
                              session_timeout_ms=cfg.input.session_timeout_ms,
                              heartbeat_interval_ms=cfg.input.heartbeat_interval_ms,
                              fetch_max_wait_ms=cfg.input.fetch_max_wait_ms,
-                             consumer_options={"client_id": self.name})
+                             consumer_options={"client_id": self.name}, **extra)
         self.source.open()
 
     def _make_sink(self) -> Any:
-        from streams.kafka import Sink
+        if self.cfg.kafka.client == "confluent":
+            from streams.kafka_confluent import ConfluentSink as Sink
+        else:
+            from streams.kafka import Sink
 
         return Sink(self.settings, linger_ms=self.cfg.output.linger_ms, batch_size=self.cfg.output.batch_bytes,
                     producer_options={"retries": 2**31 - 1, "max_in_flight_requests_per_connection": 5})
@@ -352,8 +394,12 @@ class Daemon:
         self._to_drop -= set(tps)
         self._new |= set(tps)
         self._owned |= set(tps)
+        if tps:
+            self._ever_owned = True
+            self._unowned_since = None
         self.metrics.rebalance("assigned")
-        log.info("partitions assigned", extra={"partitions": sorted(f"{t.topic}:{t.partition}" for t in tps)})
+        log.info("partitions assigned", extra={"partitions": sorted(f"{t.topic}:{t.partition}" for t in tps),
+                                               "model": self.bundle.name, "group": self.cfg.input.group_id})
 
     def _on_revoke(self, tps: set) -> None:
         self.metrics.rebalance("revoked")
@@ -372,7 +418,8 @@ class Daemon:
         finally:
             if got:
                 self._lock.release()
-        log.info("partitions revoked", extra={"partitions": sorted(f"{t.topic}:{t.partition}" for t in tps)})
+        log.info("partitions revoked", extra={"partitions": sorted(f"{t.topic}:{t.partition}" for t in tps),
+                                              "model": self.bundle.name, "group": self.cfg.input.group_id})
 
     def _on_lost(self, tps: set) -> None:
         self.metrics.rebalance("lost")
@@ -396,11 +443,15 @@ class Daemon:
         self._park(tp)
         self._last_commit.pop(tp, None)
         self._last_snap.pop(tp, None)
+        self._repart.drop(tp)
+        for d in (self._dlq_mark, self._dlq_committed):
+            d.pop(tp, None)
         self._dirty.discard(tp)
         self._pending = [(b, t) for b, t in self._pending if b.partition != tp]
         self._pending_n = sum(len(b) for b, _ in self._pending)
         for s in [s for s, a in self._alerts.items() if a[5] == tp]:
             del self._alerts[s]
+            self._alert_seen.pop(s, None)
 
     # ------------------------------------------------------------------ broker log reset (issue 7)
     def _park(self, tp: Any) -> None:
@@ -503,8 +554,9 @@ class Daemon:
     def _progress_key(self, tp: Any) -> str:
         return f"{tp.topic}:{tp.partition}"
 
-    def _read_progress(self, tps: list) -> dict[Any, tuple[int, dict]]:
-        """The last complete progress snapshot of each partition: {tp: (offset, {series: [ts, skip]})}."""
+    def _read_progress(self, tps: list, meta: dict | None = None) -> dict[Any, tuple[int, dict]]:
+        """The last complete progress snapshot of each partition: {tp: (offset, {series: [ts, skip]})};
+        ``meta`` (when given) gets {tp: {"dlq_upto": offset}} of the same records (see :data:`PROGRESS_VERSION`)."""
         from streams.kafka import KafkaConsumer, TopicPartition, partition_ends
 
         topic = self.cfg.progress_topic
@@ -523,18 +575,22 @@ class Daemon:
                 keys = {k for k, tp in want.items() if tp.partition % self._progress_parts == ptp.partition}
                 while True:
                     start = max(begin, end - span)
-                    found = self._scan_progress(cons, ptp, start, end, keys)
+                    found_meta: dict[str, dict] = {}
+                    found = self._scan_progress(cons, ptp, start, end, keys, found_meta)
                     if set(found) >= keys or start <= begin:
                         break
                     span *= 8
                 for k, v in found.items():
                     out[want[k]] = v
+                    if meta is not None and k in found_meta:
+                        meta[want[k]] = found_meta[k]
         finally:
             cons.close()
         return out
 
     @staticmethod
-    def _scan_progress(cons: Any, ptp: Any, start: int, end: int, keys: set[str]) -> dict[str, tuple[int, dict]]:
+    def _scan_progress(cons: Any, ptp: Any, start: int, end: int, keys: set[str],
+                       meta: dict | None = None) -> dict[str, tuple[int, dict]]:
         if end <= start:
             return {}
         cons.assign([ptp])
@@ -559,6 +615,8 @@ class Daemon:
                     slot["n"] += 1
                     if slot["n"] == v["parts"]:
                         best[k] = (int(v["offset"]), slot["series"])
+                        if meta is not None:  # version 1 records have no dlq_upto
+                            meta[k] = {"dlq_upto": int(v.get("dlq_upto", -1))}
                         del parts[(k, v["seq"])]
         return best
 
@@ -568,8 +626,9 @@ class Daemon:
         self._new -= set(new)
         if not new:
             return
+        meta: dict = {}
         try:
-            prog = self._read_progress(new)
+            prog = self._read_progress(new, meta)
         except Exception as exc:  # noqa: BLE001
             log.warning("cannot read progress topic (%s): windows already emitted will be emitted again", exc)
             prog = {}
@@ -582,6 +641,8 @@ class Daemon:
         self._adopt_tps |= self._log_reset(new, committed, prog)
         for tp in new:
             off, snap = prog.get(tp, (None, {}))
+            floor = meta.get(tp, {}).get("dlq_upto", -1)
+            self._dlq_mark[tp] = self._dlq_committed[tp] = floor
             self.windower.assign(tp, snap)
             self._restore_alerts(tp, snap)
             c = committed[tp]
@@ -603,7 +664,18 @@ class Daemon:
         self.metrics.set_assignment((tp.topic, tp.partition) for tp in self._owned)
 
     # ------------------------------------------------------------------ processing
+    def _replayed_dlq(self, tp: Any, offset: int) -> bool:
+        """Whether the dead letter of the record at ``offset`` went out before the last checkpoint of
+        this partition (a replay after a restart or a rebalance): then it is counted, not sent again."""
+        if offset < self._dlq_mark.get(tp, -1):  # (records of a partition come in offset order: only a
+            self.stats["dlq_replayed"] += 1  # seek back brings an offset below the mark again)
+            return True
+        self._dlq_mark[tp] = offset + 1
+        return False
+
     def _dlq(self, rec: Any, reason: str, message: str, samples: int | None = None) -> None:
+        if self._replayed_dlq((rec.topic, rec.partition), rec.offset):
+            return
         headers = [("anomon.reason", reason), ("anomon.error", message[:500]),
                    ("anomon.source", f"{rec.topic}:{rec.partition}:{rec.offset}")]
         if samples is not None:
@@ -617,6 +689,32 @@ class Daemon:
             value = value[:DLQ_MAX_BYTES - 1024] if value else value
         self.sink.send(self.cfg.output.dlq_topic, value, key=key, headers=headers)
         self.metrics.dead_letter(reason)
+        self.stats["dlq"] += 1
+
+    def _unreadable(self, u: dict) -> None:
+        """A record batch the client skipped (failed CRC, missing codec, corrupt): one dead letter naming
+        its topic, partition and offsets, counted; its partition's commit point moves past it."""
+        from streams.kafka import TopicPartition
+
+        tp = TopicPartition(u["topic"], u["partition"])
+        first, last, reason = int(u["first_offset"]), int(u["last_offset"]), str(u["reason"])
+        where = f"{tp.topic}:{tp.partition}:{first}-{last}"
+        if tp not in self._owned:
+            return
+        self.windower.add_consumed(tp, last)  # the commit point moves past it
+        self._dirty.add(tp)
+        if self._replayed_dlq(tp, last):  # seen before a seek back (or a restart): counted and sent then
+            return
+        log.error("record batch %s could not be read (%s: %s); skipped, dead-lettered, the partition goes on",
+                  where, reason, u.get("error", ""))
+        self.metrics.unreadable_batch(reason)
+        self.stats["unreadable_batches"] += 1
+        headers = [("anomon.reason", "unreadable_batch"), ("anomon.error", f"{reason}: {u.get('error', '')}"[:500]),
+                   ("anomon.source", f"{tp.topic}:{tp.partition}:{first}"), ("anomon.offsets", f"{first}-{last}")]
+        value = json.dumps({"topic": tp.topic, "partition": tp.partition, "first_offset": first,
+                            "last_offset": last, "reason": reason, "error": str(u.get("error", ""))[:500]})
+        self.sink.send(self.cfg.output.dlq_topic, value.encode(), key=where.encode(), headers=headers)
+        self.metrics.dead_letter("unreadable_batch")
         self.stats["dlq"] += 1
 
     def _process(self, recs: list) -> None:
@@ -652,6 +750,10 @@ class Daemon:
         ahead_s = self.cfg.input.max_future_s
         horizon_us = (time.time() + ahead_s) * 1e6 if ahead_s > 0 else math.inf
         plain = decode_plain_readings(list(map(_VALUE, recs)), list(map(_KEY, recs)), fmt, width)
+        if self._repart_topic is not None and tp.topic != self._repart_topic and not all(map(_KEY, recs)):
+            recs, plain = self._hold_keyless(tp, recs, plain, now)
+            if not recs:
+                return
         if recs and None not in plain and max(map(_TS_OF, plain)) <= horizon_us:  # all plain: the common case
             self._window_plain(tp, list(zip(map(_OFFSET, recs), *zip(*plain))), recs, now)
             return
@@ -668,6 +770,56 @@ class Daemon:
             self._process_record(tp, rec, horizon_us, now)
         if items:
             self._window_plain(tp, items, item_recs, now)
+
+    def _hold_keyless(self, tp: Any, recs: list, plain: list, now: float) -> tuple[list, list]:
+        """Take the keyless readings of ``recs`` out (held for the repartition topic, see
+        :mod:`monitor.repartition`); returns the other records and their decoded readings. A keyless
+        record that does not decode stays (the usual path dead-letters it)."""
+        from streams.records import RecordError, decode_record
+
+        keep, keep_plain = [], []
+        fmt, width = self.fmt, self.spec.channels
+        for rec, p in zip(recs, plain):
+            if rec.key:
+                keep.append(rec)
+                keep_plain.append(p)
+                continue
+            if p is not None:
+                series, ts = p[0], p[1]
+            else:
+                try:
+                    r = decode_record(rec.value, rec.key, fmt, width)
+                    series, ts = r.series, int(r.ts[0])
+                except (RecordError, Exception):  # noqa: BLE001 - dead-lettered by the usual path
+                    keep.append(rec)
+                    keep_plain.append(p)
+                    continue
+            self._repart.add(tp, rec.offset, series, ts, rec, now=now)
+            self.windower.add_consumed(tp, rec.offset)
+        return keep, keep_plain
+
+    def _release_keyless(self, everything: bool = False) -> None:
+        """Send the held keyless readings whose turn has come to the repartition topic, keyed by series."""
+        rp = self._repart
+        if not len(rp):
+            return
+        lagging = set()
+        for tp in self._owned:
+            if tp.topic == self._repart_topic:
+                continue
+            try:
+                hw = self.source.highwater(tp)
+                if hw is None or self.source.position(tp) < hw:
+                    lagging.add(tp)
+            except Exception:  # noqa: BLE001 - unknown: treat as lagging (max_hold_s bounds the wait)
+                lagging.add(tp)
+        out = rp.release(lagging, now=time.monotonic(), everything=everything)
+        topic = self._repart_topic
+        for series, _, rec in out:
+            headers = list(rec.headers or []) + [("anomon.origin", f"{rec.topic}:{rec.partition}:{rec.offset}")]
+            self.sink.send(topic, rec.value, key=series, headers=headers)
+        if out:
+            self.stats["repartitioned"] += len(out)
 
     def _window_plain(self, tp: Any, items: list, item_recs: list, now: float) -> None:
         wins, rejs = self.windower.add_values(tp, items)
@@ -922,6 +1074,7 @@ class Daemon:
             if not anomalous:
                 return
             st = self._alerts[series] = [0, 0, None, end_us, score, tp]
+        self._alert_seen[series] = (self.clock.now(), end_us)
         if anomalous:
             st[0] += 1
             st[1] = 0
@@ -936,9 +1089,11 @@ class Daemon:
             st[0] = 0
             if st[2] is None:
                 del self._alerts[series]
+                self._alert_seen.pop(series, None)
             elif st[1] >= sc.close_after:
                 self._emit_alert("end", series, st, end_us)
                 del self._alerts[series]
+                self._alert_seen.pop(series, None)
 
     def _attach_alerts(self, tp: Any, snap: dict) -> None:
         """Add each series' alert state (hysteresis counters, open alert id, start, max score) to its
@@ -954,12 +1109,14 @@ class Daemon:
             if len(r) >= 7:
                 self._alerts[sid] = [int(r[2]), int(r[3]), r[4], int(r[5]), float(r[6]), tp]
 
-    def _emit_alert(self, event: str, series: str, st: list, end_us: int) -> None:
+    def _emit_alert(self, event: str, series: str, st: list, end_us: int, reason: str | None = None) -> None:
         b = self.bundle
         rec = {"id": st[2], "event": event, "series": series, "start_ts": _ms(st[3]), "ts": _ms(end_us),
                "max_score": round(float(st[4]), 6), "model": b.name, "version": b.version}
+        if event == "end":  # "recovered": close_after normal windows; "stale": the series went quiet
+            rec["reason"] = reason or "recovered"
         self._alerts_out.append((series.encode(), json.dumps(rec, separators=(",", ":")).encode()))
-        self.metrics.alert(b.name, event)
+        self.metrics.alert(b.name, event if reason != "stale" else "stale")
         self.stats["alerts"] += event == "start"
 
     def _send_alerts(self) -> None:
@@ -996,6 +1153,10 @@ class Daemon:
                 self.metrics.commit(ok=False)
                 log.warning("asynchronous commit failed (the next one covers it): %s", response)
 
+        commit_async = getattr(self.source, "commit_async", None)
+        if commit_async is not None:
+            commit_async({tp: int(c) for tp, c in offsets.items()}, on_error=lambda _exc: self.metrics.commit(ok=False))
+            return
         self.source.consumer.commit_async({tp: OffsetAndMetadata(int(c), "", -1) for tp, c in offsets.items()},
                                           callback=done)
 
@@ -1018,14 +1179,19 @@ class Daemon:
                 self._rewind()
             return False
         offsets = {}
+        dlq_marks: dict = {}
         for tp in tps:
             if tp not in self._dirty and tp in self._last_commit:
                 continue
             c = self.windower.committable(tp)
             if c is None:
                 continue
+            held = self._repart.held_from(tp)  # keyless readings not yet re-sent: read again after a restart
+            if held is not None and held < c:
+                c = held
             snap = self.windower.snapshot(tp)
             self._attach_alerts(tp, snap)
+            dlq_marks[tp] = self._dlq_mark.get(tp, -1)
             self._send_progress(tp, c, snap)
             offsets[tp] = (c, snap)
         if not offsets:
@@ -1044,6 +1210,7 @@ class Daemon:
         for tp, (c, snap) in offsets.items():
             self._last_commit[tp] = c
             self._last_snap[tp] = snap
+            self._dlq_committed[tp] = dlq_marks[tp]
             self._dirty.discard(tp)
             adopted = self._adopted.get(tp)
             if adopted:  # windows that needed parked readings are out and flushed: no rewind goes back to them
@@ -1060,8 +1227,8 @@ class Daemon:
         key = self._progress_key(tp)
         for i in range(parts):
             chunk = dict(items[i * PROGRESS_CHUNK:(i + 1) * PROGRESS_CHUNK])
-            v = {"topic": tp.topic, "partition": tp.partition, "offset": offset, "seq": seq, "part": i,
-                 "parts": parts, "series": chunk}
+            v = {"v": PROGRESS_VERSION, "topic": tp.topic, "partition": tp.partition, "offset": offset,
+                 "seq": seq, "part": i, "parts": parts, "dlq_upto": self._dlq_mark.get(tp, -1), "series": chunk}
             self.sink.send(self.cfg.progress_topic, json.dumps(v, separators=(",", ":")).encode(), key=key,
                            partition=tp.partition % self._progress_parts)
 
@@ -1073,7 +1240,10 @@ class Daemon:
         self._pending_n = 0
         self._scored, self._scored_n = [], 0
         for tp in list(self._owned):
+            self._repart.drop(tp)  # read again from the last commit
             self.windower.assign(tp, self._last_snap.get(tp, {}))
+            # dead letters since the last commit may be lost with the other outputs: sent again
+            self._dlq_mark[tp] = self._dlq_committed.get(tp, -1)
             off = self._last_commit.get(tp)
             for sid, (e, o) in list(self._adopted.get(tp, {}).items()):  # replayed again: adopted again
                 if off is None or off <= o:
@@ -1145,6 +1315,11 @@ class Daemon:
                         if self.first_record_at is None:
                             self.first_record_at = time.monotonic()
                         self._process(recs)
+                    take_unreadable = getattr(self.source, "take_unreadable", None)
+                    for u in (take_unreadable() if take_unreadable is not None else ()):
+                        self._unreadable(u)
+                    if self._repart_topic is not None:
+                        self._release_keyless()
                     if self._pending and (time.monotonic() - self._pending_since >= max_wait):
                         self._score_pending()
                     if self._inflight:
@@ -1162,6 +1337,8 @@ class Daemon:
             with self._lock:
                 if self._new:
                     self._init_partitions()
+                if self._repart_topic is not None:
+                    self._release_keyless(everything=True)  # the next run windows them
                 ok = self._checkpoint()
                 log.info("drained", extra={"committed": ok, **self.stats})
         finally:
@@ -1183,12 +1360,42 @@ class Daemon:
         return dict(self.stats)
 
     def _coordinator_known(self) -> bool:
+        known = getattr(self.source, "coordinator_known", None)
+        if known is not None:
+            return known()
         try:
             return not self.source.consumer._coordinator.coordinator_unknown()
         except Exception:  # noqa: BLE001
             return True
 
+    def _end_stale_alerts(self) -> int:
+        """End the open alerts of series with nothing scored for ``scoring.alert_stale_s`` (reason "stale")."""
+        limit_s = self.cfg.scoring.alert_stale_s
+        if limit_s <= 0 or not self._alerts:
+            return 0
+        now = self.clock.now()
+        n = 0
+        for series in list(self._alerts):
+            st = self._alerts[series]
+            seen = self._alert_seen.get(series)
+            if seen is None:  # restored from a progress record: the clock starts now
+                self._alert_seen[series] = (now, st[3])
+                continue
+            if now - seen[0] < limit_s:
+                continue
+            if st[2] is not None:
+                self._emit_alert("end", series, st, seen[1], reason="stale")
+                n += 1
+            del self._alerts[series]
+            del self._alert_seen[series]
+        if n:
+            log.info("%d open alert(s) ended as stale: no window scored for %g s", n, limit_s)
+            self._send_alerts()
+            self.sink.wake()
+        return n
+
     def _housekeeping(self) -> None:
+        self._end_stale_alerts()
         self._expire_parked()
         n = self.windower.evict_idle()
         if n:
@@ -1198,7 +1405,9 @@ class Daemon:
         self.metrics.set_ready(self.readiness()[0])
         for tp in self._owned:
             try:
-                self.metrics.set_position(tp.topic, tp.partition, self.source.position(tp), self.source.highwater(tp))
+                c = self._last_commit.get(tp)  # lag as external tools read it: high-water - committed
+                self.metrics.set_position(tp.topic, tp.partition, c if c is not None else self.source.position(tp),
+                                          self.source.highwater(tp))
             except Exception:  # noqa: BLE001
                 pass
         self.metrics.set_active_alerts(self.bundle.name, sum(1 for a in self._alerts.values() if a[2]))

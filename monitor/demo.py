@@ -159,6 +159,66 @@ def _live_line(elapsed: float, sent: int, scored: int, lag: int, p99: float | No
             f"({rates[1]:>5.0f}/s) | lag {lag:>5} records | p99 latency {p} | DLQ {dlq}")
 
 
+def _alert_step(state: list | None, anomalous: bool, open_after: int, close_after: int) -> list | None:
+    """The alert state of a series after one more window, by the daemon's hysteresis rules
+    (``Daemon._hysteresis``): ``[anomalous in a row, normal in a row, "open" or None]``, None when the daemon
+    keeps no state for the series. The live view follows it over the score records it shows, so the flag
+    and the alert state of a line belong to the same window.
+
+    >>> st = None
+    >>> for flag in (True, False, False):
+    ...     st = _alert_step(st, flag, 1, 3); print(st)
+    [1, 0, 'open']
+    [0, 1, 'open']
+    [0, 2, 'open']
+    >>> print(_alert_step(st, False, 1, 3))
+    None
+    """
+    if state is None:
+        if not anomalous:
+            return None
+        state = [0, 0, None]
+    else:
+        state = list(state)
+    if anomalous:
+        state[0], state[1] = state[0] + 1, 0
+        if state[2] is None and state[0] >= open_after:
+            state[2] = "open"
+        return state
+    state[0], state[1] = 0, state[1] + 1
+    if state[2] is None or state[1] >= close_after:
+        return None
+    return state
+
+
+def _series_line(series: str, component: str, score: float, threshold: float, anomalous: bool,
+                 alert: list | None, open_after: int, close_after: int) -> str:
+    """One series of the live view: its last window's score and flag, and the alert state beside it.
+
+    ``anomalous`` is the window's own flag (its score against the threshold); ``alert`` is the daemon's
+    hysteresis state of the series (``Daemon._alerts[series]``: anomalous windows in a row, normal windows
+    in a row, open alert id or None, ...; None when the series has none). An alert opens after
+    ``open_after`` anomalous windows in a row and closes after ``close_after`` normal ones, so a window can
+    be below the threshold while its alert is still open, and above it before the alert opens.
+
+    >>> _series_line("ecg-1", "nll", 3.2, 8.0, False, [0, 1, "ecg-1@5", 5, 12.0, None], 1, 3)
+    '    ecg-1            nll      3.20  threshold     8.00  below  | alert OPEN   (closes after 2 more below)'
+    >>> _series_line("ecg-1", "nll", 9.5, 8.0, True, [1, 0, None, 5, 9.5, None], 3, 3)
+    '    ecg-1            nll      9.50  threshold     8.00  ABOVE  | alert closed (opens after 2 more above)'
+    >>> _series_line("ecg-1", "nll", 1.0, 8.0, False, None, 1, 5)
+    '    ecg-1            nll      1.00  threshold     8.00  below  | alert closed (opens after 1 above)'
+    """
+    flag = "ABOVE" if anomalous else "below"
+    if alert is not None and alert[2] is not None:  # open: normal windows in a row count towards its end
+        left = max(0, close_after - int(alert[1]))
+        state = f"alert OPEN   (closes after {left}{' more' if alert[1] else ''} below)"
+    else:  # closed: anomalous windows in a row count towards opening one
+        run = int(alert[0]) if alert is not None else 0
+        left = max(0, open_after - run)
+        state = f"alert closed (opens after {left}{' more' if run else ''} above)"
+    return f"    {series:16s} {component} {score:9.2f}  threshold {threshold:8.2f}  {flag}  | {state}"
+
+
 def run_demo(duration: float = 60.0, *, model_dir: str | None = None, series: int = 2, speed: float = 10.0,
              form: str = "chunk", json_path: str | None = None, out_dir: str = "runs/demo", detector: str = "vrae",
              retrain: bool = False, record: str = RECORD, threshold: str = "calibrated", data_dir: Any = None,
@@ -224,6 +284,9 @@ def run_demo(duration: float = 60.0, *, model_dir: str | None = None, series: in
         rt.start()
         last = (t_start, 0, 0)
         tty = out.isatty() if hasattr(out, "isatty") else False
+        lastby: dict[str, dict] = {}
+        alert_by: dict[str, list | None] = {}
+        n_seen = 0
         while rt.is_alive():
             rt.join(refresh_s)
             now = time.monotonic()
@@ -235,17 +298,19 @@ def run_demo(duration: float = 60.0, *, model_dir: str | None = None, series: in
             p99 = float(np.percentile(lat, 99)) if lat else None
             lines = [_live_line(now - t_start, sent_r, scored, sum(d.lag().values()), p99, d.stats["dlq"], rates)]
             scores = collector.records[cfg.output.scores_topic]
-            lastby: dict[str, dict] = {}
-            for r in scores[-4 * series - 50:]:
+            new = scores[n_seen:]
+            n_seen += len(new)
+            for r in new:  # each series' last window, and its alert state after it (the daemon's rules)
                 lastby[r["series"]] = r
+                alert_by[r["series"]] = _alert_step(alert_by.get(r["series"]), bool(r.get("anomalous")),
+                                                    cfg.scoring.open_after, cfg.scoring.close_after)
             comp = d.bundle.alert_components[0]
             for s in streams_:
                 r = lastby.get(s.series)
-                a = d._alerts.get(s.series)
-                status = "ALERT" if a and a[2] else "ok"
                 if r:
-                    lines.append(f"    {s.series:16s} {comp} {r['scores'][comp]:9.2f}  threshold "
-                                 f"{r['thresholds'][comp]:8.2f}  {status}")
+                    lines.append(_series_line(s.series, comp, r["scores"][comp], r["thresholds"][comp],
+                                              bool(r.get("anomalous")), alert_by.get(s.series),
+                                              cfg.scoring.open_after, cfg.scoring.close_after))
             if tty:
                 out.write("\x1b[2K" + "\n".join(lines) + "\n")
             else:
@@ -282,7 +347,12 @@ def run_demo(duration: float = 60.0, *, model_dir: str | None = None, series: in
         lat = np.asarray(d.latencies, dtype=float)
         if lat.size:
             summary["latency_ms"] = {f"p{q}": round(float(np.percentile(lat, q)) * 1000, 1) for q in (50, 95, 99)}
-        _write_report(summary, collector.records[cfg.output.scores_topic], streams_, t0_ms, out_dir, d)
+        from monitor.report import write_metrics
+        from monitor.report_demo import write_demo_report
+
+        write_demo_report(summary, collector.records[cfg.output.scores_topic],
+                          collector.records[cfg.output.alerts_topic], streams_, t0_ms, out_dir, lat * 1000)
+        write_metrics(out_dir, summary)
         summary["report"] = str(Path(out_dir) / "report.html")
         if json_path:
             Path(json_path).parent.mkdir(parents=True, exist_ok=True)
@@ -325,6 +395,24 @@ def _labels_for(scores: list[dict], streams_: list, t0_ms: float) -> tuple[np.nd
     return y, beat_t
 
 
+def alert_intervals(alerts: list[dict], scores: list[dict], streams_: list) -> list[tuple[str, float, float]]:
+    """(series, start ms, end ms) of every alert: from the start of its first flagged window to its
+    end event (an alert still open at the end runs to the series' last scored window)."""
+    period = {s.series: s.period_ms for s in streams_}
+    last_ts = {s: max((r["end_ts"] for r in scores if r["series"] == s), default=0) for s in period}
+    intervals: list[tuple[str, float, float]] = []
+    open_: dict[str, dict] = {}
+    for a in sorted(alerts, key=lambda a: a["ts"]):
+        if a["event"] == "start":
+            open_[a["id"]] = a
+        elif a["id"] in open_:
+            st = open_.pop(a["id"])
+            intervals.append((st["series"], st["start_ts"] - (T - 1) * period[st["series"]], a["ts"]))
+    for st in open_.values():
+        intervals.append((st["series"], st["start_ts"] - (T - 1) * period[st["series"]], last_ts[st["series"]]))
+    return intervals
+
+
 def evaluate_demo(scores: list[dict], alerts: list[dict], streams_: list, t0_ms: float, counts: dict,
                   d: Any) -> dict[str, Any]:
     from monitor.evaluation import pr_auc, roc_auc
@@ -359,19 +447,8 @@ def evaluate_demo(scores: list[dict], alerts: list[dict], streams_: list, t0_ms:
         "score_component": comp,
         "definitions": dict(DEFINITIONS),
     }
-    # alerts: intervals [first anomalous window start, last window end] per series
-    period = {s.series: s.period_ms for s in streams_}
-    last_ts = {s: max((r["end_ts"] for r in rows if r["series"] == s), default=0) for s in period}
-    intervals: list[tuple[str, float, float]] = []
-    open_: dict[str, dict] = {}
-    for a in sorted(alerts, key=lambda a: a["ts"]):
-        if a["event"] == "start":
-            open_[a["id"]] = a
-        elif a["id"] in open_:
-            st = open_.pop(a["id"])
-            intervals.append((st["series"], st["start_ts"] - (T - 1) * period[st["series"]], a["ts"]))
-    for st in open_.values():
-        intervals.append((st["series"], st["start_ts"] - (T - 1) * period[st["series"]], last_ts[st["series"]]))
+    intervals = alert_intervals(alerts, rows, streams_)
+    last_ts = {s.series: max((r["end_ts"] for r in rows if r["series"] == s.series), default=0) for s in streams_}
     hit_alerts = 0
     detected = 0
     total = 0
@@ -393,48 +470,6 @@ def evaluate_demo(scores: list[dict], alerts: list[dict], streams_: list, t0_ms:
         "f1": round(2 * ap * ar / (ap + ar), 4) if ap + ar else 0.0,
     })
     return out
-
-
-def _write_report(summary: dict, scores: list[dict], streams_: list, t0_ms: float, out_dir: str, d: Any) -> None:
-    from monitor.report import Report, use_agg, write_metrics
-
-    use_agg()
-    import matplotlib.pyplot as plt
-
-    r = Report("anomon demo: streaming anomaly detection on MIT-BIH ECG")
-    r.text(f"Model {summary['model']} ({summary['detector']}, version {summary['model_version']}), "
-           f"windows of {T} readings every {S} ({T / FS:.2f} s / {S / FS:.2f} s at 360 Hz); "
-           f"{summary['series']} series replayed at {summary['speed']:g}x real time through the embedded broker.")
-    r.heading("Summary")
-    r.table([{k: v for k, v in summary.items() if not isinstance(v, dict)}])
-    if "latency_ms" in summary:
-        r.table([summary["latency_ms"]])
-    if scores:
-        comp = summary["score_component"]
-        s0 = streams_[0].series
-        rows = sorted((x for x in scores if x["series"] == s0), key=lambda x: x["end_ts"])[:1200]
-        if rows:
-            fig, ax = plt.subplots(2, 1, figsize=(12, 5), sharex=True)
-            t = np.array([x["end_ts"] for x in rows]) - t0_ms
-            ax[0].plot(t / 1000, [x["scores"][comp] for x in rows], lw=0.8, label=comp)
-            ax[0].plot(t / 1000, [x["thresholds"][comp] for x in rows], "r--", lw=0.8, label="threshold")
-            an = [x["anomalous"] for x in rows]
-            ax[0].scatter((t / 1000)[an], np.array([x["scores"][comp] for x in rows])[an], s=6, c="r")
-            ax[0].set_yscale("symlog")
-            ax[0].legend(loc="upper right")
-            st = streams_[0]
-            n = int(min(len(st), (t[-1] / st.period_ms) + T))
-            ax[1].plot(np.arange(n) * st.period_ms / 1000, st.values[:n, 0], lw=0.4, c="k")
-            for i, sym in st.beats:
-                if sym != "N" and i < n:
-                    ax[1].axvline(i * st.period_ms / 1000, c="orange", lw=0.6, alpha=0.6)
-            ax[1].set_xlabel("event time (s)")
-            ax[1].set_ylabel("ECG (mV); orange = V beats")
-            r.figure(fig, f"{s0}: window scores against the threshold (red: flagged), and the ECG with its abnormal beats")
-            plt.close(fig)
-    r.json(summary)
-    r.write(out_dir)
-    write_metrics(out_dir, summary)
 
 
 def _print_summary(s: dict, out: TextIO) -> None:

@@ -28,6 +28,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
+class TextFormatter(logging.Formatter):
+    """Plain text for terminals; the ``extra=`` fields the JSON logs carry follow as ``key=value``.
+
+    >>> f = TextFormatter("%(levelname)s %(message)s")
+    >>> rec = logging.makeLogRecord({"msg": "partitions assigned", "levelname": "INFO",
+    ...                              "partitions": ["t:0", "t:1"], "model": "ecg 1.0"})
+    >>> f.format(rec)
+    "INFO partitions assigned partitions=t:0,t:1 model='ecg 1.0'"
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        extra = []
+        for k, v in vars(record).items():
+            if k in _RESERVED or k.startswith("_") or k == "worker":
+                continue
+            if isinstance(v, (list, tuple, set, frozenset)):
+                v = ",".join(map(str, v))
+            v = str(v)
+            extra.append(f"{k}={v!r}" if (not v or any(c in v for c in " \"'=")) else f"{k}={v}")
+        if not extra:
+            return line
+        head, sep, tail = line.partition("\n")  # (a traceback stays after the fields)
+        return f"{head} {' '.join(extra)}{sep}{tail}"
+
+
 class _WorkerFilter(logging.Filter):
     """Gives every record the ``worker`` index of an ``anomon run --workers N`` worker process."""
 
@@ -145,7 +171,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         where = " [worker %(worker)s]" if worker is not None else ""
-        handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)-7s %(name)s{where}: %(message)s"))
+        handler.setFormatter(TextFormatter(f"%(asctime)s %(levelname)-7s %(name)s{where}: %(message)s"))
     if worker is not None:
         handler.addFilter(_WorkerFilter(worker))
     handler.addFilter(ReconnectDigest())

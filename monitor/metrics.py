@@ -200,8 +200,14 @@ class AnomonMetrics:
             namespace=ns, registry=r,
         )
         # ---- Kafka --------------------------------------------------------------------
+        self.unreadable_batches = Counter(
+            "unreadable_batches", "Record batches skipped because they could not be read (failed CRC, missing "
+            "codec, corrupt data), by reason; each has one dead letter naming its offsets.", ["reason"],
+            namespace=ns, registry=r,
+        )
         self.consumer_lag = Gauge(
-            "consumer_lag", "Consumer lag in records per assigned partition (fetch high-water mark - position).",
+            "consumer_lag", "Consumer lag in records per assigned partition (high-water mark - committed offset, "
+            "as external lag tools read it).",
             ["topic", "partition"], namespace=ns, registry=r,
         )
         self.commits = Counter("offset_commits", "Offset commits.", namespace=ns, registry=r)
@@ -332,6 +338,11 @@ class AnomonMetrics:
         self.dead_letters.labels(reason=reason).inc(n)
 
     # ------------------------------------------------------------------------------- kafka
+    def unreadable_batch(self, reason: str) -> None:
+        """Count one record batch skipped as unreadable (``crc``, ``codec``, ``corrupt`` or ``other``)."""
+        r = reason if reason in ("crc", "codec", "corrupt") else "other"
+        self.unreadable_batches.labels(reason=r).inc()
+
     def set_lag(self, topic: str, partition: int, lag: float) -> None:
         """Set the consumer lag of one partition: the fetch high-water mark minus the position.
 
@@ -345,7 +356,8 @@ class AnomonMetrics:
         self.consumer_lag.labels(topic=key[0], partition=key[1]).set(max(0.0, float(lag)))
 
     def set_position(self, topic: str, partition: int, position: int, highwater: int | None) -> None:
-        """Set the lag from the consumer ``position`` and the fetch ``highwater`` mark (None: unknown yet)."""
+        """Set the lag from an offset (the committed one, as external tools read lag; else the consumer
+        position) and the fetch ``highwater`` mark (None: unknown yet)."""
         if highwater is not None and position is not None:
             self.set_lag(topic, partition, highwater - position)
 
@@ -402,9 +414,10 @@ class AnomonMetrics:
         self.drift_events.labels(model=model, component=component).inc(n)
 
     def alert(self, model: str, event: str) -> None:
-        """Count an alert ``start`` or ``end`` event and keep ``anomon_alerts_active`` in step."""
-        if event not in ("start", "end"):
-            raise ValueError(f"alert event must be 'start' or 'end', got {event!r}")
+        """Count an alert ``start``, ``end`` or ``stale`` event (an end because the series went quiet)
+        and keep ``anomon_alerts_active`` in step."""
+        if event not in ("start", "end", "stale"):
+            raise ValueError(f"alert event must be 'start', 'end' or 'stale', got {event!r}")
         self.alerts.labels(model=model, event=event).inc()
         g = self.alerts_active.labels(model=model)
         if event == "start":

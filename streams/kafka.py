@@ -44,6 +44,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import threading
 import time
 import warnings
@@ -57,6 +58,7 @@ with warnings.catch_warnings():  # kafka-python 3.0.12 uses deprecated importlib
     import kafka.errors as kafka_errors
     from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
     from kafka.consumer.subscription_state import ConsumerRebalanceListener
+    from kafka.errors import CorruptRecordError, UnsupportedCodecError
     from kafka.producer.future import FutureRecordMetadata
     from kafka.producer.producer_batch import ProducerBatch
     from kafka.record.memory_records import MemoryRecordsBuilder
@@ -716,6 +718,7 @@ class Source:
         self._consumer: KafkaConsumer | None = None
         self._consumed: dict[TopicPartition, int] = {}  # next offset after records handed out
         self._pending: list = []  # records polled while waiting for an assignment
+        self._unreadable: list[dict[str, Any]] = []  # batches skipped as unreadable, until take_unreadable()
         self._hook_thread: int | None = None
         self.hook_errors: list[BaseException] = []
         self.rebalances = 0
@@ -733,7 +736,7 @@ class Source:
             if self.fast_fetch:
                 from streams.kafka_fetch import SPEEDUPS, install_fast_fetch
 
-                self.fast_fetch = install_fast_fetch(self._consumer)
+                self.fast_fetch = install_fast_fetch(self._consumer, self._note_unreadable)
                 log.debug("record decoder: %s", ("C loop" if SPEEDUPS else "Python loop") if self.fast_fetch
                           else "kafka-python's")
             self._consumer.subscribe(self.topics, listener=_Listener(self))
@@ -811,7 +814,11 @@ class Source:
             out, self._pending = self._pending, []
             return out
         self._settle_group()
-        got = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        try:
+            got = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        except (CorruptRecordError, UnsupportedCodecError) as exc:  # kafka-python's own decoder (no fast fetch)
+            self._skip_unreadable(exc)
+            return []
         out = []
         for tp, recs in got.items():
             if recs:
@@ -820,6 +827,33 @@ class Source:
         if self.hook_errors:
             err = self.hook_errors.pop(0)
             raise KafkaPlumbingError(f"rebalance hook failed: {err!r}") from err
+        return out
+
+    def _skip_unreadable(self, exc: Exception) -> None:
+        """kafka-python's own record loop raised for a batch (it would raise again on every poll): seek
+        past the offset its message names. Without the fast decoder only the failing offset is known,
+        so a batch of n records is skipped in n steps (each noted)."""
+        m = re.search(r"partition TopicPartition\(topic='([^']*)', partition=(\d+)\) at offset (\d+)", str(exc))
+        if m is None:
+            raise KafkaPlumbingError(f"unreadable record batch ({type(exc).__name__}: {exc}); install the codec "
+                                     "libraries (pip install 'kafka-python[lz4,snappy,zstd]')") from exc
+        tp, off = TopicPartition(m.group(1), int(m.group(2))), int(m.group(3))
+        reason = "crc" if "crc" in str(exc) else "corrupt"
+        self._note_unreadable(tp.topic, tp.partition, off, off, reason, str(exc))
+        log.warning("skipped unreadable records of %s:%d at offset %d (%s)", tp.topic, tp.partition, off, exc)
+        self.consumer.seek(tp, off + 1)
+
+    def _note_unreadable(self, topic: str, partition: int, first: int, last: int, reason: str, error: str) -> None:
+        self._unreadable.append({"topic": topic, "partition": partition, "first_offset": first,
+                                 "last_offset": last, "reason": reason, "error": error})
+
+    def take_unreadable(self) -> list[dict[str, Any]]:
+        """The record batches skipped as unreadable since the last call (and forgets them).
+
+        Each is ``{"topic", "partition", "first_offset", "last_offset", "reason", "error"}``, reason
+        ``crc`` (failed CRC check), ``codec`` (a compression codec whose library is missing) or
+        ``corrupt`` (compressed data or records that do not decode). The partition goes on after it."""
+        out, self._unreadable = self._unreadable, []
         return out
 
     def wait_for_assignment(self, timeout_s: float = 30.0) -> set[TopicPartition]:

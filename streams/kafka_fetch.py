@@ -32,7 +32,7 @@ import struct
 from typing import Any
 
 from kafka.consumer.fetcher import ConsumerRecord, Fetcher, IsolationLevel
-from kafka.errors import CorruptRecordError
+from kafka.errors import CorruptRecordError, UnsupportedCodecError
 from kafka.record.util import decode_varint
 
 log = logging.getLogger(__name__)
@@ -192,8 +192,36 @@ class FastPartitionRecords(Fetcher.PartitionRecords):
     """kafka-python's ``PartitionRecords`` with the records of v2 batches decoded by :func:`decode_records`.
 
     The batch handling is kafka-python 3.0.12's ``_unpack_records`` (CRC check, aborted transactions,
-    control batches, next fetch offset, read counters); only its per-record loop is replaced.
+    control batches, next fetch offset, read counters); only its per-record loop is replaced, and a
+    batch that cannot be read (failed CRC, a codec whose library is missing, a corrupt compressed or
+    record payload) is skipped instead of raised: kafka-python raises it from every later ``poll`` of
+    the consumer, which stops all its partitions for good. Each skipped batch is handed to
+    :attr:`on_unreadable` (``(topic, partition, first_offset, last_offset, reason, error)``; reason
+    ``crc``, ``codec`` or ``corrupt``), which :func:`install_fast_fetch` sets per consumer.
+
+    ``next_fetch_offset`` follows what :meth:`take` handed out (kafka-python's own loop moves it record
+    by record; the batch decoder decodes a whole batch at once).
     """
+
+    #: called with each skipped batch (set per consumer by :func:`install_fast_fetch`)
+    on_unreadable: Any = None
+
+    def take(self, n=None):
+        records = super().take(n)
+        if records and self.record_iterator is not None:  # batch not exhausted: the position is after
+            self.next_fetch_offset = records[-1].offset + 1  # the last record handed out
+        return records
+
+    def _skip(self, batch, reason: str, error: BaseException) -> None:
+        first, nxt = batch.base_offset, batch.next_offset
+        if nxt <= first:  # a header corrupt beyond use (the CRC does not cover the base offset)
+            nxt = first + 1
+        log.debug("skipped an unreadable record batch of %s:%d, offsets %d-%d (%s: %s)", self.topic_partition.topic,
+                    self.topic_partition.partition, first, nxt - 1, reason, error)
+        self.next_fetch_offset = nxt
+        cb = self.on_unreadable
+        if cb is not None:
+            cb(self.topic_partition.topic, self.topic_partition.partition, first, nxt - 1, reason, str(error))
 
     def _unpack_records(self, tp, records, key_deserializer, value_deserializer):
         if key_deserializer is not None or value_deserializer is not None:
@@ -205,8 +233,10 @@ class FastPartitionRecords(Fetcher.PartitionRecords):
             while batch is not None:
                 last_batch = batch
                 if self.check_crcs and not batch.validate_crc():
-                    raise CorruptRecordError("Record batch for partition %s at offset %s failed crc check"
-                                             % (self.topic_partition, batch.base_offset))
+                    self._skip(batch, "crc", CorruptRecordError(
+                        f"record batch at offset {batch.base_offset} failed its CRC check"))
+                    batch = records.next_batch()
+                    continue
                 if batch.magic != 2:  # legacy message formats (v0, v1): kafka-python's own loop
                     yield from self._legacy_records(tp, batch)
                     batch = records.next_batch()
@@ -225,13 +255,21 @@ class FastPartitionRecords(Fetcher.PartitionRecords):
                     self.next_fetch_offset = batch.next_offset
                     batch = records.next_batch()
                     continue
-                batch._maybe_uncompress()
-                buf = batch._buffer
-                start = batch._pos
-                recs, size = read_records(buf if type(buf) is bytes else bytes(buf), start, batch.records_count,
-                                          batch.base_offset, batch.first_timestamp,
-                                          batch.max_timestamp if batch.timestamp_type == 1 else None,
-                                          tp.topic, tp.partition, self.leader_epoch)
+                try:
+                    batch._maybe_uncompress()
+                    buf = batch._buffer
+                    recs, size = read_records(buf if type(buf) is bytes else bytes(buf), batch._pos,
+                                              batch.records_count, batch.base_offset, batch.first_timestamp,
+                                              batch.max_timestamp if batch.timestamp_type == 1 else None,
+                                              tp.topic, tp.partition, self.leader_epoch)
+                except UnsupportedCodecError as err:
+                    self._skip(batch, "codec", err)
+                    batch = records.next_batch()
+                    continue
+                except Exception as err:  # noqa: BLE001 - corrupt compressed data or records: skip the batch
+                    self._skip(batch, "corrupt", err)
+                    batch = records.next_batch()
+                    continue
                 if recs:
                     self.records_read += len(recs)
                     self.bytes_read += size
@@ -240,7 +278,7 @@ class FastPartitionRecords(Fetcher.PartitionRecords):
                 batch = records.next_batch()
             else:
                 if last_batch and last_batch.magic == 2:
-                    self.next_fetch_offset = last_batch.next_offset
+                    self.next_fetch_offset = max(self.next_fetch_offset, last_batch.next_offset)
                 self.drain()
         except StopIteration:  # kafka-python's guard (its issue 545)
             log.exception("StopIteration raised unpacking messageset")
@@ -297,11 +335,13 @@ def _self_test() -> bool:
     return _SELF_TEST
 
 
-def install_fast_fetch(consumer: Any) -> bool:
+def install_fast_fetch(consumer: Any, on_unreadable: Any = None) -> bool:
     """Decode this consumer's fetched v2 batches with :func:`decode_records`; False (and nothing
-    changed) when the consumer's kafka-python does not look like the one this was written for."""
+    changed) when the consumer's kafka-python does not look like the one this was written for.
+    ``on_unreadable``: called with each batch skipped as unreadable (see :class:`FastPartitionRecords`)."""
     fetcher = getattr(consumer, "_fetcher", None)
     if fetcher is None or not isinstance(getattr(fetcher, "PartitionRecords", None), type) or not _self_test():
         return False
-    fetcher.PartitionRecords = FastPartitionRecords
+    fetcher.PartitionRecords = type("FastPartitionRecords", (FastPartitionRecords,),
+                                    {"on_unreadable": staticmethod(on_unreadable) if on_unreadable else None})
     return True

@@ -181,8 +181,10 @@ def test_workers_in_one_group_share_partitions(broker, fresh_topic, daemon_bundl
     series = [f"w{i}" for i in range(12)]
     cfg = daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, daemon_bundle)
     runs = [inprocess_daemon(cfg, name=f"worker-{i}") for i in range(workers)]
-    assert wait_until(lambda: sum(len(r.daemon._owned) for r in runs) == 4
-                      and all(r.daemon._owned for r in runs), timeout_s=60)
+    def inputs(r):  # (the group also shares the repartition topic's partitions)
+        return {tp for tp in r.daemon._owned if tp.topic == fresh_topic}
+
+    assert wait_until(lambda: sum(len(inputs(r)) for r in runs) == 4 and all(inputs(r) for r in runs), timeout_s=60)
     produce_readings(broker.bootstrap, fresh_topic, series, 120)
     want = expected_window_ids(series, 120, T, S)
     got = read_topic(broker.bootstrap, f"{fresh_topic}.scores", min_count=len(want), timeout_s=90)
@@ -206,13 +208,16 @@ def test_worker_joining_mid_stream_loses_no_window(broker, fresh_topic, daemon_b
     assert wait_until(lambda: a.daemon.stats["windows"] > 0, timeout_s=60)
     b = inprocess_daemon(cfg, name="b")
     produce_readings(broker.bootstrap, fresh_topic, series, 120, start=60)
-    assert wait_until(lambda: b.daemon._owned and a.daemon._owned, timeout_s=60)
+    def inputs(r):  # (the group also shares the repartition topic's partitions)
+        return {tp for tp in r.daemon._owned if tp.topic == fresh_topic}
+
+    assert wait_until(lambda: inputs(b) and inputs(a), timeout_s=60)
     produce_readings(broker.bootstrap, fresh_topic, series, 160, start=120)
     time.sleep(1.0)
     a.stop()
     produce_readings(broker.bootstrap, fresh_topic, series, 200, start=160)
     want = expected_window_ids(series, 200, T, S)
-    assert wait_until(lambda: len(b.daemon._owned) == 4, timeout_s=60)
+    assert wait_until(lambda: len(inputs(b)) == 4, timeout_s=60)
     got = read_topic(broker.bootstrap, f"{fresh_topic}.scores", min_count=len(want), timeout_s=90, idle_s=5)
     deadline = time.monotonic() + 30
     while set(score_ids(got)) != want and time.monotonic() < deadline:

@@ -93,11 +93,19 @@ def test_fast_records_are_kafka_pythons(loop, batches, base, skip, step):
     assert got == want
 
 
+class _Noted(FastPartitionRecords):
+    """FastPartitionRecords whose skipped batches are kept (as install_fast_fetch wires them to the Source)."""
+    skipped: list = []
+    on_unreadable = staticmethod(lambda *a: _Noted.skipped.append(a[:5]))
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(at=st.integers(0, 10_000), byte=st.integers(0, 255), cut=st.integers(0, 3))
-def test_corrupt_records_raise_as_kafka_python_does(loop, at, byte, cut):
-    """A batch whose records are damaged (with a valid CRC, so the damage reaches the record reader):
-    the fast reader raises CorruptRecordError whenever kafka-python does, and otherwise reads the same."""
+def test_a_batch_kafka_python_cannot_read_is_skipped_and_the_next_one_read(loop, at, byte, cut):
+    """A batch whose records are damaged (with a valid CRC, so the damage reaches the record reader),
+    followed by an intact batch: where kafka-python raises CorruptRecordError (and raises it again on
+    every later poll: the partition and, in kafka-python, the whole consumer stop), the fast reader skips
+    the damaged batch, notes it once with its offsets, and reads the next one; otherwise it reads the same."""
     recs = [(T0 + 40 * i, b"key-%d" % i, b"x" * (3 * i), [("h", b"v")] if i % 4 == 0 else []) for i in range(60)]
     buf = bytearray(_batch(5, recs))
     pos = 61 + at % (len(buf) - 61)
@@ -106,13 +114,57 @@ def test_corrupt_records_raise_as_kafka_python_does(loop, at, byte, cut):
         del buf[len(buf) - cut:]
         struct.pack_into(">i", buf, 8, len(buf) - 12)  # the batch length the broker would send
     struct.pack_into(">I", buf, _CRC_AT, calc_crc32c(bytes(buf[_ATTR_AT:])))
-    want = _drain(Fetcher.PartitionRecords, bytes(buf), 0, None)
-    got = _drain(FastPartitionRecords, bytes(buf), 0, None)
+    intact = _batch(65, recs[:7])
+    data = bytes(buf) + intact
+    want = _drain(Fetcher.PartitionRecords, data, 0, None)
+    _Noted.skipped = []
+    got = _drain(_Noted, data, 0, None)
     if want[1] is None:
-        assert got == want
+        assert got == want and _Noted.skipped == []
     else:
-        assert want[1] is CorruptRecordError and got[1] is CorruptRecordError
-        assert got[0] == want[0][:len(got[0])]  # what it did return is what kafka-python returned
+        assert want[1] is CorruptRecordError and got[1] is None
+        assert _Noted.skipped == [("readings", 2, 5, 64, "corrupt")]
+        assert [r.offset for r in got[0]] == list(range(65, 72))
+        assert got[0] == _drain(Fetcher.PartitionRecords, intact, 65, None)[0]
+        assert got[4] == 72
+
+
+def test_a_batch_failing_its_crc_is_skipped_and_noted(loop):
+    recs = [(T0 + i, b"k", b"v%d" % i, []) for i in range(10)]
+    bad = bytearray(_batch(0, recs))
+    bad[-1] ^= 0xFF  # damage after the CRC was computed
+    data = bytes(bad) + _batch(10, recs)
+    assert _drain(Fetcher.PartitionRecords, data, 0, None)[1] is CorruptRecordError
+    _Noted.skipped = []
+    got = _drain(_Noted, data, 0, None)
+    assert got[1] is None and [r.offset for r in got[0]] == list(range(10, 20))
+    assert _Noted.skipped == [("readings", 2, 0, 9, "crc")]
+
+
+def test_a_batch_of_a_codec_without_its_library_is_skipped(loop, monkeypatch):
+    import kafka.codec
+
+    recs = [(T0 + i, b"k", b"v" * 200, []) for i in range(10)]  # (compressible: kept compressed)
+    data = _batch(0, recs, codec=3) + _batch(10, recs)  # 3: lz4
+    monkeypatch.setattr(kafka.codec, "has_lz4", lambda: False)
+    assert _drain(Fetcher.PartitionRecords, data, 0, None)[1] is not None
+    _Noted.skipped = []
+    got = _drain(_Noted, data, 0, None)
+    assert got[1] is None and [r.offset for r in got[0]] == list(range(10, 20))
+    assert _Noted.skipped == [("readings", 2, 0, 9, "codec")]
+
+
+def test_next_fetch_offset_follows_what_take_handed_out(loop):
+    """After take(10) of a 40-record batch at offset 100, the position is 110 (kafka-python's), not 140."""
+    data = _batch(100, [(T0 + i, b"k", b"v", []) for i in range(40)])
+    for cls in (Fetcher.PartitionRecords, FastPartitionRecords):
+        pr = cls(100, TP, MemoryRecords(data))
+        assert [r.offset for r in pr.take(10)] == list(range(100, 110))
+        assert pr.next_fetch_offset == 110, cls
+        pr.take(25)
+        assert pr.next_fetch_offset == 135, cls
+        pr.take(10)
+        assert pr.next_fetch_offset == 140, cls
 
 
 @settings(max_examples=300, deadline=None)

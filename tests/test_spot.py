@@ -57,3 +57,30 @@ def test_errors_are_clear():
         make_threshold("nope", np.ones(100), 1e-3)
     d = make_threshold("dspot", np.random.default_rng(0).normal(size=500), 1e-2, depth=20).to_dict()
     assert d["kind"] == "dspot" and np.isfinite(d["threshold"])
+
+
+def test_dspot_relearns_after_a_sustained_level_shift_and_keeps_flagging_spikes():
+    """Issue 22: DSPOT locked in after a level shift (77 % of one series' windows flagged), since
+    flagged scores are never learnt. Now a run of ``depth`` flagged scores becomes the new level."""
+    rng = np.random.default_rng(3)
+    d = DSPOT(q=1e-3, depth=50).fit(rng.normal(size=3000))
+    before = d.update(rng.normal(size=1000))
+    shifted = d.update(rng.normal(size=3000) + 10.0)
+    assert before.mean() < 0.01
+    assert shifted[:50].all()  # the shift is detected
+    assert shifted[50:].mean() < 0.01, shifted[50:].mean()  # then followed (it was ~1.0)
+    assert d.relearned_ == 1
+    # isolated spikes are flagged and never taken as a new level
+    s = rng.normal(size=3000)
+    s[::100] += 25.0
+    flags = d.update(s + 10.0)
+    assert flags[::100].all() and d.relearned_ == 1
+    # a trend is followed
+    trend = d.update(rng.normal(size=4000) + 10.0 + np.linspace(0, 40, 4000))
+    assert trend.mean() < 0.02 and d.relearned_ == 1
+
+
+def test_dspot_without_relearning_locks_in_as_before():
+    rng = np.random.default_rng(3)
+    d = DSPOT(q=1e-3, depth=50, relearn_after=10**9).fit(rng.normal(size=3000))
+    assert d.update(rng.normal(size=2000) + 10.0).mean() > 0.95

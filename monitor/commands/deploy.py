@@ -4,7 +4,10 @@
   (datasource, dashboard provider, alert rules) and Prometheus alerting rules;
 * ``anomon deploy grafana --url URL --token-file FILE [--dry-run]`` -- push folder,
   dashboards and alert rules through Grafana's HTTP API (idempotent);
-* ``anomon deploy render --prometheus URL --out DIR`` -- PNG panels from a live Prometheus.
+* ``anomon deploy render --prometheus URL --out DIR`` -- PNG panels from a live Prometheus;
+* ``anomon deploy systemd [--executable PATH] [--config FILE] [--out FILE]`` -- the systemd unit
+  (``deploy/systemd/anomon.service``) with the ``anomon`` executable of this install (default) or
+  the one given; the template expects ``/opt/anomon/.venv/bin/anomon``.
 """
 from __future__ import annotations
 
@@ -49,6 +52,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--rate-interval", default="1m",
                    help="window substituted for Grafana's $__rate_interval (>= 4 scrape intervals)")
     r.set_defaults(func=run_render)
+
+    u = dsub.add_parser("systemd", help="write the systemd unit for this install's anomon executable")
+    u.add_argument("--executable", default=None,
+                   help="the anomon executable the unit starts (default: this install's, e.g. .venv/bin/anomon)")
+    u.add_argument("--config", default="/etc/anomon/anomon.toml", help="the config file the unit passes")
+    u.add_argument("--out", default="-", help="where to write the unit (default: standard output)")
+    u.set_defaults(func=run_systemd)
 
 
 def run_dashboards(args: argparse.Namespace) -> int:
@@ -115,4 +125,59 @@ def run_render(args: argparse.Namespace) -> int:
         paths = dash.render_png(d, args.prometheus, args.out, minutes=args.minutes,
                                 rate_interval=args.rate_interval)
         print(paths[0])
+    return 0
+
+
+#: the path of the executable in deploy/systemd/anomon.service (a venv installed in /opt/anomon)
+UNIT_EXECUTABLE = "/opt/anomon/.venv/bin/anomon"
+
+
+def systemd_unit(executable: str | None = None, config: str = "/etc/anomon/anomon.toml") -> str:
+    """The unit of ``deploy/systemd/anomon.service`` with ``executable`` and ``config`` put in.
+
+    >>> "ExecStart=/srv/venv/bin/anomon --log-format json run --config /etc/a.toml" in systemd_unit(
+    ...     "/srv/venv/bin/anomon", "/etc/a.toml")
+    True
+    """
+    from pathlib import Path
+
+    template = Path(__file__).resolve().parents[2] / "deploy" / "systemd" / "anomon.service"
+    if not template.is_file():
+        raise UserError(f"{template}: the unit template is missing (reinstall anomon from its repository)")
+    exe = executable or _this_executable()
+    text = template.read_text()
+    line = f"ExecStart={UNIT_EXECUTABLE} --log-format json run --config /etc/anomon/anomon.toml"
+    if line not in text:
+        raise UserError(f"{template}: its ExecStart line is not the expected one ({line})")
+    return text.replace(line, f"ExecStart={exe} --log-format json run --config {config}")
+
+
+def _this_executable() -> str:
+    import shutil
+
+    here = os.path.join(os.path.dirname(sys.executable), "anomon")
+    if os.access(here, os.X_OK):
+        return os.path.abspath(here)
+    found = shutil.which("anomon")
+    if found:
+        return os.path.abspath(found)
+    raise UserError("no anomon executable found beside this Python or on PATH; give it with --executable PATH")
+
+
+def run_systemd(args: argparse.Namespace) -> int:
+    exe = args.executable
+    if exe is not None:
+        if not os.path.isabs(exe):
+            raise UserError(f"--executable: {exe!r} is not an absolute path (systemd needs one)")
+        if not os.access(exe, os.X_OK):
+            raise UserError(f"--executable: {exe} is not an executable file here")
+    if not os.path.isabs(args.config):
+        raise UserError(f"--config: {args.config!r} is not an absolute path (systemd needs one)")
+    unit = systemd_unit(exe, args.config)
+    if args.out == "-":
+        sys.stdout.write(unit)
+    else:
+        with open(args.out, "w") as f:
+            f.write(unit)
+        print(args.out)
     return 0

@@ -17,8 +17,10 @@ declared_component``) and ``headline`` its metrics; ``components`` maps every sc
 models) and ``protocol``, with ``std`` and per-seed ``values``; every component other than the
 declared one is post-hoc (``post_hoc_best_component`` is the best of them on the test split, a
 maximum over test results, never a headline); ``runs`` holds each model's own metrics.
-``REPORT/report.html``: ROC and PR curves, score densities (normal vs anomalous), a PCA of the
-latent space coloured by class, example reconstructions (first model).
+``REPORT/report.html`` (:mod:`monitor.report_evaluate`): summary cards of the declared component,
+score densities (normal vs anomalous) with the threshold, the confusion matrix, every test window's
+score, ROC and PR curves, a PCA of the latent space coloured by class, example reconstructions
+(first model); metrics.json linked.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from monitor.errors import UserError
+from monitor.report_evaluate import component_label  # noqa: F401 - the terminal summary labels components alike
 
 log = logging.getLogger("anomon.evaluate")
 
@@ -161,18 +164,11 @@ def run(args: argparse.Namespace) -> int:
 
     write_metrics(out, metrics)
     if not args.no_html:
-        write_report(out, metrics, dets[0], data, scores0)
+        from monitor.report_evaluate import write_evaluate_report
+
+        write_evaluate_report(out, metrics, dets[0], data, scores0)
     print(summary_table(metrics))
     return 0
-
-
-def component_label(metrics: dict[str, Any], c: str) -> str:
-    """``c (declared)`` for the headline component, ``c (post-hoc)`` for the others.
-
-    >>> component_label({"declared_component": "a"}, "a"), component_label({"declared_component": "a"}, "b")
-    ('a (declared)', 'b (post-hoc)')
-    """
-    return f"{c} ({'declared' if c == metrics.get('declared_component') else 'post-hoc'})"
 
 
 def summary_table(metrics: dict[str, Any]) -> str:
@@ -186,112 +182,3 @@ def summary_table(metrics: dict[str, Any]) -> str:
         cells = " ".join(f"{d[k]:.4f} ± {d['std'][k]:.4f}" for k in ("roc_auc", "pr_auc", "f1", "fpr"))
         lines.append(f"{component_label(metrics, c):40s} {cells}")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- HTML report
-def write_report(out: Path, metrics: dict[str, Any], det, data, scores) -> Path:
-    from monitor.report import Report, use_agg
-
-    use_agg()
-    import matplotlib.pyplot as plt
-    from monitor.evaluation import fmt_mean_std
-    from sklearn.metrics import precision_recall_curve, roc_curve
-
-    from monitor.protocols.ecg import PEERS
-
-    rep = Report(f"anomon evaluate: {metrics['detector']} on {metrics['protocol']}")
-    rep.text(metrics["description"], "note")
-    rep.text(f"split sizes: {metrics['sizes']}; threshold: {metrics['threshold_rule']}; seeds: {metrics['seeds']}")
-    rows = []
-    for c, d in metrics["components"].items():
-        row: dict[str, Any] = {"component": component_label(metrics, c)}
-        for k in ("roc_auc", "pr_auc", "f1", "precision", "recall", "fpr"):
-            row[k] = fmt_mean_std({"mean": d[k], "std": d["std"][k]})
-        rows.append(row)
-    rep.heading("Metrics (mean ± std over models)")
-    rep.table(rows)
-    if metrics.get("bars"):
-        rep.text(f"bars: {metrics['bars']}", "note")
-    if metrics["protocol"] in PEERS:
-        rep.heading("Peers on this protocol (mean of 3 seeds)", 3)
-        rep.table([{"detector": n, "roc_auc": a, "f1": f} for n, a, f in PEERS[metrics["protocol"]]])
-    rep.heading("Runs", 3)
-    rep.table([{"model": r["model"], "seed": r["seed"], "fit_seconds": r.get("fit_seconds"),
-                "epochs_run": r.get("epochs_run"), "score_seconds": r.get("score_seconds")} for r in metrics["runs"]])
-
-    y = data.y_test
-    comps = list(scores)
-    # ROC and PR curves
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    for c in comps:
-        fpr, tpr, _ = roc_curve(y, scores[c])
-        p, r, _ = precision_recall_curve(y, scores[c])
-        auc = metrics["runs"][0]["components"][c]["roc_auc"]
-        ap = metrics["runs"][0]["components"][c]["pr_auc"]
-        axes[0].plot(fpr, tpr, label=f"{c} ({auc:.4f})")
-        axes[1].plot(r, p, label=f"{c} ({ap:.4f})")
-    axes[0].plot([0, 1], [0, 1], "k:", lw=0.8)
-    axes[0].set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (first model)")
-    axes[1].set(xlabel="recall", ylabel="precision", title="precision-recall (first model)")
-    for ax in axes:
-        ax.legend(fontsize=8)
-    rep.heading("ROC and PR curves")
-    rep.figure(fig)
-
-    # score densities
-    n = len(comps)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.5), squeeze=False)
-    for ax, c in zip(axes[0], comps):
-        s = np.asarray(scores[c])
-        lo, hi = np.percentile(s, [0.5, 99.5])
-        bins = np.linspace(lo, hi if hi > lo else lo + 1, 60)
-        ax.hist(np.clip(s[y == 0], lo, hi), bins=bins, density=True, alpha=0.55, label="normal")
-        ax.hist(np.clip(s[y == 1], lo, hi), bins=bins, density=True, alpha=0.55, label="anomalous")
-        ax.axvline(metrics["runs"][0]["components"][c]["threshold"], color="k", ls="--", lw=1, label="threshold")
-        ax.set_title(c, fontsize=9)
-    axes[0][0].legend(fontsize=8)
-    rep.heading("Score densities, test set (first model)")
-    rep.figure(fig)
-
-    X = data.X_test
-    Xp = X.reshape(len(X), -1) if det.input_kind == "tabular" else X
-    if hasattr(det, "transform"):
-        try:
-            Z = np.asarray(det.transform(Xp))
-            from sklearn.decomposition import PCA
-
-            P = PCA(n_components=2).fit_transform(Z) if Z.shape[1] > 2 else Z
-            fig, ax = plt.subplots(figsize=(6.5, 5))
-            classes = np.asarray(data.classes_test)
-            for k in sorted(set(classes.tolist()), key=str):
-                m = classes == k
-                ax.scatter(P[m, 0], P[m, 1], s=5, alpha=0.6, label=f"class {k} ({'anomalous' if y[m][0] else 'normal'})")
-            ax.set(xlabel="PC 1", ylabel="PC 2", title="latent means, PCA (test set)")
-            ax.legend(fontsize=8, markerscale=3)
-            rep.heading("Latent space")
-            rep.figure(fig)
-        except Exception as exc:  # a report figure must never sink the evaluation
-            log.warning("latent projection failed: %s", exc)
-    if hasattr(det, "reconstruct"):
-        try:
-            best = metrics["declared_component"]
-            s = np.asarray(scores[best])
-            idx_n = np.flatnonzero(y == 0)[:3]
-            idx_a = np.flatnonzero(y == 1)
-            idx_a = idx_a[np.argsort(s[idx_a])][[0, len(idx_a) // 2, -1]] if len(idx_a) >= 3 else idx_a
-            sel = np.concatenate([idx_n, idx_a])
-            rec = np.asarray(det.reconstruct(X[sel]))
-            fig, axes = plt.subplots(2, 3, figsize=(12, 5.5), squeeze=False)
-            for ax, i, r in zip(axes.ravel(), sel, rec):
-                ax.plot(X[i, :, 0], label="input")
-                ax.plot(r[:, 0], label="reconstruction")
-                kind = "anomalous" if y[i] else "normal"
-                ax.set_title(f"{kind} (class {data.classes_test[i]}), {best}={s[i]:.3g}", fontsize=8)
-            axes[0][0].legend(fontsize=8)
-            rep.heading("Example reconstructions (top: normal; bottom: anomalous, lowest/median/highest score)")
-            rep.figure(fig)
-        except Exception as exc:
-            log.warning("reconstruction figure failed: %s", exc)
-    rep.heading("metrics.json", 3)
-    rep.json({k: v for k, v in metrics.items() if k != "runs"})
-    return rep.write(out)

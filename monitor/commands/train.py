@@ -214,6 +214,12 @@ def run(args: argparse.Namespace) -> int:
                 fpr=data.fpr, name=args.name or f"{args.detector}-{data.protocol}", version=args.version,
                 alert_components=[args.alert_component] if args.alert_component else None,
                 extra={"trained": {"protocol": data.protocol, "seed": args.seed}})
+    try:
+        from monitor.train_report import write_protocol_train_report
+
+        write_protocol_train_report(args.out, info, data, det)
+    except ImportError as exc:  # matplotlib missing: the bundle is complete without the report
+        log.warning("report.html not written: %s", exc)
     print(json.dumps({k: info[k] for k in ("detector", "protocol", "seed", "sizes", "thresholds", "fit_seconds")}, indent=2))
     print(f"bundle written to {args.out}: serve it with `anomon run --model-dir {args.out}`")
     return 0
