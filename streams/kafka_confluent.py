@@ -231,11 +231,8 @@ class ConfluentSource:
         self.fast_fetch = False
         self.instance_id = instance_id
         self._config: dict[str, Any] = dict(
-            to_librdkafka(settings),
+            to_librdkafka(dataclasses.replace(settings, options={})),
             **{
-                "group.id": group_id,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
                 "isolation.level": "read_committed",
                 "partition.assignment.strategy": "cooperative-sticky",
                 "auto.offset.reset": auto_offset_reset,
@@ -250,9 +247,13 @@ class ConfluentSource:
         )
         if instance_id:
             self._config["group.instance.id"] = instance_id
+        # the user's librdkafka settings (kafka.options with a dot, then consumer_options) over these
+        # defaults; never over manual commits, the group, or the callbacks this class relies on
+        self._config.update({k: v for k, v in settings.options.items() if "." in k})
         self._config.update(_client_options(consumer_options, "consumer_options"))
-        self._config.update(stats_cb=self._on_stats, on_commit=self._on_commit, error_cb=self._on_error,
-                            logger=_rdlog)
+        self._config.update({"group.id": group_id, "enable.auto.commit": False, "enable.auto.offset.store": False},
+                            stats_cb=self._on_stats, on_commit=self._on_commit, error_cb=self._on_error)
+        self._config.setdefault("logger", _rdlog)
         self._probe_settings = _kafka_python_settings(settings)
         self._consumer: confluent_kafka.Consumer | None = None
         self._consumed: dict[TopicPartition, int] = {}
@@ -734,7 +735,7 @@ class ConfluentSink:
         producer_options: Mapping[str, Any] | None = None,
     ) -> None:
         cfg: dict[str, Any] = dict(
-            to_librdkafka(settings),
+            to_librdkafka(dataclasses.replace(settings, options={})),
             **{"acks": str(acks), "linger.ms": linger_ms, "partitioner": "murmur2_random"},
         )
         cfg["enable.idempotence"] = str(acks) in ("all", "-1")
@@ -742,6 +743,8 @@ class ConfluentSink:
             cfg["batch.size"] = int(batch_size)
         if compression_type is not None:
             cfg["compression.type"] = compression_type
+        # the user's librdkafka settings (kafka.options with a dot, then producer_options) over these defaults
+        cfg.update({k: v for k, v in settings.options.items() if "." in k})
         cfg.update(_client_options(producer_options, "producer_options"))
         cfg.setdefault("error_cb", self._on_client_error)
         cfg.setdefault("logger", _rdlog)

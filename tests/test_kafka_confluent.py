@@ -474,3 +474,21 @@ def test_records_of_a_partition_in_several_runs_are_grouped(settings):
     assert [(r.partition, r.offset) for r in got] == [(0, 5), (0, 6), (0, 7), (1, 2), (1, 3), (2, 0)]
     assert got[0].headers == [("h", b"")] and got[0].timestamp == 1005 and got[0].value == b"0-5"
     assert src._consumed == {TopicPartition("t", 0): 8, TopicPartition("t", 1): 4, TopicPartition("t", 2): 1}
+
+
+def test_librdkafka_options_override_the_defaults_but_not_manual_commits(settings):
+    s = KafkaSettings(bootstrap_servers=settings.bootstrap_servers,
+                      options={"partition.assignment.strategy": "range", "enable.auto.commit": True,
+                               "fetch.queue.backoff.ms": 50})
+    src = ConfluentSource(s, "t", "g", instance_id="w-1", consumer_options={"queued.min.messages": 1000})
+    cfg = src._config
+    assert (cfg["partition.assignment.strategy"], cfg["fetch.queue.backoff.ms"], cfg["queued.min.messages"]) == \
+        ("range", 50, 1000)
+    assert cfg["enable.auto.commit"] is False and cfg["group.instance.id"] == "w-1" and cfg["group.id"] == "g"
+    assert cfg["isolation.level"] == "read_committed" and cfg["check.crcs"] is True
+    sink = ConfluentSink(s, producer_options={"linger_ms": 7}, acks=1)
+    try:
+        assert sink._config["linger.ms"] == 7 and sink._config["acks"] == "1"
+        assert sink._config["enable.idempotence"] is False and sink._config["partitioner"] == "murmur2_random"
+    finally:
+        sink.close(timeout_s=0)
