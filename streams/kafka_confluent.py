@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import operator
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -174,6 +175,7 @@ def classify_error(err: KafkaError) -> str:
 
 
 # --------------------------------------------------------------------------- source
+_BY_PARTITION = operator.itemgetter(0, 1)  # a ConsumerRecord's (topic, partition)
 Hook = Callable[[set[TopicPartition]], None]
 
 
@@ -229,11 +231,8 @@ class ConfluentSource:
         self.fast_fetch = False
         self.instance_id = instance_id
         self._config: dict[str, Any] = dict(
-            to_librdkafka(settings),
+            to_librdkafka(dataclasses.replace(settings, options={})),
             **{
-                "group.id": group_id,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
                 "isolation.level": "read_committed",
                 "partition.assignment.strategy": "cooperative-sticky",
                 "auto.offset.reset": auto_offset_reset,
@@ -248,9 +247,13 @@ class ConfluentSource:
         )
         if instance_id:
             self._config["group.instance.id"] = instance_id
+        # the user's librdkafka settings (kafka.options with a dot, then consumer_options) over these
+        # defaults; never over manual commits, the group, or the callbacks this class relies on
+        self._config.update({k: v for k, v in settings.options.items() if "." in k})
         self._config.update(_client_options(consumer_options, "consumer_options"))
-        self._config.update(stats_cb=self._on_stats, on_commit=self._on_commit, error_cb=self._on_error,
-                            logger=_rdlog)
+        self._config.update({"group.id": group_id, "enable.auto.commit": False, "enable.auto.offset.store": False},
+                            stats_cb=self._on_stats, on_commit=self._on_commit, error_cb=self._on_error)
+        self._config.setdefault("logger", _rdlog)
         self._probe_settings = _kafka_python_settings(settings)
         self._consumer: confluent_kafka.Consumer | None = None
         self._consumed: dict[TopicPartition, int] = {}
@@ -390,10 +393,13 @@ class ConfluentSource:
         if self.hook_errors:
             err = self.hook_errors.pop(0)
             raise KafkaPlumbingError(f"rebalance hook failed: {err!r}") from err
-        out = []
+        out: list = []
         append = out.append
-        consumed = self._consumed
+        new, record = tuple.__new__, ConsumerRecord
         errors: dict | None = None
+        consumed = self._consumed
+        runs: list[tuple[str, int]] = []  # (topic, partition) of each run of records, in arrival order
+        topic = partition = last = None
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -401,30 +407,33 @@ class ConfluentSource:
                     errors = {}
                 self._on_message_error(m, err, errors)
                 continue
-            ts_type, ts = m.timestamp()
+            t, p, off = m.topic(), m.partition(), m.offset()
+            if p != partition or t != topic:
+                if last is not None:
+                    consumed[TopicPartition(topic, partition)] = last + 1
+                topic, partition = t, p
+                runs.append((t, p))
+            last = off
+            ts = m.timestamp()
             headers = m.headers()
             key, value = m.key(), m.value()
-            append(ConsumerRecord(
-                m.topic(), m.partition(), m.leader_epoch(), m.offset(), ts, ts_type, key, value,
+            append(new(record, (
+                t, p, m.leader_epoch(), off, ts[1], ts[0], key, value,
                 [(k, v if v is not None else b"") for k, v in headers] if headers else [], None,
                 -1 if key is None else len(key), -1 if value is None else len(value), -1,
-            ))  # fmt: skip
+            )))  # fmt: skip
+        if last is not None:
+            consumed[TopicPartition(topic, partition)] = last + 1
         if errors:
             self._skip_unreadable(errors, out)
         if not out:
             return out
         if self._skip_at or self._sought:
-            for r in out:
-                tp = TopicPartition(r.topic, r.partition)
-                self._skip_at.pop(tp, None)
-                self._sought.pop(tp, None)
-        out.sort(key=lambda r: (r.topic, r.partition))  # stable: offset order within a partition
-        last = None
-        for r in out:
-            if (r.topic, r.partition) != last:
-                last = (r.topic, r.partition)
-                tp = TopicPartition(*last)
-            consumed[tp] = r.offset + 1
+            for tp in set(runs):
+                self._skip_at.pop(TopicPartition(*tp), None)
+                self._sought.pop(TopicPartition(*tp), None)
+        if len(runs) != len(set(runs)):  # a partition's records in more than one run: group them
+            out.sort(key=_BY_PARTITION)  # stable: offset order within a partition
         return out
 
     def _on_message_error(self, m, err: KafkaError, errors: dict) -> None:
@@ -726,7 +735,7 @@ class ConfluentSink:
         producer_options: Mapping[str, Any] | None = None,
     ) -> None:
         cfg: dict[str, Any] = dict(
-            to_librdkafka(settings),
+            to_librdkafka(dataclasses.replace(settings, options={})),
             **{"acks": str(acks), "linger.ms": linger_ms, "partitioner": "murmur2_random"},
         )
         cfg["enable.idempotence"] = str(acks) in ("all", "-1")
@@ -734,6 +743,8 @@ class ConfluentSink:
             cfg["batch.size"] = int(batch_size)
         if compression_type is not None:
             cfg["compression.type"] = compression_type
+        # the user's librdkafka settings (kafka.options with a dot, then producer_options) over these defaults
+        cfg.update({k: v for k, v in settings.options.items() if "." in k})
         cfg.update(_client_options(producer_options, "producer_options"))
         cfg.setdefault("error_cb", self._on_client_error)
         cfg.setdefault("logger", _rdlog)

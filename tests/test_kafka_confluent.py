@@ -361,7 +361,7 @@ def test_transactional_records_read_committed(settings):
 
 def test_flush_raises_delivery_error_when_records_are_not_delivered(settings, own_broker):
     """A partition the topic lacks is refused at once, naming it; records the broker never takes (stopped)
-    make flush raise DeliveryError with their count. (Tansu takes records of any size and creates unknown
+    make flush raise DeliveryError with their count, and a source no longer knows its coordinator. (Tansu takes records of any size and creates unknown
     topics, so "record too large" cannot fail there.)"""
     topic = _topic("cf-fail")
     create_topics(settings, {topic: 1})
@@ -372,11 +372,18 @@ def test_flush_raises_delivery_error_when_records_are_not_delivered(settings, ow
     s = KafkaSettings(bootstrap_servers=b.bootstrap)
     create_topics(s, {topic: 1})
     sink = ConfluentSink(s, producer_options={"delivery_timeout_ms": 1500})
+    src = ConfluentSource(s, topic, "g-" + topic, **FAST_GROUP).open()
     try:
         sink.send_batch(topic, 0, [(b"k", b"ok")] * 10)
         sink.send(topic, "ok too")
         sink.flush()
+        src.wait_for_assignment()
+        assert src.coordinator_known()
         b.stop(timeout=0.5)
+        deadline = time.monotonic() + 10  # the group state comes with librdkafka's statistics, every second
+        while src.coordinator_known() and time.monotonic() < deadline:
+            src.poll(0.2)
+        assert not src.coordinator_known()  # what the daemon's readiness reads
         sink.send_batch(topic, 0, [(b"k", b"lost")] * 25)
         fut = sink.send(topic, "lost too")
         with pytest.raises(DeliveryError, match="26 record"):
@@ -386,6 +393,7 @@ def test_flush_raises_delivery_error_when_records_are_not_delivered(settings, ow
         sink.flush()  # each failure is reported once
     finally:
         sink.close(timeout_s=1)
+        src.close()
 
 
 def _produce_raw_batch(bootstrap: str, topic: str, batch: bytes) -> None:
@@ -444,3 +452,43 @@ def test_a_batch_failing_its_crc_is_skipped_listed_once_and_the_partition_goes_o
     assert [{k: v for k, v in d.items() if k != "error"} for d in bad] == [
         {"topic": topic, "partition": 0, "first_offset": 3, "last_offset": 7, "reason": "crc"}]
     assert "CRC" in bad[0]["error"]
+
+
+def test_records_of_a_partition_in_several_runs_are_grouped(settings):
+    """Where consume() interleaves partitions (a, b, a: the broker cannot be made to do it on demand, so
+    real confluent_kafka.Message objects stand in for one consume() answer), poll groups each partition's
+    records, in offset order, and notes each partition's next offset."""
+    import confluent_kafka
+
+    msgs = [confluent_kafka.Message(topic="t", partition=p, offset=o, key=b"k", value=b"%d-%d" % (p, o),
+                                    headers=[("h", None)], timestamp=(1, 1000 + o))
+            for p, o in [(0, 5), (0, 6), (1, 2), (0, 7), (1, 3), (2, 0)]]
+
+    class OneAnswer:
+        def consume(self, n, timeout):
+            return msgs
+
+    src = ConfluentSource(settings, "t", "g")
+    src._consumer = OneAnswer()
+    got = src.poll(0)
+    assert [(r.partition, r.offset) for r in got] == [(0, 5), (0, 6), (0, 7), (1, 2), (1, 3), (2, 0)]
+    assert got[0].headers == [("h", b"")] and got[0].timestamp == 1005 and got[0].value == b"0-5"
+    assert src._consumed == {TopicPartition("t", 0): 8, TopicPartition("t", 1): 4, TopicPartition("t", 2): 1}
+
+
+def test_librdkafka_options_override_the_defaults_but_not_manual_commits(settings):
+    s = KafkaSettings(bootstrap_servers=settings.bootstrap_servers,
+                      options={"partition.assignment.strategy": "range", "enable.auto.commit": True,
+                               "fetch.queue.backoff.ms": 50})
+    src = ConfluentSource(s, "t", "g", instance_id="w-1", consumer_options={"queued.min.messages": 1000})
+    cfg = src._config
+    assert (cfg["partition.assignment.strategy"], cfg["fetch.queue.backoff.ms"], cfg["queued.min.messages"]) == \
+        ("range", 50, 1000)
+    assert cfg["enable.auto.commit"] is False and cfg["group.instance.id"] == "w-1" and cfg["group.id"] == "g"
+    assert cfg["isolation.level"] == "read_committed" and cfg["check.crcs"] is True
+    sink = ConfluentSink(s, producer_options={"linger_ms": 7}, acks=1)
+    try:
+        assert sink._config["linger.ms"] == 7 and sink._config["acks"] == "1"
+        assert sink._config["enable.idempotence"] is False and sink._config["partitioner"] == "murmur2_random"
+    finally:
+        sink.close(timeout_s=0)
