@@ -1405,9 +1405,8 @@ class Daemon:
         self.metrics.set_ready(self.readiness()[0])
         for tp in self._owned:
             try:
-                c = self._last_commit.get(tp)  # lag as external tools read it: high-water - committed
-                self.metrics.set_position(tp.topic, tp.partition, c if c is not None else self.source.position(tp),
-                                          self.source.highwater(tp))
+                self.metrics.set_position(tp.topic, tp.partition, self.source.position(tp), self.source.highwater(tp),
+                                          committed=self._last_commit.get(tp))
             except Exception:  # noqa: BLE001
                 pass
         self.metrics.set_active_alerts(self.bundle.name, sum(1 for a in self._alerts.values() if a[2]))

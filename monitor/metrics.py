@@ -205,6 +205,11 @@ class AnomonMetrics:
             "codec, corrupt data), by reason; each has one dead letter naming its offsets.", ["reason"],
             namespace=ns, registry=r,
         )
+        self.fetch_lag = Gauge(
+            "fetch_lag", "Records not read yet per assigned partition (fetch high-water mark - position): the "
+            "backlog; consumer_lag adds what is read but not committed.", ["topic", "partition"],
+            namespace=ns, registry=r,
+        )
         self.consumer_lag = Gauge(
             "consumer_lag", "Consumer lag in records per assigned partition (high-water mark - committed offset, "
             "as external lag tools read it).",
@@ -355,11 +360,15 @@ class AnomonMetrics:
             self._lag_keys.add(key)
         self.consumer_lag.labels(topic=key[0], partition=key[1]).set(max(0.0, float(lag)))
 
-    def set_position(self, topic: str, partition: int, position: int, highwater: int | None) -> None:
-        """Set the lag from an offset (the committed one, as external tools read lag; else the consumer
-        position) and the fetch ``highwater`` mark (None: unknown yet)."""
-        if highwater is not None and position is not None:
-            self.set_lag(topic, partition, highwater - position)
+    def set_position(self, topic: str, partition: int, position: int, highwater: int | None,
+                     committed: int | None = None) -> None:
+        """Set the lags of one partition from the fetch ``highwater`` mark (None: unknown yet):
+        ``consumer_lag`` from the ``committed`` offset (as external tools read lag; the position when
+        nothing is committed yet), ``fetch_lag`` from the consumer ``position``."""
+        if highwater is None or position is None:
+            return
+        self.set_lag(topic, partition, highwater - (committed if committed is not None else position))
+        self.fetch_lag.labels(topic=str(topic), partition=str(int(partition))).set(max(0.0, float(highwater - position)))
 
     def set_assignment(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Record the current assignment; lag series of partitions no longer assigned are removed."""
@@ -368,10 +377,11 @@ class AnomonMetrics:
             gone = self._lag_keys - now
             self._lag_keys &= now
         for t, p in gone:
-            try:
-                self.consumer_lag.remove(t, p)
-            except KeyError:
-                pass
+            for g in (self.consumer_lag, self.fetch_lag):
+                try:
+                    g.remove(t, p)
+                except KeyError:
+                    pass
         self.assigned_partitions.set(len(now))
 
     def rebalance(self, event: str) -> None:

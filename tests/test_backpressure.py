@@ -2,7 +2,7 @@
 
 A burst of chunk records (stride 1: one window per reading) lands while an ``anomon run``
 subprocess consumes. The daemon's memory stays bounded (RSS sampled, not timed), lag grows and is
-visible in ``anomon_consumer_lag``, and every window is eventually scored: nothing dropped.
+visible in ``anomon_fetch_lag``, and every window is eventually scored: nothing dropped.
 """
 from __future__ import annotations
 
@@ -99,11 +99,11 @@ def test_slow_consumer_bounded_memory_lag_reported_nothing_dropped(broker, fresh
         want = (n - T) // stride + 1
         done = wait_until(lambda: _metrics(port).get("anomon_windows_scored_total", 0) >= len(series) * want, timeout_s=180)
         assert done, d.log()[-3000:]
-        assert wait_until(lambda: sampler.samples[-1][2].get("anomon_consumer_lag", 1) == 0, timeout_s=30)
+        assert wait_until(lambda: sampler.samples[-1][2].get("anomon_fetch_lag", 1) == 0, timeout_s=30)
         drain_s.append(round(time.monotonic() - t0, 1))
         window = sampler.samples[first:]
         peaks.append(max(s[1] for s in window))
-        lags.append(int(max(s[2].get("anomon_consumer_lag", 0.0) for s in window)))
+        lags.append(int(max(s[2].get("anomon_fetch_lag", 0.0) for s in window)))
     sampler.stop()
     final = _metrics(port)
     assert d.terminate() == 0, d.log()[-3000:]
@@ -112,7 +112,7 @@ def test_slow_consumer_bounded_memory_lag_reported_nothing_dropped(broker, fresh
     expected = expected_window_ids(series, n, T, stride)
     lost = expected - set(ids)
     dlq = read_topic(bs, f"{topic}.dlq", timeout_s=5, idle_s=1)
-    lag = [s[2].get("anomon_consumer_lag", 0.0) for s in sampler.samples]
+    lag = [s[2].get("anomon_fetch_lag", 0.0) for s in sampler.samples]
     pending = [s[2].get("anomon_pending_windows", 0.0) for s in sampler.samples]
     base = sampler.samples[0][1]
     mb = 2**20
@@ -141,5 +141,5 @@ def test_slow_consumer_bounded_memory_lag_reported_nothing_dropped(broker, fresh
         "rss_growth_mb": round((max(peaks) - base) / mb, 1),
         "rss_growth_second_burst_mb": round((peaks[1] - peaks[0]) / mb, 1), "rss_samples": len(sampler.samples),
     }, title="slow consumer: two bursts far above the scoring rate (8 series, chunks of 50 readings, stride 1)",
-        notes="lag from `anomon_consumer_lag` on /metrics; RSS of the daemon process sampled every 0.25 s",
+        notes="lag from `anomon_fetch_lag` on /metrics; RSS of the daemon process sampled every 0.25 s",
         reproduce="pytest tests/test_backpressure.py")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+from streams.windowing import ManualClock
+
 import pytest
 
 from monitor.daemon import Daemon
@@ -13,7 +15,8 @@ def _drive(flags: list[bool], open_after: int, close_after: int) -> tuple[list[s
     """The live line after each window, with the alert state from the daemon's own hysteresis code."""
     events: list[str] = []
     fake = SimpleNamespace(cfg=SimpleNamespace(scoring=SimpleNamespace(open_after=open_after, close_after=close_after)),
-                           _alerts={}, _emit_alert=lambda event, *a: events.append(event))
+                           _alerts={}, _alert_seen={}, clock=ManualClock(),
+                           _emit_alert=lambda event, *a, **k: events.append(event))
     lines = []
     for i, f in enumerate(flags):
         Daemon._hysteresis(fake, "s1", None, 1000 * i, f, 9.0 if f else 1.0)
@@ -62,7 +65,8 @@ def test_the_live_views_alert_state_follows_the_daemons_hysteresis():
         events: list[str] = []
         fake = SimpleNamespace(cfg=SimpleNamespace(scoring=SimpleNamespace(open_after=open_after,
                                                                            close_after=close_after)),
-                               _alerts={}, _emit_alert=lambda event, *a: events.append(event))
+                               _alerts={}, _alert_seen={}, clock=ManualClock(),
+                               _emit_alert=lambda event, *a, **k: events.append(event))
         view = None
         for i, f in enumerate(flags):
             Daemon._hysteresis(fake, "s", None, i, f, 1.0)

@@ -58,7 +58,7 @@ def _start_pool(broker, topic, bundle, spawn_daemon):
     create_topics(KafkaSettings(bootstrap_servers=broker.bootstrap), {topic: 4})
     port = _free_port()
     cfg = daemon_config(broker.bootstrap, topic, "g-" + topic, bundle, http__enabled=True, http__port=port,
-                        run__workers=2)
+                        run__workers=2, input__keyless="partition")  # (4 partitions in all: no repartition topic)
     d = spawn_daemon(cfg, name="pool")
     assert wait_until(lambda: _get(port, "/readyz")[0] == 200, timeout_s=90), (_get(port, "/readyz"), d.log()[-3000:])
 
