@@ -214,7 +214,7 @@ class Daemon:
 
         self._repart_topic = cfg.repartition_topic
         self._repart = Repartitioner(max_hold_s=cfg.input.repartition_hold_s)
-        self._unowned_since: float | None = time.monotonic()  # since when no partition is owned (None: some are)
+        self._unowned_since = time.monotonic()  # since when no partition is owned (while none is)
         self._ever_owned = False
         self._to_drop = set()
         self._reseeked: set = set()
@@ -243,8 +243,8 @@ class Daemon:
         # this daemon's): a replay after a restart does not send them again. _dlq_committed: at the commit.
         self._dlq_mark: dict[Any, int] = {}
         self._dlq_committed: dict[Any, int] = {}
-        self.stats = {"records": 0, "windows": 0, "dlq": 0, "dlq_replayed": 0, "unreadable_batches": 0, "repartitioned": 0, "alerts": 0, "batches": 0,
-                      "commits": 0, "rewinds": 0, "drift": 0, "suppressed": 0, "score_s": 0.0,
+        self.stats = {"records": 0, "windows": 0, "dlq": 0, "dlq_replayed": 0, "unreadable_batches": 0,
+                      "repartitioned": 0, "alerts": 0, "batches": 0, "commits": 0, "rewinds": 0, "drift": 0, "suppressed": 0, "score_s": 0.0,
                       "threaded_batches": 0, "child_batches": 0}
         self.latencies: deque[float] = deque(maxlen=100_000)
         self.first_record_at: float | None = None  # monotonic time of the first consumed record (benchmarks)
@@ -321,10 +321,6 @@ class Daemon:
             return False, "not connected to Kafka"
         if self._sink_stale:
             return False, "writing outputs failed; reconnecting the producer"
-        if self._owned:
-            self._unowned_since = None
-        elif self._unowned_since is None:
-            self._unowned_since = time.monotonic()
         if not self._owned:
             g = self.cfg.input.group_id
             if not self._ever_owned:
@@ -396,7 +392,6 @@ class Daemon:
         self._owned |= set(tps)
         if tps:
             self._ever_owned = True
-            self._unowned_since = None
         self.metrics.rebalance("assigned")
         log.info("partitions assigned", extra={"partitions": sorted(f"{t.topic}:{t.partition}" for t in tps),
                                                "model": self.bundle.name, "group": self.cfg.input.group_id})
@@ -413,7 +408,7 @@ class Daemon:
                 for tp in tps:
                     self._drop(tp)
             else:  # the main thread holds the lock: it drops the state at its next turn
-                self._owned -= set(tps)
+                self._disown(tps)
                 self._to_drop |= set(tps)
         finally:
             if got:
@@ -431,6 +426,12 @@ class Daemon:
     _sink_stale = False
     _to_drop: set = set()
 
+    def _disown(self, tps: Any) -> None:
+        had = bool(self._owned)
+        self._owned.difference_update(tps)
+        if had and not self._owned:
+            self._unowned_since = time.monotonic()
+
     def _drop(self, tp: Any) -> None:
         while self._inflight:
             try:
@@ -438,7 +439,7 @@ class Daemon:
             except Exception as exc:  # noqa: BLE001 - not committed: the next owner replays those windows
                 log.error("scoring a batch in flight failed while dropping %s:%d (%s); its windows are replayed "
                           "from the last commit", tp.topic, tp.partition, exc)
-        self._owned.discard(tp)
+        self._disown((tp,))
         self._new.discard(tp)
         self._park(tp)
         self._last_commit.pop(tp, None)
@@ -697,22 +698,22 @@ class Daemon:
         from streams.kafka import TopicPartition
 
         tp = TopicPartition(u["topic"], u["partition"])
-        first, last, reason = int(u["first_offset"]), int(u["last_offset"]), str(u["reason"])
-        where = f"{tp.topic}:{tp.partition}:{first}-{last}"
         if tp not in self._owned:
             return
+        first, last, reason, error = int(u["first_offset"]), int(u["last_offset"]), str(u["reason"]), str(u["error"])
+        where = f"{tp.topic}:{tp.partition}:{first}-{last}"
         self.windower.add_consumed(tp, last)  # the commit point moves past it
         self._dirty.add(tp)
         if self._replayed_dlq(tp, last):  # seen before a seek back (or a restart): counted and sent then
             return
         log.error("record batch %s could not be read (%s: %s); skipped, dead-lettered, the partition goes on",
-                  where, reason, u.get("error", ""))
+                  where, reason, error)
         self.metrics.unreadable_batch(reason)
         self.stats["unreadable_batches"] += 1
-        headers = [("anomon.reason", "unreadable_batch"), ("anomon.error", f"{reason}: {u.get('error', '')}"[:500]),
+        headers = [("anomon.reason", "unreadable_batch"), ("anomon.error", f"{reason}: {error}"[:500]),
                    ("anomon.source", f"{tp.topic}:{tp.partition}:{first}"), ("anomon.offsets", f"{first}-{last}")]
         value = json.dumps({"topic": tp.topic, "partition": tp.partition, "first_offset": first,
-                            "last_offset": last, "reason": reason, "error": str(u.get("error", ""))[:500]})
+                            "last_offset": last, "reason": reason, "error": error[:500]})
         self.sink.send(self.cfg.output.dlq_topic, value.encode(), key=where.encode(), headers=headers)
         self.metrics.dead_letter("unreadable_batch")
         self.stats["dlq"] += 1
@@ -775,7 +776,7 @@ class Daemon:
         """Take the keyless readings of ``recs`` out (held for the repartition topic, see
         :mod:`monitor.repartition`); returns the other records and their decoded readings. A keyless
         record that does not decode stays (the usual path dead-letters it)."""
-        from streams.records import RecordError, decode_record
+        from streams.records import decode_record
 
         keep, keep_plain = [], []
         fmt, width = self.fmt, self.spec.channels
@@ -790,7 +791,7 @@ class Daemon:
                 try:
                     r = decode_record(rec.value, rec.key, fmt, width)
                     series, ts = r.series, int(r.ts[0])
-                except (RecordError, Exception):  # noqa: BLE001 - dead-lettered by the usual path
+                except Exception:  # noqa: BLE001 - a RecordError or worse: dead-lettered by the usual path
                     keep.append(rec)
                     keep_plain.append(p)
                     continue
@@ -1146,19 +1147,8 @@ class Daemon:
 
     # ------------------------------------------------------------------ commits
     def _commit_async(self, offsets: dict) -> None:
-        from streams.kafka import OffsetAndMetadata
-
-        def done(_offsets, response):
-            if isinstance(response, Exception):
-                self.metrics.commit(ok=False)
-                log.warning("asynchronous commit failed (the next one covers it): %s", response)
-
-        commit_async = getattr(self.source, "commit_async", None)
-        if commit_async is not None:
-            commit_async({tp: int(c) for tp, c in offsets.items()}, on_error=lambda _exc: self.metrics.commit(ok=False))
-            return
-        self.source.consumer.commit_async({tp: OffsetAndMetadata(int(c), "", -1) for tp, c in offsets.items()},
-                                          callback=done)
+        # (a failure is logged by the source; the next commit covers it)
+        self.source.commit_async(offsets, on_error=lambda _exc: self.metrics.commit(ok=False))
 
     def _checkpoint(self, only: set | None = None, in_hook: bool = False, is_async: bool = False) -> bool:
         """Score pending, flush outputs, write progress, flush, commit. False when the flush failed.
@@ -1315,8 +1305,7 @@ class Daemon:
                         if self.first_record_at is None:
                             self.first_record_at = time.monotonic()
                         self._process(recs)
-                    take_unreadable = getattr(self.source, "take_unreadable", None)
-                    for u in (take_unreadable() if take_unreadable is not None else ()):
+                    for u in self.source.take_unreadable():
                         self._unreadable(u)
                     if self._repart_topic is not None:
                         self._release_keyless()
@@ -1360,13 +1349,7 @@ class Daemon:
         return dict(self.stats)
 
     def _coordinator_known(self) -> bool:
-        known = getattr(self.source, "coordinator_known", None)
-        if known is not None:
-            return known()
-        try:
-            return not self.source.consumer._coordinator.coordinator_unknown()
-        except Exception:  # noqa: BLE001
-            return True
+        return self.source.coordinator_known()
 
     def _end_stale_alerts(self) -> int:
         """End the open alerts of series with nothing scored for ``scoring.alert_stale_s`` (reason "stale")."""

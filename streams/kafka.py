@@ -769,7 +769,7 @@ class Source:
             if kind == "revoke" and partitions and self.commit_on_revoke and self._consumer is not None:
                 mine = {tp: off for tp, off in self._consumed.items() if tp in partitions}
                 if mine:
-                    self._commit_async(mine)
+                    self.commit_async(mine)
             hook = {"assign": self.on_assign, "revoke": self.on_revoke, "lost": self.on_lost or self.on_revoke}[kind]
             if kind == "assign":
                 self.rebalances += 1
@@ -871,15 +871,6 @@ class Source:
         return set(self.consumer.assignment())
 
     # ------------------------------------------------------------ offsets
-    def _commit_async(self, offsets: Mapping[TopicPartition, int]) -> None:
-        payload = {tp: OffsetAndMetadata(int(off), "", -1) for tp, off in offsets.items()}
-
-        def done(_offsets, response):
-            if isinstance(response, Exception):
-                log.warning("async commit of %s failed: %s", dict(offsets), response)
-
-        self.consumer.commit_async(payload, callback=done)
-
     def commit_async(self, offsets: Mapping[TopicPartition, int],
                      on_error: Callable[[BaseException], None] | None = None) -> None:
         """Send a commit of ``{tp: next offset to read}`` without waiting; a failure is logged and passed to
@@ -889,7 +880,7 @@ class Source:
 
         def done(_offsets, response):
             if isinstance(response, Exception):
-                log.warning("asynchronous commit failed (the next one covers it): %s", response)
+                log.warning("asynchronous commit of %s failed (the next one covers it): %s", dict(offsets), response)
                 if on_error is not None:
                     on_error(response)
 
@@ -918,7 +909,7 @@ class Source:
         if not offsets:
             return {}
         if self._in_hook():
-            self._commit_async(offsets)
+            self.commit_async(offsets)
         else:
             self.consumer.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in offsets.items()})
         return offsets
