@@ -51,7 +51,22 @@ def check(path: str | None, overrides: dict[str, Any], env: dict[str, str] | Non
     problems = [str(e) for e in errs]
     facts, secret_problems = secret_sources(cfg)
     problems += [p for p in secret_problems if not any(p.split(":")[0] in q for q in problems)]
-    if not cfg.model.dir:
+    if cfg.models:
+        from monitor.modelstore import load_bundle
+
+        for e in cfg.models:
+            try:
+                b = load_bundle(e.dir)
+            except Exception as exc:  # noqa: BLE001 - every failure is a finding here
+                problems.append(f"models ({e.name}).dir: {exc}")
+            else:
+                facts.append(f"models ({e.name}).dir: {e.dir} loads: {b}")
+                comps = e.overrides.get("scoring.alert_components") or []
+                bad = [c for c in comps if c not in b.components]
+                if bad:
+                    problems.append(f"models ({e.name}).alert_components: {bad} not among the model's components "
+                                    f"{list(b.components)}")
+    elif not cfg.model.dir:
         problems.append("model.dir: no model bundle given (use --model-dir DIR, model.dir in the config, or "
                         "ANOMON_MODEL__DIR)")
     else:

@@ -206,11 +206,14 @@ class Config:
     output: OutputSection = field(default_factory=OutputSection)
     http: HttpSection = field(default_factory=HttpSection)
     run: RunSection = field(default_factory=RunSection)
+    #: ``[[models]]`` entries (many models in one daemon, see :mod:`monitor.routing`); empty: ``model.dir``
+    models: list = field(default_factory=list)
     #: where each non-default value came from: {"section.key": "config file X" | "environment VAR" | "command line"}
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "sources"}
+        return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if f.name not in ("sources", "models")}
 
     def redacted(self) -> dict[str, Any]:
         """The effective config as a dict, secrets replaced by ``"***"`` (env/file *names* are kept)."""
@@ -328,7 +331,7 @@ def _convert(value: Any, tp: Any, name: str, where: str) -> Any:
     return value
 
 
-_SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "sources"}
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name not in ("sources", "models")}
 
 
 def _section_cls(name: str) -> type:
@@ -371,6 +374,15 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
         p = Path(path)
         where = f"config file {p}"
         for section, body in _read_file(p).items():
+            if section == "models":
+                from monitor.routing import parse_models
+
+                try:
+                    cfg.models = parse_models(body, where)
+                    cfg.sources["models"] = where
+                except ConfigError as exc:
+                    found.append(exc)
+                continue
             if not isinstance(body, dict):
                 raise ConfigError(f"{section}: expected a table of settings (from {where})")
             for key, value in body.items():
@@ -453,10 +465,31 @@ def validate(cfg: Config, problems: list[ConfigError] | None = None) -> None:
             cfg.kafka_settings()  # validates SASL/SSL settings (reads the secrets; never prints them)
         except ConfigError as exc:
             fail(exc)
+    if cfg.models:
+        _validate_models(cfg, err, fail)
     if problems is not None:
         problems.extend(found)
     elif found:
         raise _first(found)
+
+
+def _validate_models(cfg: Config, err: Any, fail: Any) -> None:
+    """``[[models]]`` against the rest: no ``model.dir`` beside them, topics among the inputs, every input read."""
+    from monitor.routing import Router
+
+    where = cfg.sources.get("models", "defaults")
+    if cfg.model.dir:
+        fail(err("model.dir", "give either model.dir (one model) or [[models]] entries, not both"))
+    for e in cfg.models:
+        for t in e.topics:
+            if t not in cfg.input.topics:
+                fail(ConfigError(f"models ({e.name}).match.topic: {t!r} is not one of input.topics "
+                                 f"{cfg.input.topics} (from {where})"))
+    router = Router(cfg.models)
+    for t in cfg.input.topics:
+        if router.dead_letter_owner(t, cfg.input.topics) is None:
+            fail(ConfigError(f"input.topics: no [[models]] entry can match topic {t!r}; add one (or a default "
+                             f"entry) or remove the topic (from {where})"))
 
 
 def _first(found: list[ConfigError]) -> ConfigError:
@@ -481,4 +514,21 @@ def dump(cfg: Config) -> str:
                 lines.append(f"# {k} = (unset){comment}")
             else:
                 lines.append(f"{k} = {json.dumps(v)}{comment}")
+    for e in cfg.models:
+        lines.append("\n[[models]]")
+        lines.append(f"name = {json.dumps(e.name)}\ndir = {json.dumps(e.dir)}")
+        if e.default:
+            lines.append("default = true")
+        rules = {"topic": e.topics, "series": e.series, "series_regex": e.series_regex.pattern if e.series_regex else None,
+                 "header": {k: v.decode() for k, v in e.headers.items()}}
+        rules = {k: v for k, v in rules.items() if v}
+        if rules:
+            def toml(v: Any) -> str:
+                return "{ " + ", ".join(f"{k} = {json.dumps(x)}" for k, x in v.items()) + " }" if isinstance(v, dict) \
+                    else json.dumps(v)
+
+            lines.append(f"match = {toml({k: toml(v) if isinstance(v, dict) else v for k, v in rules.items()})}"
+                         .replace('"{ ', "{ ").replace(' }"', " }").replace('\\"', '"'))
+        for k, v in e.overrides.items():
+            lines.append(f"{k.split('.')[1]} = {json.dumps(v)}  # {k}")
     return "\n".join(lines) + "\n"

@@ -175,7 +175,7 @@ class Daemon:
     """The streaming scorer. ``run()`` blocks until :meth:`stop`; thread-safe ``stop``/``reload``."""
 
     def __init__(self, cfg: Config, *, bootstrap: str | None = None, model: ModelWatcher | Bundle | None = None,
-                 metrics: Any = None, clock: Any = None, name: str | None = None):
+                 metrics: Any = None, clock: Any = None, name: str | None = None, lane: Any = None):
         from streams.windowing import SystemClock, Windower, WindowSpec
 
         self.cfg = cfg
@@ -214,6 +214,8 @@ class Daemon:
 
         self._repart_topic = cfg.repartition_topic
         self._repart = Repartitioner(max_hold_s=cfg.input.repartition_hold_s)
+        #: a monitor.routing.LaneFilter when this daemon is one model's lane of many (``[[models]]``)
+        self.lane = lane
         self._unowned_since = time.monotonic()  # since when no partition is owned (while none is)
         self._ever_owned = False
         self._to_drop = set()
@@ -746,6 +748,10 @@ class Daemon:
         any other record (chunks, bad input) goes through :func:`~streams.records.decode_record`, in order."""
         from streams.records import decode_plain_readings
 
+        if self.lane is not None and tp.topic != self._repart_topic:
+            recs = self._route(tp, recs)
+            if not recs:
+                return
         fmt, width = self.fmt, self.spec.channels
         now = time.monotonic()
         ahead_s = self.cfg.input.max_future_s
@@ -771,6 +777,18 @@ class Daemon:
             self._process_record(tp, rec, horizon_us, now)
         if items:
             self._window_plain(tp, items, item_recs, now)
+
+    def _route(self, tp: Any, recs: list) -> list:
+        """The records of this lane's model (``[[models]]``); the others are passed (the commit point may
+        move past them) and those no model matches are dead-lettered here (reason ``no_model``) when this
+        lane owns the topic's unmatched readings."""
+        keep, passed, unmatched = self.lane.split(tp.topic, recs, self.fmt.series_field)
+        if passed >= 0:
+            self.windower.add_consumed(tp, passed)
+        for rec, sid in unmatched:
+            self._dlq(rec, "no_model", f"series {sid!r} of topic {tp.topic!r} matches no [[models]] entry "
+                      "and no entry is the default")
+        return keep
 
     def _hold_keyless(self, tp: Any, recs: list, plain: list, now: float) -> tuple[list, list]:
         """Take the keyless readings of ``recs`` out (held for the repartition topic, see

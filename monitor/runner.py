@@ -87,7 +87,7 @@ def make_metrics(registry: Any = None) -> Any:
         return None
     from streams.records import REASONS
 
-    return AnomonMetrics(registry or CollectorRegistry(), dlq_reasons=REASONS)
+    return AnomonMetrics(registry or CollectorRegistry(), dlq_reasons=(*REASONS, "no_model"))
 
 
 def build(cfg: Config, *, bootstrap: str | None = None, model: Any = None, http: bool | None = None,
@@ -98,7 +98,12 @@ def build(cfg: Config, *, bootstrap: str | None = None, model: Any = None, http:
     bs, broker = ensure_broker(cfg, bootstrap, wait_s=wait_s)
     try:
         metrics = metrics if metrics is not None else make_metrics()
-        d = Daemon(cfg, bootstrap=bs, model=model, metrics=metrics, name=name)
+        if cfg.models:  # many models: one lane each (monitor/lanes.py); ``model``: {name: Bundle}
+            from monitor.lanes import Lanes
+
+            d = Lanes(cfg, bootstrap=bs, models=model, metrics=metrics, name=name)
+        else:
+            d = Daemon(cfg, bootstrap=bs, model=model, metrics=metrics, name=name)
         srv = None
         if cfg.http.enabled if http is None else http:
             from monitor.health import HealthServer

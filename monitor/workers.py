@@ -154,6 +154,8 @@ class WorkerPool:
         d["http"]["port"] = 0
         d["http"]["host"] = "127.0.0.1"
         d["run"]["workers"] = 1
+        if self.cfg.models:
+            d["models"] = [e.raw for e in self.cfg.models]
         self._config_path.write_text(json.dumps(d, indent=1))
 
     def _env(self, i: int) -> dict[str, str]:

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr if problems else sys.stdout)
         return 2 if problems else 0
     cfg = load_config(args.config, overrides=overrides(args))
-    if not cfg.model.dir:
+    if not cfg.model.dir and not cfg.models:
         from monitor.errors import ConfigError
 
         raise ConfigError("model.dir: no model bundle given (use --model-dir DIR, model.dir in the config, or "
