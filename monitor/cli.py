@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "monitor.commands.data",
     "monitor.commands.dlq",
     "monitor.commands.status",
+    "monitor.commands.models",
 ]
 
 
@@ -63,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `anomon ... | head`: the reader left; no traceback
+        import os
+
+        try:
+            sys.stdout = open(os.devnull, "w")  # (the interpreter's own flush at exit would fail again)
+        except OSError:
+            pass
+        return 141
     except Exception as exc:  # a clear one-line error for the user, the traceback at DEBUG
         from models.base import DetectorError
         from monitor.errors import UserError

@@ -235,7 +235,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
 
 
 def _fingerprint(path: Path) -> tuple:
-    out = []
+    out: list = [os.path.realpath(path)]  # a registry's `current` pointer moved to another version
     for name in (BUNDLE_FILE, "config.json", "weights.safetensors"):
         try:
             st = (path / name).stat()

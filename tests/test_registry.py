@@ -1,0 +1,89 @@
+"""The model registry (issue 19.4): versions under REGISTRY/NAME/VERSION/, an atomically replaced
+``current`` pointer, promote and rollback; a daemon serving ``current`` hot-swaps between micro-batches,
+every score record names the version that scored it, and no window is lost or scored twice."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from monitor.commands.models import run as models_run  # noqa: F401 - the CLI module imports
+from monitor.cli import main
+from monitor.registry import Registry, RegistryError
+from tests.fixtures.daemon import daemon_config, expected_window_ids, make_bundle, produce_readings, read_topic
+
+
+def test_add_promote_rollback_and_their_errors(tmp_path, capsys):
+    b1 = make_bundle(tmp_path / "b1", name="pumps", version="v1")
+    b2 = make_bundle(tmp_path / "b2", name="pumps", version="v2")
+    b3 = make_bundle(tmp_path / "b3", length=12, name="pumps", version="v3")
+    reg = Registry(tmp_path / "reg")
+    assert reg.add("pumps", b1) == "v1" and reg.current("pumps") == "v1"  # the first version is current
+    assert reg.add("pumps", b2) == "v2" and reg.current("pumps") == "v1"
+    reg.add("pumps", b3)
+    assert reg.versions("pumps") == ["v1", "v2", "v3"]
+    assert reg.promote("pumps", "v2") == "v1" and reg.current("pumps") == "v2"
+    assert (reg.current_path("pumps") / "anomon.json").is_file()
+    with pytest.raises(RegistryError, match="windows 12x1 differ from the serving v2's 16x1"):
+        reg.promote("pumps", "v3")
+    with pytest.raises(RegistryError, match="no version 'v9'"):
+        reg.promote("pumps", "v9")
+    with pytest.raises(RegistryError, match="version v2 of pumps exists already"):
+        reg.add("pumps", b2)
+    assert reg.rollback("pumps") == ("v2", "v1") and reg.current("pumps") == "v1"
+    with pytest.raises(RegistryError, match="no earlier version to roll back to"):
+        reg.rollback("pumps")
+    assert [e["action"] for e in reg.history("pumps")] == ["add", "promote", "add", "add", "promote", "rollback"]
+    (tmp_path / "b4").mkdir()
+    with pytest.raises(Exception, match="not an anomon model bundle"):
+        reg.add("pumps", tmp_path / "b4")  # what does not load is never added
+    assert main(["models", "--registry", str(tmp_path / "reg"), "list"]) == 0
+    assert "pumps  current v1" in capsys.readouterr().out
+    assert main(["models", "--registry", str(tmp_path / "reg"), "promote", "pumps", "v7"]) == 2
+    assert "anomon: error: pumps: no version 'v7'" in capsys.readouterr().err
+
+
+@pytest.mark.broker
+def test_a_daemon_follows_promote_and_rollback_without_losing_a_window(broker, fresh_topic, tmp_path, inprocess_daemon):
+    reg = Registry(tmp_path / "reg")
+    for v in ("v1", "v2"):
+        reg.add("pumps", make_bundle(tmp_path / v, name="pumps", version=v))
+    series = ["p1", "p2"]
+    cfg = daemon_config(broker.bootstrap, fresh_topic, f"g-{fresh_topic}", reg.current_path("pumps"),
+                        model__watch_interval_s=0.2)
+    r = inprocess_daemon(cfg)
+    scores = f"{fresh_topic}.scores"
+
+    def produce_and_wait(start: int, stop: int) -> None:
+        produce_readings(broker.bootstrap, fresh_topic, series, stop, start=start)
+        want = len(expected_window_ids(series, stop, 16, 4))
+        deadline = time.monotonic() + 60
+        while r.daemon.stats["windows"] < want and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert r.daemon.stats["windows"] == want
+
+    def swap(version: str) -> None:
+        deadline = time.monotonic() + 30
+        while r.daemon.bundle.version != version and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert r.daemon.bundle.version == version
+
+    produce_and_wait(0, 100)
+    reg.promote("pumps", "v2")
+    swap("v2")
+    produce_and_wait(100, 200)
+    reg.rollback("pumps")
+    swap("v1")
+    produce_and_wait(200, 300)
+    r.stop()
+    got = [json.loads(v) for _, v, _ in read_topic(broker.bootstrap, scores, min_count=r.daemon.stats["windows"])]
+    ids = [g["id"] for g in got]
+    assert sorted(ids) == sorted(expected_window_ids(series, 300, 16, 4))  # every window, once
+    version_at = {g["id"]: g["version"] for g in got}
+    first = expected_window_ids(series, 100, 16, 4)
+    second = expected_window_ids(series, 200, 16, 4) - first
+    third = set(ids) - first - second
+    assert {version_at[i] for i in first} == {"v1"}
+    assert {version_at[i] for i in second} == {"v2"}
+    assert {version_at[i] for i in third} == {"v1"}
