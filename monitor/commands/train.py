@@ -73,6 +73,15 @@ def add_file_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--name", help="model name in anomon.json, score records and metrics (default: the detector)")
     g.add_argument("--version", help="model version (default: a digest of the weights)")
     g.add_argument("--alert-component", help="score component that raises alerts (default: the detector's first)")
+    t = p.add_argument_group("your topic (the daemon's decoder and windower; --config gives its record format)")
+    t.add_argument("--from-topic", metavar="TOPIC", help="train on this topic's history (comma-separated for several)")
+    t.add_argument("--since", metavar="AGE|TIME", help="from this long ago (90s, 15m, 6h, 1d) or this ISO time")
+    t.add_argument("--last", type=int, metavar="N", help="the last N records of each partition")
+    t.add_argument("--exclude-flagged-by", metavar="DIR", help="leave out the windows this model bundle flags "
+                   "(the model now serving)")
+    from monitor.commands.daemon_config import add_config_args
+
+    add_config_args(t)
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
@@ -197,7 +206,51 @@ def run_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_topic(args: argparse.Namespace) -> int:
+    """``--from-topic``: the topic's history through the daemon's decoder and windower (monitor/topic_training.py)."""
+    from monitor.commands.daemon_config import load_daemon_config
+    from monitor.commands.dlq import _since_ms
+    from monitor.topic_training import drop_flagged, read_topic_windows, split_windows
+    from monitor.training import train_bundle
+
+    if not args.window or args.window < 2:
+        raise UserError("--window: give the window length in readings (at least 2), e.g. --window 64")
+    if args.since and args.last:
+        raise UserError("--since and --last: give one of them")
+    if args.last is not None and args.last < 1:
+        raise UserError(f"--last: {args.last} must be at least 1")
+    opts = train_options(args, args.window)
+    cfg, settings, bs = load_daemon_config(args, {})
+    topics = [t.strip() for t in args.from_topic.split(",") if t.strip()]
+    since = _since_ms(args.since) if args.since else None
+    wins, ends, dead, n = read_topic_windows(settings, topics, window=opts.window, stride=opts.stride,
+                                             fmt=cfg.input.record_format(), since_ms=since, last=args.last,
+                                             lateness_ms=cfg.window.lateness_ms, gap_ms=cfg.window.gap_ms)
+    read = {"records": n, "series": len(wins), "windows": int(sum(len(w) for w in wins.values())),
+            "dead_lettered": dict(sorted(dead.items()))}
+    if dead:
+        log.warning("%d record(s) or reading(s) the daemon would dead-letter were left out: %s", sum(dead.values()),
+                    ", ".join(f"{k} {v}" for k, v in sorted(dead.items())))
+    if args.exclude_flagged_by:
+        wins, ends, dropped = drop_flagged(wins, ends, args.exclude_flagged_by)
+        read["flagged_windows_left_out"] = dropped
+        log.info("%d window(s) flagged by %s left out", dropped, args.exclude_flagged_by)
+    if not wins:
+        raise UserError(f"--from-topic {args.from_topic}: no complete window of {opts.window} readings in {n} record(s)")
+    split = split_windows(wins, ends, window=opts.window, stride=opts.stride,
+                          calibration_fraction=opts.calibration_fraction)
+    info = train_bundle(args.detector, split, opts, args.out,
+                        source={"topic": topics, "bootstrap_servers": bs, "since": args.since, "last": args.last,
+                                "read": read})
+    print(summary(info, args.out))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.from_topic:
+        if args.data:
+            raise UserError("--data and --from-topic: give one of them")
+        return run_topic(args)
     if args.data:
         return run_data(args)
     if not (args.protocol or args.dataset):
