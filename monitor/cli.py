@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "monitor.commands.dlq",
     "monitor.commands.status",
     "monitor.commands.models",
+    "monitor.commands.retrain",
 ]
 
 

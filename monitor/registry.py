@@ -65,7 +65,8 @@ class Registry:
     def versions(self, name: str) -> list[str]:
         """The versions of ``name``, oldest first (by the time they were added)."""
         d = self._dir(name)
-        vs = [p for p in d.iterdir() if p.is_dir() and not p.is_symlink() and (p / "anomon.json").is_file()]
+        vs = [p for p in d.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+              and (p / "anomon.json").is_file()]
         added = {e["version"]: i for i, e in enumerate(self.history(name)) if e.get("action") == "add"}
         return [p.name for p in sorted(vs, key=lambda p: (added.get(p.name, -1), p.stat().st_mtime_ns, p.name))]
 
@@ -102,7 +103,9 @@ class Registry:
             out.append({"version": v, "current": v == cur, "detector": meta.get("detector"),
                         "window": f"{w.get('length')}x{w.get('channels')} stride {w.get('stride')}",
                         "created": meta.get("created"), "thresholds": meta.get("thresholds", {})})
-        return {"name": name, "current": cur, "versions": out, "history": self.history(name)}
+        hist = self.history(name)
+        return {"name": name, "current": cur, "versions": out, "history": hist,
+                "refused": sum(1 for e in hist if e.get("action") == "refused")}
 
     # ------------------------------------------------------------------ writing
     def add(self, name: str, bundle_dir: str | os.PathLike[str], version: str | None = None) -> str:
@@ -181,6 +184,11 @@ class Registry:
         h["events"][-1]["action"] = "rollback"
         self._write_history(name, h)
         return cur, to
+
+    def note(self, name: str, version: str, action: str, reason: str) -> None:
+        """Write an event (e.g. ``refused``: a retrained candidate that failed validation) to the history."""
+        self._dir(name)
+        self._log(name, version, action, reason)
 
     # ------------------------------------------------------------------ helpers
     def _dir(self, name: str) -> Path:

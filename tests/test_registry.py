@@ -87,3 +87,33 @@ def test_a_daemon_follows_promote_and_rollback_without_losing_a_window(broker, f
     assert {version_at[i] for i in first} == {"v1"}
     assert {version_at[i] for i in second} == {"v2"}
     assert {version_at[i] for i in third} == {"v1"}
+
+
+@pytest.mark.broker
+def test_retrain_promotes_a_candidate_that_validates_and_refuses_one_that_collapses(broker, fresh_topic, tmp_path,
+                                                                                   capsys):
+    from streams.kafka import KafkaSettings, Sink
+    from streams.records import encode_reading
+
+    reg = Registry(tmp_path / "reg")
+    reg.add("pumps", make_bundle(tmp_path / "v1", name="pumps", version="v1"))
+    produce_readings(broker.bootstrap, fresh_topic, ["p1", "p2"], 600)
+    base = ["retrain", "pumps", "--registry", str(tmp_path / "reg"), "--bootstrap-servers", broker.bootstrap]
+    assert main([*base, "--from-topic", fresh_topic, "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["promoted"] and res["previous"] == "v1" and reg.current("pumps") == res["candidate"]
+    assert res["checks"]["validation_fpr"] <= res["checks"]["max_fpr"] and res["checks"]["validation_windows"] > 20
+    # a flat stream: the candidate's scores do not spread, it is kept but refused, the current one stays
+    flat = f"{fresh_topic}-flat"
+    sink = Sink(KafkaSettings(bootstrap_servers=broker.bootstrap))
+    for i in range(400):
+        sink.send(flat, encode_reading("p1", 1_700_000_000_000 + 10 * i, 0.0), key="p1")
+    sink.flush()
+    sink.close()
+    promoted = reg.current("pumps")
+    assert main([*base, "--from-topic", flat]) == 1
+    out = capsys.readouterr().out
+    assert "refused, still serving" in out and "collapse" in out
+    assert reg.current("pumps") == promoted
+    d = reg.describe("pumps")
+    assert d["refused"] == 1 and len(d["versions"]) == 3
