@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -179,6 +180,10 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
+    # ANOMON_KAFKA_DEBUG=coordinator,consumer: kafka-python's own DEBUG lines of those loggers (group joins,
+    # rebalances), which are kept at WARNING otherwise
+    for name in filter(None, (x.strip() for x in os.environ.get("ANOMON_KAFKA_DEBUG", "").split(","))):
+        logging.getLogger(f"kafka.{name}").setLevel(logging.DEBUG)
     selector = logging.getLogger("kafka.net.selector")
     selector.filters[:] = [f for f in selector.filters if not isinstance(f, SlowTaskDigest)]
     selector.addFilter(SlowTaskDigest())

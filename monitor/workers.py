@@ -259,11 +259,17 @@ class WorkerPool:
             if self._stopping and not self._dir.exists():
                 return {w.index: w.final for w in self.workers}
             self._stopping = True
-        self.signal_all(signal.SIGTERM)
+        # One worker after another: each leaves the group from a settled state (see streams.kafka.Source.close).
+        # Members leaving at the same moment could leave a departed leader recorded in the group on Tansu,
+        # and no later member would get partitions until the broker restarts (tests/test_workers_restart.py).
         deadline = time.monotonic() + timeout_s
         for w in self.workers:
             if w.proc is None:
                 continue
+            try:
+                w.proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
             try:
                 w.proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -318,9 +324,12 @@ class WorkerPool:
 
 
 def _term_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """A worker gets SIGTERM (drains, commits, exits) when its supervisor dies, even by SIGKILL."""
+    """A worker gets SIGTERM (drains, commits, exits) when its supervisor dies, even by SIGKILL. It runs in
+    a process group of its own, so a signal to the supervisor's group (Ctrl-C in a terminal, ``timeout``)
+    reaches the supervisor alone, which stops the workers one after another (:meth:`WorkerPool.stop`)."""
     import ctypes
 
+    os.setpgid(0, 0)
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 

@@ -749,6 +749,19 @@ class Source:
         try:
             if commit:
                 self.commit()
+        except BaseException:
+            c, self._consumer = self._consumer, None
+            c.close(autocommit=False)
+            raise
+        try:
+            # A member that leaves while its JoinGroup or SyncGroup is in flight wedges the group on Tansu:
+            # later members get no partitions until the broker restarts (tests/test_tansu_quirks.py). So a
+            # join in progress (a poll that timed out mid-rebalance, e.g. the last one before a drain) is
+            # finished first; then LeaveGroup goes out from a stable member.
+            self._rejoin_if_rebalancing()
+            self._settle_group()
+        except Exception as exc:  # noqa: BLE001 - leave anyway
+            log.warning("finishing a pending group join before leaving failed: %s", exc)
         finally:
             c, self._consumer = self._consumer, None
             c.close(autocommit=False)
@@ -783,6 +796,22 @@ class Source:
                 for tp in partitions:
                     self._consumed.pop(tp, None)
             self._hook_thread = None
+
+    def _rejoin_if_rebalancing(self) -> None:
+        """Ask the coordinator (one heartbeat) whether the group is rebalancing; if so, the member rejoins
+        (:meth:`_settle_group`) before it leaves. On Tansu a member that leaves while a rebalance another
+        member's departure started stays recorded as the group's leader, and no later member gets partitions
+        until the broker restarts (issue 23.6; ``tests/test_workers_restart.py``)."""
+        coord = getattr(self.consumer, "_coordinator", None)
+        if coord is None or not hasattr(coord, "_send_heartbeat_request") or coord.coordinator_unknown():
+            return
+        gen = getattr(coord, "_generation", None)
+        if gen is None or not gen.has_member_id():
+            return
+        try:
+            coord._net.run(coord._send_heartbeat_request)
+        except Exception as exc:  # noqa: BLE001 - RebalanceInProgressError has requested the rejoin already
+            log.debug("heartbeat before leaving: %s", exc)
 
     # ------------------------------------------------------------ consuming
     def _settle_group(self) -> None:
