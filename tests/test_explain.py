@@ -151,3 +151,22 @@ def test_daemon_alert_names_the_spiked_channel_first(broker, fresh_topic, lstm_b
                                                     "share": starts[0]["explain"]["channels"][0]["share"]}
     assert starts[0]["explain"]["channels"][0]["share"] > 0.5
     assert all("explain" not in a for a in alerts if a["event"] == "end")
+
+
+def test_anomon_train_records_the_value_columns_as_channel_names(tmp_path):
+    """A bundle from `anomon train --value-cols` names its channels, so explanations give the column names."""
+    from monitor.cli import main
+    from monitor.explain import WindowExplainer
+    from monitor.modelstore import load_bundle
+
+    v = _signal(0, np.arange(400))[:, :3]
+    lines = ["ts,flow,temp,rpm"] + [f"{T0_MS + 10 * i},{a!r},{b!r},{c!r}" for i, (a, b, c) in enumerate(v.tolist())]
+    (tmp_path / "r.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "model"
+    assert main(["train", "robust-zscore", "--data", str(tmp_path / "r.csv"), "--time-col", "ts", "--value-cols",
+                 "temp,rpm,flow", "--window", str(T), "--stride", "4", "--out", str(out)]) == 0
+    b = load_bundle(out)
+    assert b.meta["channel_names"] == ["temp", "rpm", "flow"]
+    w = v[None, 100:100 + T, [1, 2, 0]].astype(np.float32).copy()
+    w[0, 7, 1] += 10.0  # rpm
+    assert WindowExplainer(b, top_k=1).fragments(w)[0]["channels"][0]["channel"] == "rpm"
