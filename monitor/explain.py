@@ -66,9 +66,11 @@ def make_explainer(bundle: Any, scoring: Any, reload: bool = False) -> WindowExp
     if not scoring.explain:
         return None
     if not getattr(bundle.detector, "can_explain", False):
+        from models import available_detectors
+
+        can = sorted(n for n, c in available_detectors().items() if c.can_explain)
         msg = (f"scoring.explain: the model's detector {bundle.detector.name!r} cannot explain its scores "
-               "(reconstruction detectors can: vrae, lstm-ae, dense-ae, aae, wae, robust-zscore, image-*); "
-               "set scoring.explain = false or serve one of those")
+               f"(these can: {', '.join(can)}); set scoring.explain = false or serve one of those")
         if not reload:
             raise ConfigError(msg)
         log.error("%s: explanations are off for %s", msg, bundle)

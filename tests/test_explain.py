@@ -92,6 +92,12 @@ def test_explain_on_a_detector_that_cannot_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"scoring.explain: the model's detector 'ecod' cannot explain its scores"):
         make_explainer(b, ScoringSection(explain=True))
     assert make_explainer(b, ScoringSection(explain=True), reload=True) is None  # after a reload: logged, off
+    from monitor.check_config import check
+
+    _, _, problems = check(None, {"input.topics": ["x"], "model.dir": str(tmp_path / "ecod"), "scoring.explain": True},
+                           env={})
+    assert any(p.startswith("scoring.explain: the model's detector 'ecod' cannot explain") and "lstm-ae" in p
+               for p in problems), problems
 
 
 def test_explain_top_k_is_bounded():
