@@ -139,7 +139,8 @@ class WindowExplainer:
         for j, sid, frag in zip(idx.tolist(), sids, self.fragments(X)):
             text = json.dumps(frag, separators=(",", ":")).encode()
             rec = values[base + j]
-            values[base + j] = rec[:-1] + b',"explain":' + text + b"}"  # (a record ends with its "}")
+            if rec.endswith(b"}"):  # (a score record is one JSON object: the field goes before its "}")
+                values[base + j] = rec[:-1] + b',"explain":' + text + b"}"
             remember[(sid, int(ends_us[j]))] = frag
         self.explained += len(idx)
         if len(remember) > REMEMBER:
