@@ -40,6 +40,9 @@ class _LatentAEBase(TabularTorchDetector):
         Component("recon_mse", "mean squared reconstruction error"),
         Component("latent_nll", "||z||^2 / 2 under the N(0, I) prior"),
     )
+    #: contributions: squared reconstruction error per feature (what ``recon_mse`` averages; ``latent_nll``
+    #: is not attributed to features)
+    can_explain = True
 
     def _score_tensor(self, Xt):
         m = self.module_

@@ -152,6 +152,86 @@ class Scores(Mapping[str, np.ndarray]):
         return f"Scores(n={self.n}, components={list(self._values)})"
 
 
+# --------------------------------------------------------------------------- explanations
+#: a step belongs to the explanation's span while its error exceeds the window's median step error
+#: by more than this many robust standard deviations (1.4826 * MAD of the step errors)
+SPAN_MAD_K = 3.0
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why windows score high: each channel's share of the score, and the stretch of steps that contributes most.
+
+    Built by :meth:`Detector.explain` from per-cell ``contributions`` (non-negative, one per step and
+    channel: squared reconstruction errors, squared z-scores, ...). For tabular input a row is a window
+    of one step and its features are the channels.
+
+    Attributes
+    ----------
+    contributions
+        ``(n, T, C)`` float64, non-negative: each step's and channel's part of the score.
+    shares
+        ``(n, C)`` float64: each channel's share of the window's total, non-negative, each row sums to 1
+        (a window with nothing to attribute, a perfect reconstruction, gets equal shares).
+    top
+        ``(n, k)`` int64: channel indices by decreasing share, ``k = min(top_k, C)`` (ties: lower index first).
+    span
+        ``(n, 2)`` int64: ``[start, stop)`` step indices, ``stop`` exclusive: the step with the largest
+        error, grown to each side while the step error stays above the window's median step error by more
+        than ``SPAN_MAD_K`` robust standard deviations.
+
+    Examples
+    --------
+    >>> c = np.zeros((1, 6, 3))
+    >>> c[0, :, :] = 0.1
+    >>> c[0, 2:4, 1] = 5.0            # a burst in channel 1, steps 2 and 3
+    >>> e = Explanation.from_contributions(c, top_k=2)
+    >>> e.top.tolist(), e.span.tolist(), round(float(e.shares[0].sum()), 6)
+    ([[1, 0]], [[2, 4]], 1.0)
+    >>> e.shares.round(3).tolist()
+    [[0.052, 0.897, 0.052]]
+    """
+
+    contributions: np.ndarray
+    shares: np.ndarray
+    top: np.ndarray
+    span: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Number of explained windows."""
+        return int(self.shares.shape[0])
+
+    @classmethod
+    def from_contributions(cls, contributions: Any, top_k: int = 3) -> Explanation:
+        """The explanation of per-cell contributions ``(n, T, C)`` (or ``(n, d)``: rows of one step)."""
+        c = np.asarray(contributions, dtype=np.float64)
+        if c.ndim == 2:
+            c = c[:, None, :]
+        if c.ndim != 3 or c.shape[1] == 0 or c.shape[2] == 0:
+            raise InputError(f"contributions must have shape (n, T, C) or (n, d), got {np.shape(contributions)}")
+        if not np.isfinite(c).all() or (c < 0).any():
+            raise InputError("contributions must be finite and non-negative")
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+            raise InputError(f"top_k must be an integer >= 1, got {top_k!r}")
+        n, T, C = c.shape
+        per_channel = c.sum(axis=1)
+        total = per_channel.sum(axis=1, keepdims=True)
+        shares = np.where(total > 0, per_channel / np.where(total > 0, total, 1.0), 1.0 / C)
+        top = np.argsort(-shares, axis=1, kind="stable")[:, : min(int(top_k), C)]
+        step = c.sum(axis=2)
+        peak = step.argmax(axis=1)
+        med = np.median(step, axis=1, keepdims=True)
+        sigma = 1.4826 * np.median(np.abs(step - med), axis=1, keepdims=True)
+        above = step > med + SPAN_MAD_K * sigma
+        above[np.arange(n), peak] = True
+        idx = np.arange(T)[None, :]
+        start = np.where(~above & (idx < peak[:, None]), idx, -1).max(axis=1) + 1
+        stop = np.where(~above & (idx > peak[:, None]), idx, T).min(axis=1)
+        span = np.stack([start, stop], axis=1).astype(np.int64)
+        return cls(c, shares, top.astype(np.int64), span)
+
+
 # --------------------------------------------------------------------------- registry
 _REGISTRY: dict[str, type[Detector]] = {}
 
@@ -250,6 +330,9 @@ class Detector(ABC):
     data_kind: ClassVar[str] = ""
     #: Small, fast hyperparameters for the contract test suite.
     _contract_params: ClassVar[dict[str, Any]] = {}
+    #: Whether :meth:`explain` is implemented: reconstruction-based detectors (and per-feature z-scores)
+    #: can say how much each channel and step contributes to the score.
+    can_explain: ClassVar[bool] = False
 
     # ---- hyperparameters (scikit-learn style)
     @classmethod
@@ -295,6 +378,40 @@ class Detector(ABC):
         self._check_fitted()
         X = self._validate(X, fitting=False)
         return Scores(self._score(X), self.components)
+
+    # ---- explanations (optional: detectors with ``can_explain``)
+    def _contributions(self, X: np.ndarray) -> np.ndarray:
+        """Per-cell contributions to the score of validated input, the shape of ``X``, non-negative."""
+        raise NotImplementedError
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """Each cell's non-negative part of the score, the shape of ``X`` (float64): what :meth:`explain` sums.
+
+        Raises
+        ------
+        DetectorError
+            When the detector cannot explain its scores (``can_explain`` is false).
+        """
+        if not self.can_explain:
+            explainable = sorted(n for n, c in available_detectors().items() if c.can_explain)
+            raise DetectorError(f"{self.name} cannot explain its scores; detectors that can: {', '.join(explainable)}")
+        self._check_fitted()
+        X = self._validate(X, fitting=False)
+        c = np.asarray(self._contributions(X), dtype=np.float64)
+        if c.shape != X.shape:
+            raise DetectorError(f"{self.name}: contributions have shape {c.shape}, the input {X.shape}")
+        return np.maximum(c, 0.0)
+
+    def explain(self, X: np.ndarray, top_k: int = 3) -> Explanation:
+        """Why each window (row) scores high: each channel's (feature's) share of the score, the ``top_k``
+        channels, and the span of steps that contributes most (see :class:`Explanation`).
+
+        Raises
+        ------
+        DetectorError
+            When the detector cannot explain its scores (``can_explain`` is false).
+        """
+        return Explanation.from_contributions(self.contributions(X), top_k)
 
     @property
     def is_fitted(self) -> bool:

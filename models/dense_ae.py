@@ -155,6 +155,19 @@ class TabularTorchDetector(TorchDetector):
                     parts.setdefault(k, []).append(v.detach().double().cpu().numpy())
         return {k: np.concatenate(v) for k, v in parts.items()}
 
+    def _contributions(self, X) -> np.ndarray:
+        """Squared reconstruction error per feature, ``(decoder(encoder(x)) - x)^2`` (the autoencoders,
+        whose ``recon_mse`` is its mean): used by the detectors that set ``can_explain``."""
+        import torch
+
+        m = self.module_
+        m.eval()
+        Xt = torch.as_tensor(X, dtype=torch.float32, device=self._device())
+        with torch.no_grad():
+            parts = [((m.decoder(m.encoder(xb)) - xb) ** 2).double().cpu().numpy()
+                     for xb in (Xt[i : i + self.score_chunk] for i in range(0, len(Xt), self.score_chunk))]
+        return np.concatenate(parts)
+
 
 class _AE:
     """Encoder/decoder module factory (kept tiny so saved models rebuild from JSON meta)."""
@@ -192,6 +205,7 @@ class DenseAE(TabularTorchDetector):
     name = "dense-ae"
     input_kind = "tabular"
     components = (Component("recon_mse", "mean squared reconstruction error"),)
+    can_explain = True  # contributions: squared reconstruction error per feature
     _contract_params = {"hidden": [8], "latent_dim": 2, "epochs": 2, "device": "cpu"}
 
     def __init__(self, hidden: Sequence[int] = (64, 32), latent_dim: int = 8, activation: str = "tanh",

@@ -152,6 +152,20 @@ class _ImageBase(TorchDetector):
     def _mean_recon(self, xb):
         return self.module_(xb)
 
+    #: contributions: squared reconstruction error per pixel (in the min-max scaled units ``mse`` averages)
+    can_explain = True
+
+    def _contributions(self, X: np.ndarray) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch_threads(self.threads), torch.no_grad():
+            Xs = torch.from_numpy(self._scale(X))
+            for i in range(0, len(Xs), 4096):
+                xb = Xs[i:i + 4096].to(self._device())
+                out.append(((xb - self._mean_recon(xb)) ** 2).double().cpu().numpy())
+        return np.concatenate(out)
+
     def _err_scores(self, xs, rec) -> dict[str, Any]:
         se = (xs - rec) ** 2
         k = max(1, min(int(self.topk), se.shape[1]))

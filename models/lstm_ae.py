@@ -132,6 +132,14 @@ class LSTMAutoencoder(_SeqAEBase):
             return {"reconstruction_error": d.abs().mean(dim=(1, 2)).cpu().double().numpy(),
                     "reconstruction_mse": (d**2).mean(dim=(1, 2)).cpu().double().numpy()}
 
+    def _cells_std(self, Xs: np.ndarray) -> np.ndarray:
+        """Squared reconstruction error per step and channel (standardised units): the terms of ``reconstruction_mse``."""
+        import torch
+
+        with torch.no_grad():
+            x = torch.from_numpy(Xs).to(self._device())
+            return ((self.module_(x) - x) ** 2).cpu().double().numpy()
+
     def transform(self, X) -> np.ndarray:
         """Codes ``h`` of windows, shape ``(n, latent_dim)``."""
         import torch

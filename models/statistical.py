@@ -40,6 +40,7 @@ class RobustZScore(Detector):
         Component("max_abs_z", "largest |z| over features"),
         Component("mean_sq_z", "mean z^2 over features"),
     )
+    can_explain = True  # contributions: z^2 per feature (a window's steps x channels when flattened)
     _contract_params = {}
 
     def __init__(self, min_scale: float | None = None, rel_floor: float = 0.01, constant_z: float = 6.0):
@@ -58,11 +59,20 @@ class RobustZScore(Detector):
         self.n_features_in_ = int(X.shape[1])
         return self
 
-    def _score(self, X):
+    def _z(self, X):
         z = X - self.median_
         z /= self.scale_  # (in place: the same numbers as (X - median) / scale, one temporary fewer)
         const = getattr(self, "constant_", None)  # (absent in models saved before it existed)
         if const is not None and const.any():
             z[:, const] = np.sign(z[:, const]) * self.constant_z
+        return z
+
+    def _contributions(self, X):
+        """z^2 per feature: the terms of ``mean_sq_z`` (|z| ranks the features the same)."""
+        z = self._z(X)
+        return z * z
+
+    def _score(self, X):
+        z = self._z(X)
         mean_sq = (z * z).mean(axis=1)
         return {"max_abs_z": np.abs(z, out=z).max(axis=1), "mean_sq_z": mean_sq}

@@ -337,6 +337,18 @@ class _SeqAEBase(TorchDetector):
             parts = [self._score_std(Xs[i:i + self.score_batch_size]) for i in range(0, len(Xs), self.score_batch_size)]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
+    # ---- explanations: per step and channel, the reconstruction's misfit (standardised units)
+    can_explain = True
+
+    def _cells_std(self, Xs: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _contributions(self, X: np.ndarray) -> np.ndarray:
+        with torch_threads(self.n_threads), _FlushDenormal():
+            Xs = self._standardise(X)
+            return np.concatenate([self._cells_std(Xs[i:i + self.score_batch_size])
+                                   for i in range(0, len(Xs), self.score_batch_size)])
+
 
 @register
 class VRAE(_SeqAEBase):
@@ -544,6 +556,11 @@ class VRAE(_SeqAEBase):
         parts = [m._score(X) for m in self.members_]
         return {k: np.mean([p[k] for p in parts], axis=0) for k in parts[0]}
 
+    def _contributions(self, X: np.ndarray) -> np.ndarray:
+        if getattr(self, "members_", None) is None:
+            return super()._contributions(X)
+        return np.mean([m._contributions(X) for m in self.members_], axis=0)  # ensemble: the members' mean
+
     def _get_state(self):
         if getattr(self, "members_", None) is None:
             arrays, meta = super()._get_state()
@@ -738,25 +755,46 @@ class VRAE(_SeqAEBase):
         k = min(self.n_neighbors, max(1, w2.shape[1] - 1))
         return np.sqrt(np.partition(w2, k - 1, axis=1)[:, :k]).mean(axis=1)
 
+    def _decode_samples(self, x):
+        """The L common-random-number decodings of standardised windows ``x`` (a tensor, one chunk):
+        ``(mu_z, sd_z, xr, mu_x, lv_x)``, the last three ``(L * B, T, C)`` (``xr``: ``x`` repeated)."""
+        net = self.module_
+        B, T, C = x.shape
+        L = self.n_samples
+        ez, ec = self._eps_bank(T)
+        mu_z, lv_z, mu_c, lv_c = net.encode(x)
+        sd_z = (0.5 * lv_z).exp()
+        z = (mu_z[None] + sd_z[None] * ez[:, None, :]).reshape(L * B, -1)
+        c = None
+        if mu_c is not None:
+            c = (mu_c[None] + (0.5 * lv_c).exp()[None] * ec[:, None]).reshape(L * B, ec.shape[1], -1)
+        mu_x, lv_x = net.decode(z, c, T)
+        return mu_z, sd_z, x[None].expand(L, B, T, C).reshape(L * B, T, C), mu_x, lv_x
+
+    def _cells_std(self, Xs: np.ndarray) -> np.ndarray:
+        """Per step and channel, the data term of the reconstruction NLL, ``(x - mu_x)^2 / (2 sigma_x^2)``,
+        averaged over the L samples (standardised windows, one chunk). The rest of the NLL,
+        ``(log 2 pi + log sigma_x^2) / 2``, is the decoder's own uncertainty, not a misfit of the data
+        (and can be negative): it is not attributed."""
+        import torch
+
+        x = torch.from_numpy(Xs).to(self._device())
+        B, T, C = x.shape
+        with torch.no_grad():
+            _, _, xr, mu_x, lv_x = self._decode_samples(x)
+            cells = (0.5 * (xr - mu_x) ** 2 * (-lv_x).exp()).view(self.n_samples, B, T, C).mean(0)
+        return cells.cpu().double().numpy()
+
     def _forward_scores(self, Xs: np.ndarray) -> dict[str, Any]:
         """Posterior and L-sample reconstructions of standardised windows (one chunk)."""
         import torch
 
         dev = self._device()
-        net = self.module_
         x = torch.from_numpy(Xs).to(dev)
         B, T, C = x.shape
         L = self.n_samples
-        ez, ec = self._eps_bank(T)
         with torch.no_grad():
-            mu_z, lv_z, mu_c, lv_c = net.encode(x)
-            sd_z = (0.5 * lv_z).exp()
-            z = (mu_z[None] + sd_z[None] * ez[:, None, :]).reshape(L * B, -1)
-            c = None
-            if mu_c is not None:
-                c = (mu_c[None] + (0.5 * lv_c).exp()[None] * ec[:, None]).reshape(L * B, ec.shape[1], -1)
-            mu_x, lv_x = net.decode(z, c, T)
-            xr = x[None].expand(L, B, T, C).reshape(L * B, T, C)
+            mu_z, sd_z, xr, mu_x, lv_x = self._decode_samples(x)
             nll = _gauss_nll(xr, mu_x, lv_x).view(L, B).mean(0)
             err = (xr - mu_x).abs().mean(dim=(1, 2)).view(L, B).mean(0)
             mean_rec = mu_x.view(L, B, T, C).mean(0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from monitor.config import Config, load_config
+from monitor.errors import UserError
 
 _SECRETS = ("sasl_plain_password", "ssl_password")
 
@@ -83,4 +84,10 @@ def check(path: str | None, overrides: dict[str, Any], env: dict[str, str] | Non
             bad = [c for c in cfg.scoring.alert_components if c not in b.components]
             if bad:
                 problems.append(f"scoring.alert_components: {bad} not among the model's components {list(b.components)}")
+            from monitor.explain import make_explainer
+
+            try:
+                make_explainer(b, cfg.scoring)
+            except UserError as exc:
+                problems.append(str(exc))
     return cfg, facts, problems

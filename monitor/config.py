@@ -164,6 +164,12 @@ class ScoringSection:
     #: child loads the model, and takes over if the child fails). Off by default: on the streaming
     #: bench's VRAE case it did not beat the thread (median of 6 runs 0.75 of model-only vs 0.78 of 3)
     child_process: bool = False
+    #: add "explain" (the top channels by share of the score, the span of steps that contributes most) to
+    #: the score records of anomalous windows and to alert "start" events; for detectors that can explain
+    #: (docs/explain.md). Costs one more model pass per anomalous window
+    explain: bool = False
+    #: channels named per explanation (1 to 10; at most the model's channels)
+    explain_top_k: int = 3
 
 
 @dataclass
@@ -449,6 +455,8 @@ def validate(cfg: Config, problems: list[ConfigError] | None = None) -> None:
         fail(err("scoring.threshold", f"must be calibrated, spot or dspot; got {cfg.scoring.threshold!r}"))
     if not 0 < cfg.scoring.q < 0.02:
         fail(err("scoring.q", f"must be in (0, 0.02) (SPOT's peaks are the top 2%); got {cfg.scoring.q}"))
+    if not 1 <= cfg.scoring.explain_top_k <= 10:
+        fail(err("scoring.explain_top_k", f"must be between 1 and 10, got {cfg.scoring.explain_top_k}"))
     if not 1 <= cfg.run.workers <= 64:
         fail(err("run.workers", f"must be between 1 and 64, got {cfg.run.workers}"))
     if cfg.http.port > 65535:

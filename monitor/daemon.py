@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from monitor.config import Config
+from monitor.explain import make_explainer
 from monitor.modelstore import Bundle, ModelWatcher
 from monitor.score_records import ScoreRecordEncoder, ms_strings, number_strings, series_json
 from monitor.score_records import ms as _ms
@@ -269,6 +270,7 @@ class Daemon:
         self.bundle = bundle
         self.thresholds = Thresholds(bundle, sc.threshold, sc.q, sc.dspot_depth)
         self.adwin = ADWIN(delta=sc.drift_delta) if sc.drift else None
+        self._explainer = make_explainer(bundle, sc, reload)  # scoring.explain (None when off)
         if sc.child_process:  # a slow model: start its scoring process now, not at the first full batch
             X = np.zeros((8, bundle.length, bundle.channels), dtype=np.float32)
             try:
@@ -1037,6 +1039,8 @@ class Daemon:
             values.extend(enc.batch_records(series_json(sids), number_strings(ends_i), ms_strings(starts),
                                             ms_strings(ends), [number_strings(scores[c]) for c in comps], flags_i,
                                             in_part))
+            if self._explainer is not None:  # scoring.explain: the anomalous windows' top channels and span
+                self._explainer.annotate(take, flags, sids, ends_i, values)
             anom = int(flags.sum())
             n_anom += anom
             series_ids.extend(sids)
@@ -1134,6 +1138,8 @@ class Daemon:
                "max_score": round(float(st[4]), 6), "model": b.name, "version": b.version}
         if event == "end":  # "recovered": close_after normal windows; "stale": the series went quiet
             rec["reason"] = reason or "recovered"
+        elif self._explainer is not None:  # the opening window's explanation (scoring.explain)
+            rec.update(self._explainer.for_alert(series, end_us))
         self._alerts_out.append((series.encode(), json.dumps(rec, separators=(",", ":")).encode()))
         self.metrics.alert(b.name, event if reason != "stale" else "stale")
         self.stats["alerts"] += event == "start"

@@ -605,6 +605,9 @@ def train_bundle(detector: str, split: Split, opts: TrainOptions, out: str | Pat
                                          "series": len(split.spans), "train_windows": len(Xtr)}}
     if norm is not None:
         extra["series_norm"] = norm.to_json()
+    cols = (source or {}).get("columns") or []
+    if len(cols) == C:  # channel names, for explanations (monitor/explain.py)
+        extra["channel_names"] = [str(c) for c in cols]
     save_bundle(det, out, window_length=T, stride=opts.stride, channels=C, calibration=Xcal, fpr=opts.fpr,
                 name=opts.name, version=opts.version, normalize="none",
                 alert_components=[opts.alert_component] if opts.alert_component else None, extra=extra)

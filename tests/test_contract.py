@@ -11,19 +11,24 @@ import numpy as np
 import pytest
 
 from models import Detector, NotFittedError, Scores, available_detectors, load_detector
-from models.base import IncompatibleModelError, InputError
+from models.base import DetectorError, IncompatibleModelError, InputError
 
 DETECTORS = available_detectors()
+
+
+#: windows of the contract data: steps and channels (5, so that a spike in channel 3 of 5 can be explained)
+T_STEPS, N_CHANNELS = 24, 5
 
 
 def _data(cls: type[Detector], n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if cls.input_kind == "window":
-        t = np.linspace(0, 4 * np.pi, 24, dtype=np.float32)
+        t = np.linspace(0, 4 * np.pi, T_STEPS, dtype=np.float32)
         phase = rng.uniform(0, 2 * np.pi, size=(n, 1))
-        base = np.sin(t[None, :] + phase)
-        return np.stack([base, np.cos(t[None, :] + phase)], axis=-1).astype(np.float32) + 0.05 * rng.normal(
-            size=(n, 24, 2)
+        chans = [np.sin(t[None, :] + phase), np.cos(t[None, :] + phase), np.sin(2 * t[None, :] + phase),
+                 np.cos(0.5 * t[None, :] + phase), np.sin(t[None, :] + phase + 1.0)]
+        return np.stack(chans, axis=-1).astype(np.float32) + 0.05 * rng.normal(
+            size=(n, T_STEPS, N_CHANNELS)
         ).astype(np.float32)
     X = rng.normal(size=(n, 5))
     X[:, 1] = X[:, 0] * 0.5 + 0.1 * X[:, 1]
@@ -120,6 +125,43 @@ def test_bad_input_is_rejected(fitted):
     wrong_width = X[..., :-1]
     with pytest.raises(InputError):
         det.score(np.nan_to_num(wrong_width))
+
+
+SPIKE_CHANNEL = 2  # channel 3 of 5
+SPIKE_STEPS = slice(10, 13)
+
+
+def test_explain_ranks_a_spiked_channel_first_and_spans_the_spike(fitted):
+    """A spike in channel 3 of 5 (feature 3 of 5 for tabular detectors) ranks that channel first, and the
+    span of a window covers the spiked steps (and not half the window)."""
+    cls, det, _ = fitted
+    X = _data(cls, 6, 7)
+    if not cls.can_explain:
+        with pytest.raises(DetectorError, match="cannot explain"):
+            det.explain(X)
+        return
+    spiked = X.copy()
+    if cls.input_kind == "window":
+        spiked[:, SPIKE_STEPS, SPIKE_CHANNEL] += 6.0
+    else:
+        spiked[:, SPIKE_CHANNEL] += 8.0
+    e = det.explain(spiked, top_k=3)
+    n_ch = N_CHANNELS if cls.input_kind == "window" else X.shape[1]
+    assert e.shares.shape == (6, n_ch) and e.top.shape == (6, 3) and e.span.shape == (6, 2)
+    assert (e.shares >= 0).all()
+    np.testing.assert_allclose(e.shares.sum(axis=1), 1.0, rtol=1e-9)
+    assert e.top[:, 0].tolist() == [SPIKE_CHANNEL] * 6, f"{cls.name}: shares {e.shares.round(3).tolist()}"
+    if cls.input_kind == "window":
+        start, stop = e.span[:, 0], e.span[:, 1]
+        assert (start <= SPIKE_STEPS.start).all() and (stop >= SPIKE_STEPS.stop).all(), f"{cls.name}: {e.span.tolist()}"
+        assert (stop - start <= T_STEPS // 2).all(), f"{cls.name}: spans {e.span.tolist()} are not localised"
+    else:
+        assert e.span.tolist() == [[0, 1]] * 6
+    # a normal window's explanation is well formed too, and windows are explained independently of their batch
+    plain = det.explain(X, top_k=10)
+    assert plain.top.shape == (6, n_ch)
+    np.testing.assert_allclose(plain.shares.sum(axis=1), 1.0, rtol=1e-9)
+    np.testing.assert_allclose(det.explain(spiked[:2]).shares, e.shares[:2], rtol=1e-4, atol=1e-6)
 
 
 def test_pickle_bearing_model_is_rejected_without_executing(tmp_path):

@@ -201,7 +201,8 @@ def run_data(args: argparse.Namespace) -> int:
     opts = train_options(args, args.window)
     series, counts = read_series(args.data, read_options(args))
     split = split_series(series, opts.window, opts.stride, opts.calibration_fraction)
-    info = train_bundle(args.detector, split, opts, args.out, source={"path": str(args.data), "read": counts})
+    info = train_bundle(args.detector, split, opts, args.out, source={"path": str(args.data), "read": counts,
+                                                                     "columns": series[0].columns if series else []})
     print(summary(info, args.out))
     return 0
 
