@@ -35,11 +35,15 @@ from .mitdb import (
     BeatSet,
     MitdbRecord,
     beats_from_record,
+    beat_window,
     load_mitdb_beats,
     load_mitdb_record,
     load_wfdb_dir,
     load_wfdb_record,
 )
+from .resample import rational_ratio, resample_record
+from .wfdb_folder import load_folder_record, record_names, record_problems
+from .wfdb_header import WfdbHeader, header_fs, read_header
 from .mnist import SafeArrayUnpickler, UnsafePickleError, load_mnist, load_mnist_file, safe_load_arrays
 from .series import (
     ArrayPair,
@@ -104,6 +108,26 @@ def dataset_status(name: str, root: str | Path | None = None, *, checksums: bool
     return out
 
 
+def wfdb_record_status(directory: str | Path, annotator: str | None = "atr") -> list[dict]:
+    """Per record of a WFDB folder (:func:`record_names`): {"record", "loads", "fs", "problems"};
+    ``loads`` when its header (with a rate), signal files and ``annotator`` annotations are there.
+    An absent folder has no records."""
+    d = Path(directory)
+    if not d.is_dir():
+        return []
+    out = []
+    for name in record_names(d):
+        problems = record_problems(d, name, annotator)
+        fs = None
+        if (d / f"{name}.hea").is_file():
+            try:
+                fs = read_header(d / f"{name}.hea").fs
+            except (DatasetError, FileNotFoundError):
+                pass
+        out.append({"record": name, "loads": not problems, "fs": fs, "problems": problems})
+    return out
+
+
 def clear_caches() -> None:
     """Drop the in-process caches of parsed KDD Cup and MNIST arrays (checksums stay cached)."""
     from . import mnist, tabular
@@ -118,7 +142,9 @@ __all__ = [
     "KNOWN_SHA256", "expected_sha256", "sha256_file", "verify_file",
     "UCRDataset", "load_ucr", "load_ucr_tsv", "load_ecg5000",
     "MitdbRecord", "BeatSet", "BEAT_SYMBOLS", "MITDB_RECORDS", "load_mitdb_record", "load_mitdb_beats",
-    "load_wfdb_record", "load_wfdb_dir", "beats_from_record",
+    "load_wfdb_record", "load_wfdb_dir", "beats_from_record", "beat_window", "resample_record", "rational_ratio",
+    "record_names", "load_folder_record", "record_problems", "WfdbHeader", "read_header", "header_fs",
+    "wfdb_record_status",
     "load_mnist", "load_mnist_file", "SafeArrayUnpickler", "safe_load_arrays",
     "load_odds", "load_odds_file", "load_kddcup", "load_kddcup_raw", "kddcup_dagmm_features", "KDD_COLUMNS",
     "GraphData", "load_graph", "load_graph_npz", "load_wikics", "symmetrize",
