@@ -197,3 +197,20 @@ def test_data_list_on_a_given_folder(data_dir, rec106, tmp_path, capsys):
     empty.mkdir()
     rows, _ = _data_list(main, capsys, empty)
     assert rows["mitdb"]["present"] == "no" and rows["mitdb"]["checksum"] == "missing"
+
+
+def test_docs_table_matches_its_results_file():
+    """docs/ecg.md's table is docs/results/ecg_rates.json (monitor.experiments.ecg_rates), rounded."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    res = json.loads((repo / "docs/results/ecg_rates.json").read_text())["records"]
+    cols = ["360 Hz (the record as is)", "128 Hz resampled to 360 Hz", "128 Hz not resampled (before)",
+            "250 Hz resampled to 360 Hz", "250 Hz not resampled (before)"]
+    rows = re.findall(r"^\| (\d+), (\w+)[^|]*\|(.*)\|$", (repo / "docs/ecg.md").read_text(), re.M)
+    assert len(rows) == 4
+    for record, det, cells in rows:
+        got = [tuple(float(v) for v in c.split("/")) for c in cells.split("|")]
+        want = [(round(res[record][det][c]["roc_auc"], 4), round(res[record][det][c]["f1"], 3)) for c in cols]
+        assert got == want, (record, det)
