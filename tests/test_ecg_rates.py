@@ -153,6 +153,9 @@ def test_cli_wfdb_train_and_evaluate(wfdb_dir, data_dir, tmp_path, capsys):
     assert m2["warnings"] == [] and m2["sampling"]["fs"] == 250
     assert json.loads((tmp_path / "r2" / "models" / "seed-0" / "train.json").read_text())["fs"] == 250
     capsys.readouterr()
+    assert main(["evaluate", str(model), str(tmp_path / "r2" / "models" / "seed-0"), "--wfdb", str(wfdb_dir),
+                 "--record", "r128", "--out", str(tmp_path / "x")]) == 2
+    assert "trained at different rates (250, 360 Hz)" in capsys.readouterr().err
     assert main(["evaluate", "--train", "knn", "--wfdb", str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "WFDB folder not found" in err and "none" in err

@@ -88,9 +88,19 @@ def _model_protocol(path: Path) -> dict[str, Any]:
     return json.loads(f.read_text()) if f.is_file() else {}
 
 
+def _models_rate(models: list[Path]) -> float | None:
+    """The rate (Hz) the models' beat windows were cut at (``train.json`` ``fs``); None when none says."""
+    rates = sorted({float(i["fs"]) for i in map(_model_protocol, models) if i.get("fs")})
+    if len(rates) > 1:
+        raise UserError(f"the models were trained at different rates ({', '.join(f'{r:g}' for r in rates)} Hz); "
+                        "evaluate them apart, or give --fs HZ")
+    return rates[0] if rates else None
+
+
 def run(args: argparse.Namespace) -> int:
     from monitor.commands.train import load_data, model_params, train_one
-    from monitor.protocols.ecg import BARS, best_component, declared_component, evaluate_detector
+    from monitor.protocols.ecg import (BARS, best_component, dataset_protocol, declared_component, evaluate_detector,
+                                       is_record_protocol)
 
     out = Path(args.out)
     models = [Path(m) for m in args.models]
@@ -100,14 +110,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give either model directories or --train, not both")
     protocol, dataset, limit = args.protocol, args.dataset, args.limit
     wfdb = getattr(args, "wfdb", None)
-    # ECG records are cut at the models' rate (train.json "fs"), unless --fs says otherwise
-    fs = getattr(args, "fs", None)
-    rates = sorted({float(i["fs"]) for i in map(_model_protocol, models) if i.get("fs")})
-    if fs is None and len(rates) > 1:
-        raise UserError(f"the models were trained at different rates ({', '.join(f'{r:g}' for r in rates)} Hz); "
-                        "evaluate them apart, or give --fs HZ")
-    if fs is None and rates:
-        fs = rates[0]
     if not protocol and not dataset and not (wfdb and (getattr(args, "record", None) or not models)):
         if not models:
             raise UserError("--train needs --protocol, --dataset or --wfdb DIR")
@@ -117,9 +119,12 @@ def run(args: argparse.Namespace) -> int:
         protocol, limit = info["protocol"], limit if limit is not None else info.get("limit")
         if wfdb is None and info.get("wfdb"):
             wfdb = info["wfdb"]
-        if wfdb is not None and not protocol.startswith(("mitdb", "wfdb-")):
+        if wfdb is not None and not is_record_protocol(protocol):
             raise UserError(f"--wfdb: {models[0]} was trained on {protocol}, not on ECG records; give --record NAME "
                             "or --dataset mitdb-NNN")
+    fs = getattr(args, "fs", None)
+    if fs is None and (wfdb or is_record_protocol(protocol or dataset_protocol(dataset or ""))):
+        fs = _models_rate(models)  # ECG records are cut at the models' rate
     data = load_data(args, protocol, dataset, limit, fs=fs, wfdb=wfdb)
     log.info("protocol %s: %s", data.protocol, data.sizes())
 

@@ -334,6 +334,15 @@ def dataset_protocol(dataset: str) -> str:
     return d if d.endswith(("-semi", "-unsup")) else f"{d}-semi"
 
 
+def is_record_protocol(name: str | None) -> bool:
+    """Whether protocol ``name`` cuts beat windows from an ECG record (and so has a rate).
+
+    >>> is_record_protocol("mitdb106-semi"), is_record_protocol("wfdb-I01-semi"), is_record_protocol("ecg200-semi")
+    (True, True, False)
+    """
+    return bool(name) and name.startswith(("mitdb", "wfdb-")) and name.endswith("-semi")
+
+
 def _wfdb_record(wfdb: str | Path, record: str | None, name: str | None) -> tuple[str, bool]:
     """(record, mitdb rules?) of a ``--wfdb DIR`` protocol: ``--record``, else the record of a
     ``mitdbNNN-semi``/``wfdb-NNN-semi`` protocol name, else the folder's only record."""
@@ -365,7 +374,7 @@ def load_protocol(protocol: str | None = None, dataset: str | None = None, data_
     """
     if wfdb is not None:
         name = protocol or (dataset_protocol(dataset) if dataset else None)
-        if name and not (name.startswith(("mitdb", "wfdb-")) and name.endswith("-semi")):
+        if name and not is_record_protocol(name):
             raise UserError(f"--wfdb reads ECG records: it works with beat protocols (mitdb-NNN, wfdb-NAME), not {name!r}")
         rec, mitdb = _wfdb_record(wfdb, record, name)
         return mitdb_semi(rec, data_dir, limit, fs=fs, wfdb=wfdb, annotator=annotator, mitdb=mitdb)
