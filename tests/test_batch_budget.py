@@ -1,25 +1,12 @@
 """compare --time-budget: epochs and max_train scaled to each cell's share, the choices reported (issue 24)."""
 import json
 
-import numpy as np
 import pytest
 
 from models import get_detector
 from monitor.batch import run_job
 from monitor.batch.budget import TimeBudget, parse_duration
 from monitor.errors import ConfigError
-
-
-@pytest.fixture
-def rows(tmp_path):
-    rng = np.random.default_rng(1)
-    X = rng.normal(size=(200, 5))
-    y = np.zeros(200, dtype=int)
-    X[:20] += 3.0
-    y[:20] = 1
-    p = tmp_path / "rows.npz"
-    np.savez(p, X=X, y=y)
-    return str(p)
 
 
 @pytest.mark.parametrize("bad", ["10x", "", "m", "-5", "0", "1h30", "5 m s"])

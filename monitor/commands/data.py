@@ -52,32 +52,16 @@ RECORD_DATASETS = {"mitdb": "mitdb"}
 
 def _record_files(rec: str, folder: str, root, checksums: bool) -> list[dict]:
     """The status rows of one record's files (header, signal files, annotations)."""
-    from streams.datasets import expected_sha256, read_header, sha256_file
+    from streams.datasets import DatasetError, file_status, read_header
 
     base = root / folder
     names = [f"{rec}.hea"]
     try:
         names += [f for f in read_header(base / f"{rec}.hea").signal_files if f not in names]
-    except Exception:  # a broken header is reported in the record's problems
+    except (DatasetError, FileNotFoundError):  # a broken header is reported in the record's problems
         pass
     names.append(f"{rec}.atr")
-    out = []
-    for n in names:
-        rel, path = f"{folder}/{n}", base / n
-        st = {"file": rel, "path": str(path), "present": path.is_file(), "checksum": "missing"}
-        if st["present"]:
-            exp = expected_sha256(rel, root)
-            if not checksums:
-                st["checksum"] = "skipped"
-            elif exp is None:
-                st["checksum"] = "unlisted"
-            else:
-                actual = sha256_file(path)
-                st["checksum"] = "ok" if actual == exp else "mismatch"
-                if actual != exp:
-                    st["expected"], st["actual"] = exp, actual
-        out.append(st)
-    return out
+    return [file_status(f"{folder}/{n}", root, checksums=checksums) for n in names]
 
 
 def _records_row(name: str, root, checksums: bool) -> dict:

@@ -87,25 +87,27 @@ DATASETS: dict[str, DatasetInfo] = {
 def dataset_status(name: str, root: str | Path | None = None, *, checksums: bool = True) -> list[dict]:
     """Per file of dataset ``name``: {"file", "path", "present", "checksum"} where checksum is
     ``"ok"``, ``"mismatch"``, ``"unlisted"``, ``"missing"`` or ``"skipped"``."""
-    info = DATASETS[name]
     base = data_dir(root)
-    out = []
-    for rel in info.files:
-        p = base / rel
-        st = {"file": rel, "path": str(p), "present": p.is_file(), "checksum": "missing"}
-        if st["present"]:
-            exp = expected_sha256(rel, base)
-            if not checksums:
-                st["checksum"] = "skipped"
-            elif exp is None:
-                st["checksum"] = "unlisted"
-            else:
-                actual = sha256_file(p)
-                st["checksum"] = "ok" if actual == exp else "mismatch"
-                if actual != exp:
-                    st["expected"], st["actual"] = exp, actual
-        out.append(st)
-    return out
+    return [file_status(rel, base, checksums=checksums) for rel in DATASETS[name].files]
+
+
+def file_status(rel: str, root: str | Path, *, checksums: bool = True) -> dict:
+    """{"file", "path", "present", "checksum"} of ``rel`` in the data directory ``root`` (see
+    :func:`dataset_status`); ``expected`` and ``actual`` digests on a mismatch."""
+    p = Path(root) / rel
+    st = {"file": rel, "path": str(p), "present": p.is_file(), "checksum": "missing"}
+    if st["present"]:
+        exp = expected_sha256(rel, root)
+        if not checksums:
+            st["checksum"] = "skipped"
+        elif exp is None:
+            st["checksum"] = "unlisted"
+        else:
+            actual = sha256_file(p)
+            st["checksum"] = "ok" if actual == exp else "mismatch"
+            if actual != exp:
+                st["expected"], st["actual"] = exp, actual
+    return st
 
 
 def wfdb_record_status(directory: str | Path, annotator: str | None = "atr") -> list[dict]:
@@ -137,7 +139,7 @@ def clear_caches() -> None:
 
 
 __all__ = [
-    "ENV_VAR", "DATASETS", "DatasetInfo", "data_dir", "require", "dataset_status", "clear_caches",
+    "ENV_VAR", "DATASETS", "DatasetInfo", "data_dir", "require", "dataset_status", "file_status", "clear_caches",
     "DatasetError", "DatasetMissingError", "ChecksumError", "DatasetFormatError", "UnsafePickleError",
     "KNOWN_SHA256", "expected_sha256", "sha256_file", "verify_file",
     "UCRDataset", "load_ucr", "load_ucr_tsv", "load_ecg5000",
