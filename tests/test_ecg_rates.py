@@ -152,6 +152,12 @@ def test_cli_wfdb_train_and_evaluate(wfdb_dir, data_dir, tmp_path, capsys):
     m2 = json.loads((tmp_path / "r2" / "metrics.json").read_text())
     assert m2["warnings"] == [] and m2["sampling"]["fs"] == 250
     assert json.loads((tmp_path / "r2" / "models" / "seed-0" / "train.json").read_text())["fs"] == 250
+    # a model trained on a WFDB folder's record is evaluated on it again from its train.json alone
+    assert main(["evaluate", str(tmp_path / "r2" / "models" / "seed-0"), "--limit", "60", "--out",
+                 str(tmp_path / "r3"), "--no-html"]) == 0
+    m3 = json.loads((tmp_path / "r3" / "metrics.json").read_text())
+    assert m3["protocol"] == "wfdb-r250-semi" and m3["sampling"]["fs"] == 250 and m3["warnings"] == []
+    assert m3["headline"]["roc_auc"] == m2["headline"]["roc_auc"]
     capsys.readouterr()
     assert main(["evaluate", str(model), str(tmp_path / "r2" / "models" / "seed-0"), "--wfdb", str(wfdb_dir),
                  "--record", "r128", "--out", str(tmp_path / "x")]) == 2
@@ -217,3 +223,16 @@ def test_docs_table_matches_its_results_file():
         got = [tuple(float(v) for v in c.split("/")) for c in cells.split("|")]
         want = [(round(res[record][det][c]["roc_auc"], 4), round(res[record][det][c]["f1"], 3)) for c in cols]
         assert got == want, (record, det)
+
+
+def test_a_record_without_normal_or_anomalous_beats(tmp_path):
+    import wfdb
+
+    sig = np.random.default_rng(0).normal(size=(3600, 1))
+    for name, sym in (("allv", "V"), ("alln", "N")):
+        wfdb.wrsamp(name, fs=360, units=["mV"], sig_name=["II"], p_signal=sig, fmt=["16"], write_dir=str(tmp_path))
+        wfdb.wrann(name, "atr", np.arange(200, 3400, 300), [sym] * 11, write_dir=str(tmp_path))
+    with pytest.raises(UserError, match=r"allv.*no normal \('N'\) beats to train on"):
+        load_protocol(wfdb=tmp_path, record="allv")
+    d = load_protocol(wfdb=tmp_path, record="alln")
+    assert d.sizes()["test_anomalous"] == 0 and "no anomalous beats" in d.info["warnings"][0]

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if models and args.train:
         raise UserError("give either model directories or --train, not both")
     protocol, dataset, limit = args.protocol, args.dataset, args.limit
-    wfdb = getattr(args, "wfdb", None)
+    wfdb, record = getattr(args, "wfdb", None), None
     if not protocol and not dataset and not (wfdb and (getattr(args, "record", None) or not models)):
         if not models:
             raise UserError("--train needs --protocol, --dataset or --wfdb DIR")
@@ -118,14 +118,14 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{models[0]}: no train.json saying its protocol; give --protocol or --dataset")
         protocol, limit = info["protocol"], limit if limit is not None else info.get("limit")
         if wfdb is None and info.get("wfdb"):
-            wfdb = info["wfdb"]
+            wfdb, record = info["wfdb"], info.get("record")  # the model's own record, by its real name
         if wfdb is not None and not is_record_protocol(protocol):
             raise UserError(f"--wfdb: {models[0]} was trained on {protocol}, not on ECG records; give --record NAME "
                             "or --dataset mitdb-NNN")
     fs = getattr(args, "fs", None)
     if fs is None and (wfdb or is_record_protocol(protocol or dataset_protocol(dataset or ""))):
         fs = _models_rate(models)  # ECG records are cut at the models' rate
-    data = load_data(args, protocol, dataset, limit, fs=fs, wfdb=wfdb)
+    data = load_data(args, protocol, dataset, limit, fs=fs, wfdb=wfdb, record=record)
     log.info("protocol %s: %s", data.protocol, data.sizes())
 
     dets: list[Any] = []

@@ -95,12 +95,12 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_data(args: argparse.Namespace, protocol: str | None = None, dataset: str | None = None,
-              limit: int | None = None, fs: float | None = None, wfdb: str | None = None):
+              limit: int | None = None, fs: float | None = None, wfdb: str | None = None, record: str | None = None):
     """The protocol data of the data arguments (``--protocol``/``--dataset``/``--wfdb`` ...)."""
     from monitor.protocols.ecg import load_protocol
 
     return load_protocol(protocol, dataset, args.data_dir, limit, wfdb=wfdb or getattr(args, "wfdb", None),
-                         record=getattr(args, "record", None), fs=fs if fs is not None else getattr(args, "fs", None),
+                         record=record or getattr(args, "record", None), fs=fs if fs is not None else getattr(args, "fs", None),
                          annotator=getattr(args, "annotator", None) or "atr")
 
 

@@ -295,8 +295,12 @@ def mitdb_semi(record: str = "106", data_dir: str | Path | None = None, limit: i
     X = np.asarray(bs.X, dtype=np.float64)[:, ::decimate]
     classes = np.asarray(bs.symbols).astype(str)
     anomalous = classes != "N"
-    if not anomalous.any() or anomalous.all():
-        log.warning("%s: %d normal and %d anomalous beats", source, int((~anomalous).sum()), int(anomalous.sum()))
+    if anomalous.all():
+        raise UserError(f"{source}: no normal ('N') beats to train on; its beats: {bs.counts()}")
+    if not anomalous.any():
+        msg = f"{source}: no anomalous beats, only 'N': the test split holds normal beats only (no ROC AUC, no F1)"
+        log.warning(msg)
+        warnings.append(msg)
     what = "beats N vs V" if keep else "beats N vs every other beat"
     rate = f"{target:g} Hz" + (f", resampled from {resampled['from_hz']:g} Hz" if resampled else "")
     name = f"mitdb{record}" if mitdb else "wfdb-" + record.replace("/", "_")
