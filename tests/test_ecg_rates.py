@@ -236,3 +236,17 @@ def test_a_record_without_normal_or_anomalous_beats(tmp_path):
         load_protocol(wfdb=tmp_path, record="allv")
     d = load_protocol(wfdb=tmp_path, record="alln")
     assert d.sizes()["test_anomalous"] == 0 and "no anomalous beats" in d.info["warnings"][0]
+
+
+def test_train_data_wfdb_records_of_one_rate(wfdb_dir, tmp_path):
+    """``--data DIR`` (series windows in readings): records at different rates are refused, one rate is recorded."""
+    from monitor.training import TrainingDataError, read_series
+
+    with pytest.raises(TrainingDataError, match=r"different sampling rates \(r128 128 Hz, r250 250 Hz\)"):
+        read_series(wfdb_dir)
+    one = tmp_path / "one"
+    one.mkdir()
+    for ext in ("hea", "dat"):
+        shutil.copy(wfdb_dir / f"r128.{ext}", one)
+    series, counts = read_series(one)
+    assert counts["sample_rate_hz"] == 128 and len(series) == 1
