@@ -63,6 +63,8 @@ def write_evaluate_report(out: Path, metrics: dict[str, Any], det: Any, data: An
                ("test windows", test_n, ", ".join(f"{k} {v}" for k, v in sizes.items()) if isinstance(sizes, dict)
                 else str(sizes))])
     rep.text(f"Threshold: {metrics['threshold_rule']}.", "note")
+    for w in metrics.get("warnings") or []:
+        rep.text(f"Warning: {w}", "bad")
     rep.link("metrics.json", "metrics.json", "Every figure on this page is in ", ", written by the same run.")
 
     rep.heading("Metrics" + (f" (mean ± std over {n_models} models)" if n_models > 1 else " (one model)"), id="metrics")

@@ -151,6 +151,8 @@ def write_protocol_train_report(out: str | Path, info: dict[str, Any], data: Any
              (f"{on} FPR", round(float(np.mean(np.asarray(s_thr[comp]) > thr)), 4), "share above the threshold"),
              ("fit", f"{info['fit_seconds']:.1f} s", f"{info['epochs_run']} epochs" if info.get("epochs_run") else
               "wall time of fit")])
+    for w in info.get("warnings") or []:
+        r.text(f"Warning: {w}", "bad")
     r.link("train.json", "train.json", "The numbers behind this page are in ",
            " (anomon.json describes the bundle the daemon loads).")
     r.heading("Thresholds", id="thresholds")

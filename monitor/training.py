@@ -273,6 +273,18 @@ def _wfdb_series(p: Path) -> list[SeriesData]:
     return [SeriesData(rec.record, src, (rows - 1) / rec.fs, a, None, rows, list(rec.channels))]
 
 
+def _check_wfdb_rates(series: list[SeriesData], counts: dict[str, Any]) -> None:
+    """WFDB records must share one sampling rate (a window counts readings); it goes in ``counts``."""
+    rates = {s.name: round(1.0 / float(s.ts[1] - s.ts[0]), 6) for s in series
+             if s.source.endswith(".hea") and len(s) > 1}
+    if len(set(rates.values())) > 1:
+        listed = ", ".join(f"{n} {r:g} Hz" for n, r in sorted(rates.items()))
+        raise TrainingDataError(f"WFDB records at different sampling rates ({listed}): a window of --window readings "
+                                "would span different times; train on records of one rate")
+    if rates:
+        counts["sample_rate_hz"] = next(iter(rates.values()))
+
+
 def _read_one(p: Path, opt: ReadOptions) -> list[SeriesData]:
     s = _suffix(p)
     if s in TABLE_SUFFIXES:
@@ -350,6 +362,7 @@ def read_series(path: str | Path, opt: ReadOptions | None = None) -> tuple[list[
     if dup:
         raise TrainingDataError(f"{p}: series {dup[0]!r} appears in more than one file; series ids must be unique "
                                 "(rename the files or use --series-col)")
+    _check_wfdb_rates(out, counts)
     first = out[0]
     for s in out[1:]:
         if s.values.shape[1] != first.values.shape[1]:

@@ -6,6 +6,7 @@ pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.prometheus",
     "tests.fixtures.daemon",
+    "tests.fixtures.batch",
 ]
 
 import os  # noqa: E402

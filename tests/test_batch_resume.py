@@ -1,25 +1,12 @@
 """compare: checkpoints after every seed, --resume, detectors picked by the data's kind, --threads."""
 import json
 
-import numpy as np
 import pytest
 
 from monitor.batch import run_job
 from monitor.errors import UserError
 
 DETS = ["knn", "lof", "robust-zscore"]
-
-
-@pytest.fixture
-def rows(tmp_path):
-    rng = np.random.default_rng(1)
-    X = rng.normal(size=(200, 5))
-    y = np.zeros(200, dtype=int)
-    X[:20] += 3.0
-    y[:20] = 1
-    p = tmp_path / "rows.npz"
-    np.savez(p, X=X, y=y)
-    return str(p)
 
 
 def _stop_after(n):

@@ -17,7 +17,8 @@ reason).
 (``"complete": false`` until the end); ``anomon batch compare --resume`` continues a stopped
 run in the same ``--out`` and reuses the seeds it finished. ``threads`` goes to the torch
 detectors and, as ``n_threads``, to those that take it (knn, lof, isolation-forest, ensemble);
-the report notes the ones that ignore it.
+the report notes the ones that ignore it. ``time_budget`` (``--time-budget 10m``) scales epochs and
+``max_train`` to the budget and lists what it chose (:mod:`monitor.batch.budget`).
 """
 from __future__ import annotations
 
@@ -121,15 +122,48 @@ def _external_rows(dirs: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _assemble(per_seed: list[dict[str, Any]], ds: str, params: dict[str, Any]) -> dict[str, Any]:
-    """One cell from its per-seed metrics (as :func:`monitor.protocols.tabular.evaluate_detector`)."""
+def _assemble(per_seed: list[dict[str, Any]], ds: str, params: dict[str, Any],
+              budget: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One cell from its per-seed metrics (as :func:`monitor.protocols.tabular.evaluate_detector`);
+    ``budget``: what the time budget chose for it."""
     from monitor.evaluation import aggregate
     from monitor.protocols import tabular as tp
 
     agg = aggregate([{k: v for k, v in m.items() if k not in ("seed", "tp", "fp", "fn", "tn")} for m in per_seed])
-    return {"protocol": tp.protocol_name(ds), "dataset": ds, "seeds": [int(m["seed"]) for m in per_seed],
-            "component": "first", "aggregate": agg, "per_seed": per_seed,
-            "runtime_s": float(sum(m["fit_s"] + m["score_s"] for m in per_seed)), "params": params}
+    out = {"protocol": tp.protocol_name(ds), "dataset": ds, "seeds": [int(m["seed"]) for m in per_seed],
+           "component": "first", "aggregate": agg, "per_seed": per_seed,
+           "runtime_s": float(sum(m["fit_s"] + m["score_s"] for m in per_seed)), "params": params}
+    if budget is not None:
+        out["budget"] = budget
+    return out
+
+
+def _budget_params(budget, det, ds, cls, params, cfg, variants, seeds, old) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(params, choice) of one cell under the time budget; a resumed cell keeps its earlier choice."""
+    from monitor.protocols import tabular as tp
+
+    if old.get("budget") and old.get("params") is not None:
+        budget.left_runs -= len(seeds)
+        budget.choices.setdefault(det, {})[str(ds)] = old["budget"]
+        return dict(old["params"]), old["budget"]
+    base = variants[det]["detector"] if det in variants else det
+    u = (cfg.get("params") or {}).get(base, {})
+    user = {**u.get("*", {}), **u.get(str(ds), {})}
+    seed = int(seeds[0])
+    accepts_seed = "seed" in cls._param_names()
+
+    def pilot(p: dict[str, Any]) -> tuple[float, int]:
+        X, y = tp.load_protocol_data(ds, seed)
+        tr, te = tp.dagmm_split(y, seed)
+        d = cls(**({**p, "seed": seed} if accepts_seed else p))
+        t0 = time.perf_counter()
+        d.fit(X[tr])
+        d.score(X[te])
+        return time.perf_counter() - t0, int(len(tr))
+
+    params = budget.plan(det, str(ds), cls, params, user, len(seeds), pilot)
+    log.info(budget.note(det, str(ds)))
+    return params, budget.choices[det][str(ds)]
 
 
 def _kind_filter(cfg: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
@@ -185,21 +219,42 @@ def run_compare(out_dir: Path, cfg: dict[str, Any], progress) -> dict[str, Any]:
     t_all = time.perf_counter()
     plan = [(ds, det) for ds in datasets for det in dets if f"{det}:{ds}" not in skip and det not in skip]
 
+    def seeds_for(ds):
+        n_seeds = (cfg.get("seeds_by_dataset") or {}).get(ds)
+        return cfg["seeds"][: int(n_seeds)] if n_seeds else cfg["seeds"]
+
+    budget = None
+    if cfg.get("time_budget"):
+        from monitor.batch.budget import TimeBudget, parse_duration, scalable
+
+        budget = TimeBudget(parse_duration(cfg["time_budget"]), sum(len(seeds_for(ds)) for ds, _ in plan))
+        # what cannot be scaled runs first, so the scaled cells share what it leaves
+        plan.sort(key=lambda c: scalable(registry[c[1]]))
+
     def outputs(final: bool) -> dict[str, Any]:
         done = sum(1 for ds, det in plan if str(ds) in results[det])
         return _outputs(out_dir, cfg, datasets, dets, results, skipped, threaded, t_all,
-                        None if final else f"{done} of {len(plan)} detector × dataset cells")
+                        None if final else f"{done} of {len(plan)} detector × dataset cells",
+                        budget.report() if budget else None)
 
     with torch_threads(threads):
         for ds, det in plan:
-            n_seeds = (cfg.get("seeds_by_dataset") or {}).get(ds)
-            seeds = cfg["seeds"][: int(n_seeds)] if n_seeds else cfg["seeds"]
+            seeds = seeds_for(ds)
             params = _params_for(det, ds, cfg.get("params") or {}, variants)
             cls = registry[det]
             if threads and "n_threads" in cls._param_names():
                 params.setdefault("n_threads", int(threads))
             accepts_seed = "seed" in cls._param_names()
             old = previous.get(det, {}).get(str(ds)) or {}
+            choice = None
+            if budget is not None:
+                try:
+                    params, choice = _budget_params(budget, det, ds, cls, params, cfg, variants, seeds, old)
+                except Exception as exc:  # a failing pilot fails its cell only
+                    log.warning("compare: %s on %s failed in the time-budget pilot: %s", det, ds, exc)
+                    results[det][str(ds)] = {"error": f"{type(exc).__name__}: {exc}", "params": params}
+                    checkpoint(outputs(final=False))
+                    continue
             same = json.dumps(old.get("params"), sort_keys=True, default=str) == json.dumps(params, sort_keys=True, default=str)
             done = {int(m["seed"]): m for m in old.get("per_seed") or []} if same else {}
             per_seed: list[dict[str, Any]] = []
@@ -216,7 +271,7 @@ def run_compare(out_dir: Path, cfg: dict[str, Any], progress) -> dict[str, Any]:
                     results[det][str(ds)] = {"error": f"{type(exc).__name__}: {exc}", "params": params}
                     break
                 per_seed.append(r["per_seed"][0])
-                results[det][str(ds)] = _assemble(per_seed, str(ds), params)
+                results[det][str(ds)] = _assemble(per_seed, str(ds), params, choice)
                 if len(per_seed) < len(seeds):
                     results[det][str(ds)]["incomplete"] = True
                 checkpoint(outputs(final=False))  # after every seed
@@ -224,7 +279,7 @@ def run_compare(out_dir: Path, cfg: dict[str, Any], progress) -> dict[str, Any]:
                 bar.close()
             res = results[det].get(str(ds))
             if per_seed and (res is None or "error" not in res):
-                res = results[det][str(ds)] = _assemble(per_seed, str(ds), params)
+                res = results[det][str(ds)] = _assemble(per_seed, str(ds), params, choice)
             if res and "aggregate" in res:
                 log.info("compare %s %s: F1 %.4f AUC %.4f (%.1f s)", det, ds, res["aggregate"]["f1"]["mean"],
                          res["aggregate"]["roc_auc"]["mean"], res["runtime_s"])
@@ -232,7 +287,8 @@ def run_compare(out_dir: Path, cfg: dict[str, Any], progress) -> dict[str, Any]:
     return outputs(final=True)
 
 
-def _outputs(out_dir, cfg, datasets, dets, results, skipped, threaded, t_all, progress_note) -> dict[str, Any]:
+def _outputs(out_dir, cfg, datasets, dets, results, skipped, threaded, t_all, progress_note,
+             budget: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report (written now) and the metrics dict of the cells done so far."""
     from monitor.protocols import tabular as tp
     from monitor.report import Report
@@ -291,6 +347,11 @@ def _outputs(out_dir, cfg, datasets, dets, results, skipped, threaded, t_all, pr
         rep.text(f"Run in progress or stopped: {progress_note} done; `--resume` continues it.", "bad")
     if thread_note:
         rep.text(thread_note)
+    budget_rows = _budget_rows(budget)
+    budget_note = (f"time budget {budget['seconds']:g} s, {budget['spent_s']:g} s spent: epochs and training "
+                   "samples scaled to the data (table below)") if budget else ""
+    if budget_note:
+        rep.text(budget_note)
     for line in bars:
         rep.text(line, "good" if "NOT" not in line else "bad")
     for metric, title in (("f1", "F1"), ("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC (average precision)"),
@@ -304,6 +365,12 @@ def _outputs(out_dir, cfg, datasets, dets, results, skipped, threaded, t_all, pr
     if errors:
         rep.heading("Errors")
         rep.table(errors)
+    if budget_rows:
+        rep.heading("Time budget: what was chosen")
+        rep.text("Each cell's share is what was left divided over the seed runs still to run; a pilot (one epoch, "
+                 "or a small max_train) timed on the data gives the largest setting that fits, never above the "
+                 "default. The pilots count against the budget.", "note")
+        rep.table(budget_rows)
     if skipped:
         rep.heading("Skipped detectors (they do not read this kind of data)")
         rep.table(skipped)
@@ -318,11 +385,25 @@ def _outputs(out_dir, cfg, datasets, dets, results, skipped, threaded, t_all, pr
     summary = "\n".join(
         [" | ".join(["detector", *[Path(ds).stem for ds in ds_names]])]
         + [" | ".join([r["detector"], *[r[Path(ds).stem] for ds in ds_names]]) for r in tables["f1"]]
-        + bars + [f"skipped {s['detector']}: {s['reason']}" for s in skipped] + ([thread_note] if thread_note else []))
+        + bars + [f"skipped {s['detector']}: {s['reason']}" for s in skipped] + ([thread_note] if thread_note else [])
+        + ([budget_note] + [f"  {r['detector']} on {r['dataset']}: {r['chosen']} ({r['reason']})" for r in budget_rows
+                            if r["chosen"] != "—"] if budget_note else []))
     return {"datasets": ds_names, "detectors": dets, "results": results, "tables": tables, "runtime_table": rt_rows,
             "best": {ds: {"detector": b[0], "f1": b[1]} for ds, b in best.items()}, "bars": bars,
-            "skipped": skipped, "threads_note": thread_note or None,
+            "skipped": skipped, "threads_note": thread_note or None, "time_budget": budget,
             "external": ext, "summary": summary, "total_s": time.perf_counter() - t_all}
+
+
+def _budget_rows(budget: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The report's rows of the time budget's choices."""
+    rows = []
+    for det, by_ds in ((budget or {}).get("choices") or {}).items():
+        for ds, c in by_ds.items():
+            knobs = ", ".join(f"{k} {v[0]} -> {v[1]}" for k, v in c.items() if isinstance(v, list))
+            rows.append({"detector": det, "dataset": Path(str(ds)).stem, "chosen": knobs or "—",
+                         "share per seed (s)": c.get("share_s"), "pilot": f"{c['pilot']}: {c['pilot_s']:.2f} s"
+                         if "pilot" in c else "—", "reason": c.get("reason", "")})
+    return rows
 
 
 register_job(Job(
@@ -331,6 +412,6 @@ register_job(Job(
     run=run_compare,
     defaults={"detectors": "all", "datasets": ["thyroid", "arrhythmia", "kddcup", "kddcup-rev"],
               "seeds_by_dataset": {}, "params": {}, "variants": None, "skip": [], "include_runs": [], "data": None,
-              "save_models": False, "input_kind": "rows"},
+              "save_models": False, "input_kind": "rows", "time_budget": None},
     resumable=True,
 ))

@@ -5,6 +5,7 @@
     anomon batch dagmm --data my.npz --out runs/mine
     anomon batch my-job --config batch.yaml --out runs/my-job
     anomon batch compare --data my.csv --out runs/cmp --resume     # continue a stopped run
+    anomon batch compare --data my.csv --time-budget 10m --out runs/cmp   # epochs and samples fitted to 10 min
 
 Every job writes ``DIR/metrics.json`` and ``DIR/report.html`` (see :mod:`monitor.batch`).
 """
@@ -24,6 +25,9 @@ other compare settings: detectors (all or a list), skip, seeds_by_dataset, varia
 input_kind (rows | images). See docs/batch.md.
 metrics.json and report.html are rewritten after every seed and detector ("complete": false
 until done); --resume continues a stopped run in the same --out with the same settings.
+--time-budget 10m (compare): each detector's epochs (and pretrain_epochs) or max_train are
+scaled to its share of the budget, timed by a pilot fit on the data, never above the default;
+settings you give in params are kept; metrics.json "time_budget" and the report list the choices.
 """
 
 
@@ -46,6 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="threads for this job: torch, and n_threads of the detectors that take it (knn, lof, ...)")
     p.add_argument("--resume", action="store_true",
                    help="continue the stopped run in --out (same job and settings; finished seeds are kept)")
+    p.add_argument("--time-budget", metavar="DURATION",
+                   help="compare: fit epochs and training-sample sizes to a time budget (10m, 1h30m, 90s) and "
+                   "report the choices")
     p.add_argument(
         "--set",
         action="append",
@@ -93,6 +100,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     overrides = _parse_sets(args.set)
     overrides.update({"seeds": args.seeds, "data": args.data, "threads": args.threads})
+    if args.time_budget is not None:
+        from monitor.batch.budget import parse_duration
+
+        parse_duration(args.time_budget)  # a bad duration fails before the job starts
+        overrides["time_budget"] = args.time_budget
     out = args.out or f"runs/{args.job}"
     try:
         metrics = run_job(args.job, out, config_file=args.config, overrides=overrides, resume=args.resume)

@@ -46,8 +46,41 @@ def _summary(files: list[dict]) -> tuple[str, str]:
     return pres, "ok"
 
 
+#: Datasets made of WFDB records (a folder of them, any record names): present when one record loads.
+RECORD_DATASETS = {"mitdb": "mitdb"}
+
+
+def _record_files(rec: str, folder: str, root, checksums: bool) -> list[dict]:
+    """The status rows of one record's files (header, signal files, annotations)."""
+    from streams.datasets import DatasetError, file_status, read_header
+
+    base = root / folder
+    names = [f"{rec}.hea"]
+    try:
+        names += [f for f in read_header(base / f"{rec}.hea").signal_files if f not in names]
+    except (DatasetError, FileNotFoundError):  # a broken header is reported in the record's problems
+        pass
+    names.append(f"{rec}.atr")
+    return [file_status(f"{folder}/{n}", root, checksums=checksums) for n in names]
+
+
+def _records_row(name: str, root, checksums: bool) -> dict:
+    """A record dataset's presence: the records of its folder that load (header with a rate, signal
+    files, annotations), whatever their names; its checksum state over the files of those records."""
+    from streams.datasets import wfdb_record_status
+
+    folder = RECORD_DATASETS[name]
+    recs = wfdb_record_status(root / folder)
+    loads = [r["record"] for r in recs if r["loads"]]
+    files = [f for r in loads for f in _record_files(r, folder, root, checksums)]
+    _, chk = _summary(files) if files else ("no", "missing")
+    return {"present": "yes" if loads else "no", "checksum": chk, "files": files, "records": loads,
+            "records_not_loading": {r["record"]: r["problems"] for r in recs if not r["loads"]},
+            "rates_hz": sorted({r["fs"] for r in recs if r["loads"] and r["fs"]})}
+
+
 def run(args: argparse.Namespace) -> int:
-    from streams.datasets import DATASETS, data_dir
+    from streams.datasets import DATASETS, data_dir, wfdb_record_status
 
     root = data_dir(args.data_dir)
     if args.data_command == "path":
@@ -57,12 +90,19 @@ def run(args: argparse.Namespace) -> int:
         return _verify(args, root)
     rows = []
     for name, info in DATASETS.items():
-        files = _status(name, root, not args.no_checksums)
-        pres, chk = _summary(files)
-        rows.append({"name": name, "path": info.path, "present": pres, "checksum": chk, "source": info.source,
-                     "licence": info.licence, "loader": info.loader.__name__, "files": files})
+        if name in RECORD_DATASETS:
+            row = _records_row(name, root, not args.no_checksums)
+        else:
+            files = _status(name, root, not args.no_checksums)
+            pres, chk = _summary(files)
+            row = {"present": pres, "checksum": chk, "files": files}
+        rows.append({"name": name, "path": info.path, **row, "source": info.source, "licence": info.licence,
+                     "loader": info.loader.__name__})
+    # WFDB records directly in the data directory: not a catalogue dataset, read with --wfdb DIR
+    loose = [r for r in wfdb_record_status(root) if r["loads"]] if root.is_dir() else []
     if args.json:
-        print(json.dumps({"data_dir": str(root), "datasets": rows}, indent=2))
+        print(json.dumps({"data_dir": str(root), "datasets": rows,
+                          "wfdb_records": [{"record": r["record"], "fs": r["fs"]} for r in loose]}, indent=2))
         return 0
     print(f"data directory: {root}{'' if root.is_dir() else '  (does not exist)'}")
     w = max(len(r["name"]) for r in rows)
@@ -70,12 +110,32 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'NAME':{w}s}  {'PATH':{wp}s}  PRESENT  CHECKSUM    LOADER")
     for r in rows:
         print(f"{r['name']:{w}s}  {r['path']:{wp}s}  {r['present']:7s}  {r['checksum']:10s}  {r['loader']}")
+    for r in rows:
+        if "records" in r and (r["records"] or r["records_not_loading"]):
+            rates = ", ".join(f"{f:g}" for f in r["rates_hz"])
+            line = f"\n{r['name']}: {len(r['records'])} record(s) load ({_names(r['records'])}" + (
+                f"; {rates} Hz)" if rates else ")")
+            print(line)
+            for rec, problems in r["records_not_loading"].items():
+                print(f"  {rec} does not load: {problems[0]}")
+    if loose:
+        print(f"\nWFDB records in {root} itself ({_names([r['record'] for r in loose])}): read them with "
+              f"--wfdb {root} --record NAME")
     missing = [r for r in rows if r["present"] != "yes"]
     if missing:
         print("\nmissing datasets and their public sources:")
         for r in missing:
             print(f"  {r['name']}: {r['source']} ({r['licence']})")
     return 0
+
+
+def _names(names: list[str], most: int = 8) -> str:
+    """``a, b, c`` (the first ``most``, then how many in all).
+
+    >>> _names(["1", "2", "3"], most=2)
+    '1, 2, ... (3 in all)'
+    """
+    return ", ".join(names[:most]) + (f", ... ({len(names)} in all)" if len(names) > most else "")
 
 
 def _verify(args: argparse.Namespace, root) -> int:

@@ -5,6 +5,11 @@ Examples::
     anomon evaluate runs/vrae-s0 --protocol ecg5000-semi --out reports/vrae-s0
     anomon evaluate runs/vrae-s0 runs/vrae-s1 runs/vrae-s2 --out reports/vrae     # mean ± std
     anomon evaluate --train vrae --protocol ecg5000-semi --seeds 0 1 2 --out reports/vrae-semi
+    anomon evaluate runs/vrae-mitdb106 --wfdb ~/physionet/incartdb --record I01 --out reports/i01
+
+ECG records (``--dataset mitdb-NNN``, ``--wfdb DIR``): beat windows are cut at the model's rate (its
+``train.json``; 360 Hz for MIT-BIH); a record sampled at another rate is resampled to it first, with a
+warning in the log, in ``metrics.json`` (``warnings``, ``sampling``) and in the report.
 
 With ``--train DETECTOR`` the models are trained first (one per seed; saved under
 ``REPORT/models/seed-N``). Without ``--protocol``/``--dataset`` the protocol recorded in each
@@ -83,9 +88,19 @@ def _model_protocol(path: Path) -> dict[str, Any]:
     return json.loads(f.read_text()) if f.is_file() else {}
 
 
+def _models_rate(models: list[Path]) -> float | None:
+    """The rate (Hz) the models' beat windows were cut at (``train.json`` ``fs``); None when none says."""
+    rates = sorted({float(i["fs"]) for i in map(_model_protocol, models) if i.get("fs")})
+    if len(rates) > 1:
+        raise UserError(f"the models were trained at different rates ({', '.join(f'{r:g}' for r in rates)} Hz); "
+                        "evaluate them apart, or give --fs HZ")
+    return rates[0] if rates else None
+
+
 def run(args: argparse.Namespace) -> int:
-    from monitor.commands.train import model_params, train_one
-    from monitor.protocols.ecg import BARS, best_component, declared_component, evaluate_detector, load_protocol
+    from monitor.commands.train import load_data, model_params, train_one
+    from monitor.protocols.ecg import (BARS, best_component, dataset_protocol, declared_component, evaluate_detector,
+                                       is_record_protocol)
 
     out = Path(args.out)
     models = [Path(m) for m in args.models]
@@ -94,14 +109,23 @@ def run(args: argparse.Namespace) -> int:
     if models and args.train:
         raise UserError("give either model directories or --train, not both")
     protocol, dataset, limit = args.protocol, args.dataset, args.limit
-    if not protocol and not dataset:
+    wfdb, record = getattr(args, "wfdb", None), None
+    if not protocol and not dataset and not (wfdb and (getattr(args, "record", None) or not models)):
         if not models:
-            raise UserError("--train needs --protocol or --dataset")
+            raise UserError("--train needs --protocol, --dataset or --wfdb DIR")
         info = _model_protocol(models[0])
         if not info:
             raise UserError(f"{models[0]}: no train.json saying its protocol; give --protocol or --dataset")
         protocol, limit = info["protocol"], limit if limit is not None else info.get("limit")
-    data = load_protocol(protocol, dataset, args.data_dir, limit)
+        if wfdb is None and info.get("wfdb"):
+            wfdb, record = info["wfdb"], info.get("record")  # the model's own record, by its real name
+        if wfdb is not None and not is_record_protocol(protocol):
+            raise UserError(f"--wfdb: {models[0]} was trained on {protocol}, not on ECG records; give --record NAME "
+                            "or --dataset mitdb-NNN")
+    fs = getattr(args, "fs", None)
+    if fs is None and (wfdb or is_record_protocol(protocol or dataset_protocol(dataset or ""))):
+        fs = _models_rate(models)  # ECG records are cut at the models' rate
+    data = load_data(args, protocol, dataset, limit, fs=fs, wfdb=wfdb, record=record)
     log.info("protocol %s: %s", data.protocol, data.sizes())
 
     dets: list[Any] = []
@@ -159,7 +183,11 @@ def run(args: argparse.Namespace) -> int:
                          "report a maximum over test results",
         "bars": BARS.get(data.protocol),
         "runs": runs,
+        "warnings": list(data.info.get("warnings", [])),
     }
+    if "fs" in data.info:  # ECG records: the rate the windows were cut at, and the record's own
+        metrics["sampling"] = {k: data.info[k] for k in ("fs", "record_fs", "window_s", "window", "decimate", "resampled")
+                               if k in data.info}
     from monitor.report import write_metrics
 
     write_metrics(out, metrics)

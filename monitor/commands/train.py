@@ -7,6 +7,7 @@ Examples::
     anomon train dense-ae --data sensors/ --window 32 --stride 4 --normalize per-series --fpr 0.005 --out model/
     anomon train vrae --protocol ecg5000-semi --seed 0 --out runs/vrae-s0
     anomon train vrae --dataset ecg200 --data-dir ../shared/data --out runs/vrae-ecg200
+    anomon train vrae --wfdb ~/physionet/incartdb --record I01 --out runs/vrae-i01   # any WFDB folder
 
 ``--out`` receives a bundle: ``config.json`` + ``weights.safetensors`` (the detector), ``anomon.json``
 (window, normalisation, calibrated thresholds), ``train.json`` (data, spans, counts, thresholds, metrics
@@ -90,6 +91,26 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                    "ecg200, ecgfivedays, twoleadecg, mitdb-106, mitdb-NNN ...")
     p.add_argument("--data-dir", help="data directory (default: ANOMON_DATA, else ../shared/data)")
     p.add_argument("--limit", type=int, default=None, help="use at most N windows per split (smoke tests)")
+    g = p.add_argument_group("ECG records (beat windows around annotated R peaks)")
+    g.add_argument("--wfdb", metavar="DIR", help="a folder of WFDB records from any database (records named by its "
+                   "RECORDS file or its *.hea headers); pick one with --record NAME, or --dataset mitdb-NNN for "
+                   "MIT-BIH's rules")
+    g.add_argument("--record", metavar="NAME", help="the record of --wfdb DIR (default: the folder's only record)")
+    g.add_argument("--annotator", default="atr", metavar="EXT", help="annotation file extension of the beat "
+                   "annotations (default atr)")
+    g.add_argument("--fs", type=float, metavar="HZ", help="rate the beat windows are cut at; a record sampled at "
+                   "another rate (read from its header) is resampled to it, with a warning (default: the model's "
+                   "rate from its train.json, else 360 Hz)")
+
+
+def load_data(args: argparse.Namespace, protocol: str | None = None, dataset: str | None = None,
+              limit: int | None = None, fs: float | None = None, wfdb: str | None = None, record: str | None = None):
+    """The protocol data of the data arguments (``--protocol``/``--dataset``/``--wfdb`` ...)."""
+    from monitor.protocols.ecg import load_protocol
+
+    return load_protocol(protocol, dataset, args.data_dir, limit, wfdb=wfdb or getattr(args, "wfdb", None),
+                         record=record or getattr(args, "record", None), fs=fs if fs is not None else getattr(args, "fs", None),
+                         annotator=getattr(args, "annotator", None) or "atr")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -151,6 +172,10 @@ def train_one(detector: str, data, seed: int, params: dict[str, Any], out: str |
         "epochs_run": getattr(det, "n_epochs_", None),
         "limit": data.info.get("limit"),
     }
+    # record protocols: the rate and window the model was trained at (what evaluation resamples to)
+    for k in ("fs", "window_s", "decimate", "record", "record_fs", "wfdb", "annotator", "resampled", "warnings"):
+        if k in data.info:
+            info[k] = data.info[k]
     if out is not None:
         out = Path(out)
         det.save(out)
@@ -252,14 +277,18 @@ def run(args: argparse.Namespace) -> int:
         if args.data:
             raise UserError("--data and --from-topic: give one of them")
         return run_topic(args)
+    if args.data and args.wfdb:
+        raise UserError("give --data PATH (series windows) or --wfdb DIR (beat windows of an ECG record), not both")
+    if args.data and args.fs:
+        raise UserError("--fs applies to the beat windows of ECG records (--dataset mitdb-NNN, --wfdb DIR); with "
+                        "--data, --window counts readings")
     if args.data:
         return run_data(args)
-    if not (args.protocol or args.dataset):
-        raise UserError("give the data to train on: --data PATH, --protocol NAME or --dataset NAME")
+    if not (args.protocol or args.dataset or args.wfdb):
+        raise UserError("give the data to train on: --data PATH, --protocol NAME, --dataset NAME or --wfdb DIR")
     from monitor.modelstore import save_bundle
-    from monitor.protocols.ecg import load_protocol
 
-    data = load_protocol(args.protocol, args.dataset, args.data_dir, args.limit)
+    data = load_data(args, args.protocol, args.dataset, args.limit)
     det, info = train_one(args.detector, data, args.seed, model_params(args), args.out)
     T, C = data.X_train.shape[1], data.X_train.shape[2]
     stride = args.stride or T
@@ -267,13 +296,15 @@ def run(args: argparse.Namespace) -> int:
     save_bundle(det, args.out, window_length=T, stride=stride, channels=C, calibration=data.X_threshold,
                 fpr=data.fpr, name=args.name or f"{args.detector}-{data.protocol}", version=args.version,
                 alert_components=[args.alert_component] if args.alert_component else None,
-                extra={"trained": {"protocol": data.protocol, "seed": args.seed}})
+                extra={"trained": {"protocol": data.protocol, "seed": args.seed,
+                                   **({"fs": data.info["fs"]} if "fs" in data.info else {})}})
     try:
         from monitor.train_report import write_protocol_train_report
 
         write_protocol_train_report(args.out, info, data, det)
     except ImportError as exc:  # matplotlib missing: the bundle is complete without the report
         log.warning("report.html not written: %s", exc)
-    print(json.dumps({k: info[k] for k in ("detector", "protocol", "seed", "sizes", "thresholds", "fit_seconds")}, indent=2))
+    print(json.dumps({k: info[k] for k in ("detector", "protocol", "seed", "sizes", "thresholds", "fit_seconds", "fs",
+                                           "warnings") if k in info}, indent=2))
     print(f"bundle written to {args.out}: serve it with `anomon run --model-dir {args.out}`")
     return 0

@@ -15,9 +15,13 @@ and anomon's own semi-supervised splits of other ECG data in the same style.
     the same 60/10/30 split of the normals with ``default_rng(0)``: 79 / 13 / 41 + 67.
 ``mitdb106-semi``
     MIT-BIH record 106, lead 0 (MLII), beats 'N' (normal) and 'V' (anomalous) only, windows of
-    90 samples before to 170 after the annotated R peak (0.72 s at 360 Hz) decimated by 2 to
-    130 steps, raw millivolts. Same split of the normal beats: 904 / 150 / 453 + 520.
+    0.25 s before to 0.472 s after the annotated R peak (90 / 170 samples at 360 Hz) decimated by 2
+    to 130 steps, raw millivolts. Same split of the normal beats: 904 / 150 / 453 + 520.
     (Beats are permuted regardless of time: neighbouring beats land in different splits.)
+``mitdbNNN-semi``, ``wfdb-NAME-semi``
+    Any other record: of ``mitdb/`` in the data directory, or of any WFDB folder (``--wfdb DIR``),
+    'N' against every other beat. Windows are cut at the model's rate (``fs``, default 360 Hz); a
+    record sampled at another rate (its header's) is resampled to it first, with a warning.
 ``<ucr-name>-semi``
     Any other UCR set (``ECGFiveDays``, ``TwoLeadECG``, ...) via ``--dataset NAME``: class
     ``normal_class`` (default 1) normal, every other class anomalous, the same split.
@@ -235,18 +239,82 @@ def ucr_semi(name: str, data_dir: str | Path | None = None, limit: int | None = 
                  {"normal_class": normal_class})
 
 
+#: Beat windows of the record protocols, in seconds before / after the annotated R peak: 90 / 170
+#: samples at MIT-BIH's 360 Hz (0.72 s in all).
+BEAT_WINDOW_S = (90 / 360, 170 / 360)
+#: The rate beat windows are cut at when no model says otherwise (MIT-BIH's); a record at another rate
+#: is resampled to it first (``streams.datasets.resample_record``), its annotations alike.
+BEAT_FS = 360.0
+
+
+def _record_beats(rec, fs: float, window_s, keep):
+    """Beat windows of ``rec`` at ``fs`` Hz: resampled first when its rate differs (a warning)."""
+    ds = _datasets()
+    warnings: list[str] = []
+    resampled = None
+    if abs(float(rec.fs) - float(fs)) > 1e-9 * float(fs):
+        rec, resampled = ds.resample_record(rec, fs)
+        up, down = resampled["up"], resampled["down"]
+        msg = (f"record {rec.record}: sampled at {resampled['from_hz']:g} Hz, the model's rate is {float(fs):g} Hz; "
+               f"resampled to {resampled['effective_hz']:g} Hz (resample_poly up={up} down={down}), "
+               "annotations alike")
+        log.warning(msg)
+        warnings.append(msg)
+    window = ds.beat_window(window_s, fs)
+    try:
+        bs = ds.beats_from_record(rec, window=window, channel=0, keep_symbols=keep)
+    except ValueError as exc:
+        raise UserError(f"record {rec.record}: {exc}") from None
+    return bs, window, warnings, resampled
+
+
 def mitdb_semi(record: str = "106", data_dir: str | Path | None = None, limit: int | None = None,
-               decimate: int = 2, window: tuple[int, int] = (90, 170)) -> ProtocolData:
-    keep = ("N", "V") if record == "106" else None
-    bs = _load(_datasets().load_mitdb_beats, record, window=window, channel=0, data_dir=data_dir, keep_symbols=keep)
+               decimate: int = 2, window_s: tuple[float, float] = BEAT_WINDOW_S, fs: float | None = None,
+               wfdb: str | Path | None = None, annotator: str = "atr", mitdb: bool = True) -> ProtocolData:
+    """A record's semi-supervised protocol: beat windows ``window_s`` seconds around each annotated R
+    peak at ``fs`` Hz (default :data:`BEAT_FS`; a record at another rate is resampled), decimated.
+
+    From ``mitdb/RECORD.*`` of the data directory, or with ``wfdb`` from that WFDB folder (any
+    database). ``mitdb`` (MIT-BIH's rules: record 106 keeps beats N and V only) names the protocol
+    ``mitdbRECORD-semi``; otherwise it is ``wfdb-RECORD-semi``, 'N' against every other beat.
+    """
+    ds = _datasets()
+    target = float(fs) if fs else BEAT_FS
+    if not target > 0:
+        raise UserError(f"--fs: {target:g} Hz must be positive")
+    if wfdb is not None:
+        rec = _load(ds.load_folder_record, wfdb, record, annotator)
+        source = f"WFDB record {Path(wfdb) / record}"
+    else:
+        rec = _load(ds.load_mitdb_record, record, data_dir)
+        source = f"MIT-BIH record {record}"
+    keep = ("N", "V") if mitdb and record == "106" else None
+    bs, window, warnings, resampled = _record_beats(rec, target, window_s, keep)
+    if len(bs.X) == 0:
+        raise UserError(f"{source}: no beat annotations to cut windows around (annotator {annotator!r})")
     X = np.asarray(bs.X, dtype=np.float64)[:, ::decimate]
     classes = np.asarray(bs.symbols).astype(str)
     anomalous = classes != "N"
+    if anomalous.all():
+        raise UserError(f"{source}: no normal ('N') beats to train on; its beats: {bs.counts()}")
+    if not anomalous.any():
+        msg = f"{source}: no anomalous beats, only 'N': the test split holds normal beats only (no ROC AUC, no F1)"
+        log.warning(msg)
+        warnings.append(msg)
     what = "beats N vs V" if keep else "beats N vs every other beat"
-    return _semi(f"mitdb{record}-semi", f"mitdb-{record}", X, classes, anomalous, limit,
-                 f"MIT-BIH record {record}, lead 0, {what}; R-peak windows {window[0]} before/{window[1]} after at "
-                 f"360 Hz, decimated by {decimate}; raw mV; normals split 60/10/30 with default_rng(0); "
-                 "threshold = 95th percentile of validation scores", {"record": record, "decimate": decimate})
+    rate = f"{target:g} Hz" + (f", resampled from {resampled['from_hz']:g} Hz" if resampled else "")
+    name = f"mitdb{record}" if mitdb else "wfdb-" + record.replace("/", "_")
+    info = {"record": record, "decimate": decimate, "fs": target, "record_fs": float(resampled["from_hz"] if resampled
+            else rec.fs), "window_s": [float(v) for v in window_s], "window": list(window), "warnings": warnings}
+    if resampled:
+        info["resampled"] = resampled
+    if wfdb is not None:
+        info["wfdb"] = str(Path(wfdb).expanduser().resolve())
+        info["annotator"] = annotator
+    return _semi(f"{name}-semi", f"mitdb-{record}" if mitdb else f"wfdb-{record}", X, classes, anomalous, limit,
+                 f"{source}, lead 0, {what}; R-peak windows {window_s[0]:.4g} s before / {window_s[1]:.4g} s after "
+                 f"({window[0]}/{window[1]} samples at {rate}), decimated by {decimate}; raw mV; normals split "
+                 "60/10/30 with default_rng(0); threshold = 95th percentile of validation scores", info)
 
 
 _NAMED = {
@@ -270,16 +338,63 @@ def dataset_protocol(dataset: str) -> str:
     return d if d.endswith(("-semi", "-unsup")) else f"{d}-semi"
 
 
+def is_record_protocol(name: str | None) -> bool:
+    """Whether protocol ``name`` cuts beat windows from an ECG record (and so has a rate).
+
+    >>> is_record_protocol("mitdb106-semi"), is_record_protocol("wfdb-I01-semi"), is_record_protocol("ecg200-semi")
+    (True, True, False)
+    """
+    return bool(name) and name.startswith(("mitdb", "wfdb-")) and name.endswith("-semi")
+
+
+def _wfdb_record(wfdb: str | Path, record: str | None, name: str | None) -> tuple[str, bool]:
+    """(record, mitdb rules?) of a ``--wfdb DIR`` protocol: ``--record``, else the record of a
+    ``mitdbNNN-semi``/``wfdb-NNN-semi`` protocol name, else the folder's only record."""
+    if record:
+        return record, bool(name and name.startswith("mitdb"))
+    if name and name.startswith("mitdb") and name.endswith("-semi") and name[5:-5]:
+        return name[5:-5], True
+    if name and name.startswith("wfdb-") and name.endswith("-semi"):
+        return name[5:-5], False
+    d = Path(wfdb).expanduser()
+    if not d.is_dir():
+        raise UserError(f"--wfdb: WFDB folder not found: {d}")
+    names = _datasets().record_names(d)
+    if len(names) == 1:
+        return names[0], False
+    if not names:
+        raise UserError(f"--wfdb: {d} holds no WFDB records (no RECORDS file, no *.hea)")
+    more = f", ... ({len(names)} in all)" if len(names) > 8 else ""
+    raise UserError(f"--wfdb: {d} holds several records ({', '.join(names[:8])}{more}); pick one with --record NAME")
+
+
 def load_protocol(protocol: str | None = None, dataset: str | None = None, data_dir: str | Path | None = None,
-                  limit: int | None = None) -> ProtocolData:
-    """Load a named protocol, or the semi-supervised protocol of a dataset."""
+                  limit: int | None = None, *, wfdb: str | Path | None = None, record: str | None = None,
+                  fs: float | None = None, annotator: str = "atr") -> ProtocolData:
+    """Load a named protocol, or the semi-supervised protocol of a dataset.
+
+    ``wfdb`` (a WFDB folder) with ``record`` reads a beat protocol from any database; ``fs`` is the
+    rate beat windows are cut at (records at another rate are resampled; default :data:`BEAT_FS`).
+    """
+    if wfdb is not None:
+        name = protocol or (dataset_protocol(dataset) if dataset else None)
+        if name and not is_record_protocol(name):
+            raise UserError(f"--wfdb reads ECG records: it works with beat protocols (mitdb-NNN, wfdb-NAME), not {name!r}")
+        rec, mitdb = _wfdb_record(wfdb, record, name)
+        return mitdb_semi(rec, data_dir, limit, fs=fs, wfdb=wfdb, annotator=annotator, mitdb=mitdb)
+    if record and protocol is None and dataset is None:
+        dataset = f"mitdb-{record}"
     if protocol is None and dataset is None:
         raise UserError("give --protocol NAME or --dataset NAME")
     name = protocol or dataset_protocol(dataset or "")
+    if fs is not None and not name.startswith("mitdb"):
+        raise UserError(f"--fs applies to ECG record protocols (mitdb-NNN, --wfdb DIR), not {name!r}")
+    if name.startswith("mitdb") and name.endswith("-semi") and name[5:-5]:
+        return mitdb_semi(name[5:-5], data_dir, limit, fs=fs)
+    if name.startswith("wfdb-") and name.endswith("-semi"):
+        raise UserError(f"protocol {name} reads a record of a WFDB folder: give --wfdb DIR")
     if name in _NAMED:
         return _NAMED[name](data_dir=data_dir, limit=limit)
-    if name.startswith("mitdb") and name.endswith("-semi"):
-        return mitdb_semi(name[5:-5], data_dir, limit)
     if name.endswith("-semi") and dataset is not None:
         return ucr_semi(name[:-5], data_dir, limit)
     raise UserError(f"unknown protocol {name!r}; known: {', '.join(protocol_names())} "

@@ -35,11 +35,15 @@ from .mitdb import (
     BeatSet,
     MitdbRecord,
     beats_from_record,
+    beat_window,
     load_mitdb_beats,
     load_mitdb_record,
     load_wfdb_dir,
     load_wfdb_record,
 )
+from .resample import rational_ratio, resample_record
+from .wfdb_folder import load_folder_record, record_names, record_problems
+from .wfdb_header import WfdbHeader, header_fs, read_header
 from .mnist import SafeArrayUnpickler, UnsafePickleError, load_mnist, load_mnist_file, safe_load_arrays
 from .series import (
     ArrayPair,
@@ -83,24 +87,46 @@ DATASETS: dict[str, DatasetInfo] = {
 def dataset_status(name: str, root: str | Path | None = None, *, checksums: bool = True) -> list[dict]:
     """Per file of dataset ``name``: {"file", "path", "present", "checksum"} where checksum is
     ``"ok"``, ``"mismatch"``, ``"unlisted"``, ``"missing"`` or ``"skipped"``."""
-    info = DATASETS[name]
     base = data_dir(root)
+    return [file_status(rel, base, checksums=checksums) for rel in DATASETS[name].files]
+
+
+def file_status(rel: str, root: str | Path, *, checksums: bool = True) -> dict:
+    """{"file", "path", "present", "checksum"} of ``rel`` in the data directory ``root`` (see
+    :func:`dataset_status`); ``expected`` and ``actual`` digests on a mismatch."""
+    p = Path(root) / rel
+    st = {"file": rel, "path": str(p), "present": p.is_file(), "checksum": "missing"}
+    if st["present"]:
+        exp = expected_sha256(rel, root)
+        if not checksums:
+            st["checksum"] = "skipped"
+        elif exp is None:
+            st["checksum"] = "unlisted"
+        else:
+            actual = sha256_file(p)
+            st["checksum"] = "ok" if actual == exp else "mismatch"
+            if actual != exp:
+                st["expected"], st["actual"] = exp, actual
+    return st
+
+
+def wfdb_record_status(directory: str | Path, annotator: str | None = "atr") -> list[dict]:
+    """Per record of a WFDB folder (:func:`record_names`): {"record", "loads", "fs", "problems"};
+    ``loads`` when its header (with a rate), signal files and ``annotator`` annotations are there.
+    An absent folder has no records."""
+    d = Path(directory)
+    if not d.is_dir():
+        return []
     out = []
-    for rel in info.files:
-        p = base / rel
-        st = {"file": rel, "path": str(p), "present": p.is_file(), "checksum": "missing"}
-        if st["present"]:
-            exp = expected_sha256(rel, base)
-            if not checksums:
-                st["checksum"] = "skipped"
-            elif exp is None:
-                st["checksum"] = "unlisted"
-            else:
-                actual = sha256_file(p)
-                st["checksum"] = "ok" if actual == exp else "mismatch"
-                if actual != exp:
-                    st["expected"], st["actual"] = exp, actual
-        out.append(st)
+    for name in record_names(d):
+        problems = record_problems(d, name, annotator)
+        fs = None
+        if (d / f"{name}.hea").is_file():
+            try:
+                fs = read_header(d / f"{name}.hea").fs
+            except (DatasetError, FileNotFoundError):
+                pass
+        out.append({"record": name, "loads": not problems, "fs": fs, "problems": problems})
     return out
 
 
@@ -113,12 +139,14 @@ def clear_caches() -> None:
 
 
 __all__ = [
-    "ENV_VAR", "DATASETS", "DatasetInfo", "data_dir", "require", "dataset_status", "clear_caches",
+    "ENV_VAR", "DATASETS", "DatasetInfo", "data_dir", "require", "dataset_status", "file_status", "clear_caches",
     "DatasetError", "DatasetMissingError", "ChecksumError", "DatasetFormatError", "UnsafePickleError",
     "KNOWN_SHA256", "expected_sha256", "sha256_file", "verify_file",
     "UCRDataset", "load_ucr", "load_ucr_tsv", "load_ecg5000",
     "MitdbRecord", "BeatSet", "BEAT_SYMBOLS", "MITDB_RECORDS", "load_mitdb_record", "load_mitdb_beats",
-    "load_wfdb_record", "load_wfdb_dir", "beats_from_record",
+    "load_wfdb_record", "load_wfdb_dir", "beats_from_record", "beat_window", "resample_record", "rational_ratio",
+    "record_names", "load_folder_record", "record_problems", "WfdbHeader", "read_header", "header_fs",
+    "wfdb_record_status",
     "load_mnist", "load_mnist_file", "SafeArrayUnpickler", "safe_load_arrays",
     "load_odds", "load_odds_file", "load_kddcup", "load_kddcup_raw", "kddcup_dagmm_features", "KDD_COLUMNS",
     "GraphData", "load_graph", "load_graph_npz", "load_wikics", "symmetrize",

@@ -9,6 +9,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ._core import DatasetFormatError, require
+from .wfdb_header import header_fs
 
 __all__ = [
     "MitdbRecord",
@@ -20,6 +21,7 @@ __all__ = [
     "load_wfdb_record",
     "load_wfdb_dir",
     "beats_from_record",
+    "beat_window",
 ]
 
 #: Records shipped in the shared data directory.
@@ -110,7 +112,8 @@ def _window(window: int | Sequence[int]) -> tuple[int, int]:
 
 def load_wfdb_record(path: str | Path, annotation: str | None = "atr", *, record_name: str | None = None) -> MitdbRecord:
     """Read any WFDB record: ``path`` is the record path without extension (``dir/100``).
-    Annotations are read from ``path.<annotation>`` when that file exists."""
+    Annotations are read from ``path.<annotation>`` when that file exists. A header that gives no
+    sampling rate is an error (WFDB readers would assume 250 Hz)."""
     import wfdb
 
     p = Path(path)
@@ -119,6 +122,7 @@ def load_wfdb_record(path: str | Path, annotation: str | None = "atr", *, record
     hea = p.with_name(p.name + ".hea")
     if not hea.is_file():
         raise FileNotFoundError(f"WFDB header not found: {hea}")
+    fs = header_fs(hea)
     try:
         rec = wfdb.rdrecord(str(p))
     except Exception as exc:  # wfdb raises many types on malformed input
@@ -139,7 +143,7 @@ def load_wfdb_record(path: str | Path, annotation: str | None = "atr", *, record
     return MitdbRecord(
         record=record_name or p.name,
         signal=np.asarray(rec.p_signal, dtype=np.float64),
-        fs=float(rec.fs),
+        fs=float(fs),
         channels=list(rec.sig_name or []),
         units=list(rec.units or []),
         ann_samples=samples,
@@ -154,6 +158,23 @@ def load_mitdb_record(record: str | int, data_dir: str | Path | None = None, *, 
     rec = str(record)
     paths = [require(f"mitdb/{rec}.{ext}", data_dir, verify=verify, dataset="mitdb") for ext in ("hea", "dat", "atr")]
     return load_wfdb_record(paths[0].with_suffix(""), "atr", record_name=rec)
+
+
+def beat_window(window_s: Sequence[float], fs: float) -> tuple[int, int]:
+    """(samples before, samples after) the R peak of a window given in seconds, at ``fs`` Hz.
+
+    >>> beat_window((0.25, 170 / 360), 360)
+    (90, 170)
+    >>> beat_window((0.25, 170 / 360), 128)
+    (32, 60)
+    """
+    try:
+        before_s, after_s = (float(v) for v in window_s)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"beat window must be (seconds before, seconds after), got {window_s!r}") from exc
+    if not fs > 0:
+        raise ValueError(f"sampling rate must be positive, got {fs!r}")
+    return _window((int(round(before_s * fs)), int(round(after_s * fs))))
 
 
 def beats_from_record(
