@@ -296,7 +296,7 @@ def fit_scorer(detector: str, params: dict[str, Any], windows: np.ndarray, compo
     from models import get_detector
     from models.base import DetectorError
 
-    cls = get_detector(detector)
+    cls = detector if isinstance(detector, type) else get_detector(detector)
     try:
         det = cls(**params)
     except TypeError as exc:
@@ -390,7 +390,9 @@ def series_metrics(labels: np.ndarray, scores: np.ndarray, flags: np.ndarray, vu
     rp = sm.range_precision_recall(labels, flags)
     out.update(range_precision=rp["precision"], range_recall=rp["recall"], range_f1=rp["f1"])
     pw = sm.pointwise_prf(labels, flags)
-    out.update(point_precision=pw["precision"], point_recall=pw["recall"], point_f1=pw["f1"])
+    out.update(point_precision=pw["precision"], point_recall=pw["recall"], point_f1=pw["f1"],
+               point_tp=int(np.count_nonzero(flags & (labels > 0))), point_fp=int(np.count_nonzero(flags & (labels == 0))),
+               point_fn=int(np.count_nonzero(~flags & (labels > 0))))
     out["roc_auc"] = sm.roc_auc(labels, scores)
     out["vus_pr"] = sm.vus_pr(labels, scores, max_buffer=vus_buffer, n_thresholds=250) if labels.any() else float("nan")
     out["ucr_top1"] = sm.ucr_top1(labels, scores)
@@ -424,14 +426,14 @@ def _seeded(detector: str, params: dict[str, Any], seed: int | None) -> dict[str
 
     p = dict(params)
     if seed is not None:
-        names = get_detector(detector)._param_names()
+        names = (detector if isinstance(detector, type) else get_detector(detector))._param_names()
         for k in ("seed", "random_state"):
             if k in names and k not in p:
                 p[k] = seed
     return p
 
 
-def evaluate_stream(data: str | Path, detector: str, *, params: dict[str, Any] | None = None, window: int = 32,
+def evaluate_stream(data: str | Path | None, detector: Any, *, params: dict[str, Any] | None = None, window: int = 32,
                     stride: int = 1, train_frac: float | None = None, train_rows: int | None = None,
                     train_glob: str | None = None, label_col: str | None = None, component: str | None = None,
                     fpr: float = 0.01, calib_frac: float = 0.2, likelihood: bool = False,
@@ -439,8 +441,9 @@ def evaluate_stream(data: str | Path, detector: str, *, params: dict[str, Any] |
                     train_stride: int | None = None, seed: int | None = 0, chunk: int = 64,
                     series: list[LabelledSeries] | None = None, train_series: list[LabelledSeries] | None = None,
                     nab_windows: Any = None) -> dict[str, Any]:
-    """Run ``detector`` online over every labelled series of ``data``; returns the metrics dict
-    (``series``, ``mean``, ``nab_corpus``, ``config``). See the module docstring for the protocol.
+    """Run ``detector`` (a registered name, or a :class:`models.base.Detector` subclass) online over
+    every labelled series of ``data``; returns the metrics dict (``series``, ``mean``, ``nab_corpus``,
+    ``config``). See the module docstring for the protocol.
 
     ``series`` / ``train_series`` give loaded series instead of ``data``; ``nab_windows``, a function
     ``(LabelledSeries, test_start) -> windows`` (inclusive index pairs of the test span), replaces NAB's
@@ -530,7 +533,7 @@ def evaluate_stream(data: str | Path, detector: str, *, params: dict[str, Any] |
                  m["range_f1"], m["point_f1"], m["alerts"])
     mean = {k: _nanmean([per[s][k] for s in per]) for k in HEADLINE}
     corpus = {prof: sm.nab_corpus([per[s]["nab_detail"][prof] for s in per]) for prof in sm.NAB_PROFILES}
-    cfg = {"detector": detector, "params": params, "window": T, "stride": S, "train_stride": St,
+    cfg = {"detector": getattr(detector, "name", detector), "params": params, "window": T, "stride": S, "train_stride": St,
            "train_frac": train_frac, "train_rows": train_rows, "train_glob": train_glob, "fpr": fpr,
            "calib_frac": calib_frac, "likelihood": likelihood, "likelihood_params": likelihood_params or {},
            "likelihood_threshold": likelihood_threshold if likelihood else None, "seed": seed, "chunk": chunk,
