@@ -219,16 +219,16 @@ def _nab_labels_file(root: Path) -> Path | None:
     return None
 
 
-def load_folder(data: str | Path, *, label_col: str | None = None, train_glob: str | None = None
-                ) -> tuple[list[LabelledSeries], list[LabelledSeries]]:
+def load_folder(data: str | Path, *, label_col: str | None = None, train_glob: str | None = None,
+                exclude: str | None = None) -> tuple[list[LabelledSeries], list[LabelledSeries]]:
     """The labelled series under ``data`` and the training-only series ``train_glob`` matches.
 
     Recognised: CSV/TSV files with a header and a 0/1 label column (any of :data:`LABEL_COLUMNS`,
     or ``label_col``; ``,``, ``;`` or tab separated; ``.gz`` too), UCR anomaly archive files
     (``NNN_UCR_Anomaly_NAME_TRAIN_BEGIN_END.txt[.gz]``), NAB-style CSVs (``timestamp,value``) with a
     labels JSON (``combined_windows.json``-style) in the folder, and an SMD-style folder
-    (``train/``, ``test/``, ``test_label/``). Files are searched recursively; README/LICENSE files
-    and other extensions are skipped.
+    (``train/``, ``test/``, ``test_label/``). Files are searched recursively; README/LICENSE files,
+    other extensions and paths (relative to ``data``) matching ``exclude`` are skipped.
     """
     root = Path(data)
     if not root.is_dir():
@@ -241,6 +241,8 @@ def load_folder(data: str | Path, *, label_col: str | None = None, train_glob: s
     for p in sorted(q for q in root.rglob("*") if q.is_file()):
         rel = p.relative_to(root).as_posix()
         if not _suffix(p) or p.name.upper().startswith(("README", "LICENSE", "SHA256")):
+            continue
+        if exclude and fnmatch.fnmatch(rel, exclude):
             continue
         if train_glob and fnmatch.fnmatch(rel, train_glob):
             train.append(_read_csv(p, label_col, need_labels=False))
@@ -265,7 +267,10 @@ def load_folder(data: str | Path, *, label_col: str | None = None, train_glob: s
         raise UserError(f"--data {root}: no labelled series found (CSV with a label column, UCR anomaly archive "
                         ".txt, NAB CSV + labels JSON, or train/ test/ test_label/)")
     for s in [*series, *train]:
-        s.meta["rel"] = Path(s.source).relative_to(root).as_posix() if s.source.startswith(str(root)) else s.source
+        rel = Path(s.source).relative_to(root).as_posix()
+        s.meta["rel"] = rel
+        if "/" in rel:  # files in subfolders are named by their path (SKAB: valve1/0, other/0)
+            s.name = rel.rsplit("/", 1)[0] + "/" + s.name
     return series, train
 
 
@@ -438,7 +443,7 @@ def evaluate_stream(data: str | Path | None, detector: Any, *, params: dict[str,
                     train_glob: str | None = None, label_col: str | None = None, component: str | None = None,
                     fpr: float = 0.01, calib_frac: float = 0.2, likelihood: bool = False,
                     likelihood_params: dict[str, Any] | None = None, likelihood_threshold: float = 0.5,
-                    train_stride: int | None = None, seed: int | None = 0, chunk: int = 64,
+                    train_stride: int | None = None, seed: int | None = 0, chunk: int = 64, exclude: str | None = None,
                     series: list[LabelledSeries] | None = None, train_series: list[LabelledSeries] | None = None,
                     nab_windows: Any = None) -> dict[str, Any]:
     """Run ``detector`` (a registered name, or a :class:`models.base.Detector` subclass) online over
@@ -459,7 +464,7 @@ def evaluate_stream(data: str | Path | None, detector: Any, *, params: dict[str,
     if not 0.0 < fpr < 1.0:
         raise UserError(f"--fpr must be in (0, 1), got {fpr}")
     if series is None:
-        series, train_series = load_folder(data, label_col=label_col, train_glob=train_glob)
+        series, train_series = load_folder(data, label_col=label_col, train_glob=train_glob, exclude=exclude)
     train_series = train_series or []
     params = _seeded(detector, params or {}, seed)
     T, S, St = window, stride, train_stride or stride
@@ -479,6 +484,10 @@ def evaluate_stream(data: str | Path | None, detector: Any, *, params: dict[str,
 
     per: dict[str, dict[str, Any]] = {}
     plots: dict[str, dict[str, Any]] = {}
+    names = [s.name for s in series]
+    if len(set(names)) != len(names):
+        dup = sorted({x for x in names if names.count(x) > 1})
+        raise UserError(f"several series are named {dup[0]!r}: give each series a distinct name")
     for s in series:
         n = len(s)
         if n < T:

@@ -79,8 +79,11 @@ def test_semicolon_csv_train_glob_and_train_rows(tmp_path, capsys):
     pd.DataFrame({"datetime": t, "value": 5.0 * np.sin(t / 15.0) + rng.normal(0, 0.1, 600),
                   "other": np.cos(t / 15.0)}).to_csv(free / "free.csv", index=False, sep=";")
     series, train = es.load_folder(data, train_glob="anomaly-free/*")
-    assert [s.name for s in series] == ["s0", "s1"] and [s.name for s in train] == ["free"]
+    assert [s.name for s in series] == ["s0", "s1"] and [s.name for s in train] == ["anomaly-free/free"]
     assert series[0].values.shape[1] == 2  # value + other; the label and the time are not values
+    with pytest.raises(es.UserError, match="free.csv: no label column"):
+        es.load_folder(data)
+    assert [s.name for s in es.load_folder(data, exclude="anomaly-free/*")[0]] == ["s0", "s1"]
     res = es.evaluate_stream(data, "robust-zscore", window=16, train_glob="anomaly-free/*", train_rows=100)
     s1 = res["series"]["s1"]
     assert s1["shared_model"] is True and s1["train_rows"] == 100 and s1["test_start"] == 100
@@ -146,3 +149,10 @@ def test_clear_one_line_errors(tmp_path, capsys, case, message):
     assert rc == 2
     assert err.startswith("anomon: error:") and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_same_file_names_in_subfolders_stay_apart(tmp_path):
+    _write_csvs(tmp_path / "d" / "valve1", n_series=1)
+    _write_csvs(tmp_path / "d" / "valve2", n_series=1, seed=5)
+    res = es.evaluate_stream(tmp_path / "d", "robust-zscore", window=16, train_frac=0.4)
+    assert sorted(res["series"]) == ["valve1/s0", "valve2/s0"] and res["n_series"] == 2

@@ -49,6 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--train-frac", type=float, help="the first fraction F of each series is its training span")
     g.add_argument("--train-rows", type=int, help="the first N rows of each series are its training span")
     g.add_argument("--train-file-glob", help="files (relative to --data) that train one model for every series")
+    p.add_argument("--exclude", metavar="GLOB", help="skip the files matching GLOB (relative to --data)")
     p.add_argument("--label-col", help="label column of CSV files (default: label, anomaly, ...)")
     p.add_argument("--fpr", type=float, default=0.01, help="false-positive rate on held-out training windows "
                    "that sets the threshold (default 0.01)")
@@ -72,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         train_frac=args.train_frac, train_rows=args.train_rows, train_glob=args.train_file_glob,
         label_col=args.label_col, component=args.component, fpr=args.fpr, calib_frac=args.calib_frac,
         likelihood=args.likelihood, likelihood_params=_json_arg(args.likelihood_params, "--likelihood-params"),
-        likelihood_threshold=args.likelihood_threshold, train_stride=args.train_stride, seed=args.seed)
+        likelihood_threshold=args.likelihood_threshold, train_stride=args.train_stride, seed=args.seed,
+        exclude=args.exclude)
     paths = write_outputs(res, args.out, html=not args.no_html)
     m, c = res["mean"], res["nab_corpus"]
 
