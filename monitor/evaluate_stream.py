@@ -451,8 +451,9 @@ def evaluate_stream(data: str | Path | None, detector: Any, *, params: dict[str,
     ``config``). See the module docstring for the protocol.
 
     ``series`` / ``train_series`` give loaded series instead of ``data``; ``nab_windows``, a function
-    ``(LabelledSeries, test_start) -> windows`` (inclusive index pairs of the test span), replaces NAB's
-    default windows (the SKAB changepoint protocol uses it).
+    ``(LabelledSeries, test_start) -> windows`` (inclusive index pairs of the test span), adds NAB
+    scores on those windows beside the default ones: ``nab_custom_<profile>`` and ``nab_custom_detail``
+    per series, ``nab_custom_corpus`` overall (the SKAB changepoint protocol uses it).
     """
     from models.anomaly_likelihood import AnomalyLikelihood
     from models.normalize import robust_location_scale
@@ -531,8 +532,14 @@ def evaluate_stream(data: str | Path | None, detector: Any, *, params: dict[str,
         unscored = start - tr_end
         y, sc_t = s.labels[start:], pts[start:]
         flags = sc_t >= thr
-        nw = nab_windows(s, start) if nab_windows is not None else None
-        m = series_metrics(y, sc_t, flags, vus_buffer=T, nab_windows=nw)
+        m = series_metrics(y, sc_t, flags, vus_buffer=T)
+        if nab_windows is not None:
+            det_t = sm.alert_starts(flags)
+            m["nab_custom_detail"] = {}
+            for prof in sm.NAB_PROFILES:
+                r = sm.nab_score(y, det_t, prof, windows=nab_windows(s, start), probation_frac=0.0)
+                m[f"nab_custom_{prof}"] = r["score"]
+                m["nab_custom_detail"][prof] = {k: r[k] for k in ("raw", "null", "perfect", "tp", "fp", "fn", "windows")}
         m.update(train_rows=tr_end, test_start=start, unscored_points=unscored, windows_scored=int(len(ends)),
                  threshold=thr, train_anomalous_points=int(s.labels[:tr_end].sum()), source=s.meta.get("rel", s.source),
                  **info)
@@ -542,6 +549,8 @@ def evaluate_stream(data: str | Path | None, detector: Any, *, params: dict[str,
                  m["range_f1"], m["point_f1"], m["alerts"])
     mean = {k: _nanmean([per[s][k] for s in per]) for k in HEADLINE}
     corpus = {prof: sm.nab_corpus([per[s]["nab_detail"][prof] for s in per]) for prof in sm.NAB_PROFILES}
+    custom = ({prof: sm.nab_corpus([per[s]["nab_custom_detail"][prof] for s in per]) for prof in sm.NAB_PROFILES}
+              if nab_windows is not None else None)
     cfg = {"detector": getattr(detector, "name", detector), "params": params, "window": T, "stride": S, "train_stride": St,
            "train_frac": train_frac, "train_rows": train_rows, "train_glob": train_glob, "fpr": fpr,
            "calib_frac": calib_frac, "likelihood": likelihood, "likelihood_params": likelihood_params or {},
@@ -549,6 +558,8 @@ def evaluate_stream(data: str | Path | None, detector: Any, *, params: dict[str,
            "data": str(data) if data is not None else None}
     out = {"format_version": METRICS_VERSION, "kind": "evaluate-stream", "config": cfg, "n_series": len(per),
            "mean": mean, "nab_corpus": corpus, "series": per, "seconds": round(time.perf_counter() - t0, 3)}
+    if custom is not None:
+        out["nab_custom_corpus"] = custom
     out["_plots"] = plots
     return out
 

@@ -49,6 +49,13 @@ def test_peer_runs_through_evaluate_stream_unregistered():
     res = evaluate_stream(None, peers.PCAControlChart, window=4, series=[s])
     assert res["config"]["detector"] == "pca-t2q" and res["series"]["p"]["nab_detail"]["standard"]["tp"] == 1
     assert "pca-t2q" not in available_detectors()
+    cp = np.zeros(n, bool)
+    cp[400] = True
+    s.changepoints = cp
+    res = evaluate_stream(None, peers.PCAControlChart, window=4, series=[s], nab_windows=streams._skab_cp_windows(60))
+    d = res["series"]["p"]["nab_custom_detail"]["standard"]
+    assert d["windows"] == 1 and d["tp"] == 1
+    assert res["nab_custom_corpus"]["standard"] == pytest.approx(100 * (d["raw"] + 1) / 2)  # null -1, perfect 1
 
 
 def test_tables_render_skips_and_both_layouts():
