@@ -19,7 +19,8 @@ detections). Data: ``../shared/data/streams/`` (``--data-dir``).
 Detectors: anomon's ``robust-zscore`` (also through the anomaly likelihood), ``isolation-forest``,
 ``knn``, ``half-space-trees`` (river's HST on anomon's contract), and the peers of
 :mod:`monitor.bench.stream_peers` (PyOD IForest and KNN, a T² + Q PCA control chart, STUMPY
-matrix-profile discords; these need the ``bench`` extra). ``--detectors`` picks a subset.
+matrix-profile discords; these need the ``bench`` extra). ``--detectors`` picks a subset; ``lstm-ae``
+(small: 10 epochs) runs only when named.
 
 Example::
 
@@ -58,10 +59,13 @@ DETECTORS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "peer:pyod-knn": ("PyODKNN", {"k": 5, "max_train": 5000}, {}),
     "peer:pca-t2q": ("PCAControlChart", {}, {}),
     "peer:stumpy-discord": ("StumpyDiscord", {}, {}),
+    # not in the default run (minutes of torch training per dataset): --detectors lstm-ae
+    "lstm-ae": ("lstm-ae", {"hidden_size": 32, "latent_dim": 8, "epochs": 10, "batch_size": 64, "n_threads": 1}, {}),
 }
+DEFAULT_DETECTORS = [k for k in DETECTORS if k != "lstm-ae"]
 #: cells left out, with the reason (said in the results)
 SKIP = {("smd", "peer:stumpy-discord"): "O(n^2) per channel: 38 channels x 24k x 24k points does not fit the time budget"}
-RANDOM = {"isolation-forest", "knn", "half-space-trees", "peer:pyod-iforest", "peer:pyod-knn"}
+RANDOM = {"isolation-forest", "knn", "half-space-trees", "peer:pyod-iforest", "peer:pyod-knn", "lstm-ae"}
 HEAD = ("point_f1", "range_f1", "vus_pr", "roc_auc", "nab_standard", "ucr_top1", "oracle_best_point_f1")
 
 
@@ -70,7 +74,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default="../shared/data/streams", help="the streams/ data folder")
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
-    p.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
+    p.add_argument("--detectors", nargs="+", default=DEFAULT_DETECTORS, choices=list(DETECTORS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the randomised detectors (mean over them)")
     p.add_argument("--fpr", type=float, default=0.01, help="threshold: FPR on held-out training windows")
     p.add_argument("--smd-machines", nargs="+", help="SMD machines (default all: machine-1-2 ... machine-1-8)")
