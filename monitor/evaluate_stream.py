@@ -126,8 +126,20 @@ def _read_csv(p: Path, label_col: str | None, need_labels: bool) -> LabelledSeri
     for c in ("changepoint", "changepoints"):
         if c in cols:
             cp = pd.to_numeric(df[cols[c]], errors="coerce").fillna(0).to_numpy() > 0
-    value_cols = [c for c in df.columns if c != lab and str(c).strip().lower() not in _NON_VALUE
-                  and pd.api.types.is_numeric_dtype(df[c])]
+    value_cols, skipped = [], []
+    for c in df.columns:
+        if c == lab or str(c).strip().lower() in _NON_VALUE:
+            continue
+        if pd.api.types.is_numeric_dtype(df[c]):
+            value_cols.append(c)
+            continue
+        num = pd.to_numeric(df[c], errors="coerce")
+        if num.notna().mean() >= 0.9:  # a numeric column with a few bad fields: say where, never drop it
+            r = int(np.flatnonzero((num.isna() & df[c].notna()).to_numpy())[0])
+            raise UserError(f"{p}: row {r + 2}, column {c!r}: {df[c].iloc[r]!r} is not a number; fix or drop the row")
+        skipped.append(str(c))
+    if skipped:
+        log.warning("%s: text column(s) %s are not values and are not used", p, skipped)
     if not value_cols:
         raise UserError(f"{p}: no numeric value column besides the labels; the file has {list(map(str, df.columns))}")
     vals = df[value_cols].to_numpy(dtype=np.float64)
@@ -145,7 +157,8 @@ def _read_csv(p: Path, label_col: str | None, need_labels: bool) -> LabelledSeri
         y = y.astype(np.int64)
     else:
         y = np.zeros(len(df), np.int64)
-    return LabelledSeries(p.stem, vals, y, None, str(p), cp, {"columns": [str(c) for c in value_cols]})
+    return LabelledSeries(p.stem, vals, y, None, str(p), cp, {"columns": [str(c) for c in value_cols],
+                                                             "skipped_columns": skipped})
 
 
 def _read_ucr(p: Path) -> LabelledSeries:

@@ -125,6 +125,7 @@ def test_smd_layout_and_likelihood(tmp_path):
 
 @pytest.mark.parametrize("case, message", [
     ("missing", "no such folder"),
+    ("badvalue", "row 12, column 'value': 'oops' is not a number"),
     ("nolabels", "no label column"),
     ("short", "shorter than one window"),
     ("nospan", "no training span"),
@@ -136,6 +137,11 @@ def test_clear_one_line_errors(tmp_path, capsys, case, message):
     if case == "nolabels":
         data.mkdir()
         pd.DataFrame({"value": np.arange(100.0)}).to_csv(data / "x.csv", index=False)
+    elif case == "badvalue":
+        data.mkdir()
+        v = [str(float(i)) for i in range(100)]
+        v[10] = "oops"
+        pd.DataFrame({"value": v, "label": 0}).to_csv(data / "x.csv", index=False)
     elif case == "short":
         _write_csvs(data, n_series=1, n=20)
     elif case == "nospan":
