@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "monitor.commands.broker",
     "monitor.commands.train",
     "monitor.commands.evaluate",
+    "monitor.commands.evaluate_stream",
     "monitor.commands.batch",
     "monitor.commands.bench",
     "monitor.commands.deploy",
