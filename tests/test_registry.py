@@ -117,3 +117,68 @@ def test_retrain_promotes_a_candidate_that_validates_and_refuses_one_that_collap
     assert reg.current("pumps") == promoted
     d = reg.describe("pumps")
     assert d["refused"] == 1 and len(d["versions"]) == 3
+
+
+@pytest.mark.broker
+def test_two_routed_models_from_the_registry_swap_one_without_losing_a_window(broker, fresh_topic, tmp_path,
+                                                                             inprocess_daemon):
+    from monitor.config import load_config
+
+    reg = Registry(tmp_path / "reg")
+    for v in ("v1", "v2"):
+        reg.add("pumps", make_bundle(tmp_path / f"p{v}", name="pumps", version=v))
+    reg.add("fans", make_bundle(tmp_path / "f1", length=12, stride=3, name="fans", version="f1"))
+    cfg_file = tmp_path / "anomon.toml"
+    cfg_file.write_text(f"""
+[kafka]
+bootstrap_servers = "{broker.bootstrap}"
+[input]
+topics = ["{fresh_topic}"]
+group_id = "g-{fresh_topic}"
+session_timeout_ms = 6000
+[output]
+scores_topic = "{fresh_topic}.scores"
+alerts_topic = "{fresh_topic}.alerts"
+dlq_topic = "{fresh_topic}.dlq"
+commit_interval_s = 0.5
+[http]
+enabled = false
+[scoring]
+max_wait_ms = 20
+[[models]]
+name = "pumps"
+dir = "{reg.current_path('pumps')}"
+match = {{ series = "pump-*" }}
+watch_interval_s = 0.2
+[[models]]
+name = "fans"
+dir = "{reg.current_path('fans')}"
+default = true
+""")
+    r = inprocess_daemon(load_config(cfg_file, env={}))
+    series = ["pump-1", "fan-1"]
+
+    def total(n: int) -> int:
+        return len(expected_window_ids(["pump-1"], n, 16, 4)) + len(expected_window_ids(["fan-1"], n, 12, 3))
+
+    def produce_and_wait(start: int, stop: int) -> None:
+        produce_readings(broker.bootstrap, fresh_topic, series, stop, start=start)
+        deadline = time.monotonic() + 60
+        while r.daemon.stats["windows"] < total(stop) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert r.daemon.stats["windows"] == total(stop)
+
+    produce_and_wait(0, 100)
+    reg.promote("pumps", "v2")
+    deadline = time.monotonic() + 30
+    while r.daemon.lanes["pumps"].bundle.version != "v2" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    produce_and_wait(100, 200)
+    r.stop()
+    got = [json.loads(v) for _, v, _ in read_topic(broker.bootstrap, f"{fresh_topic}.scores", min_count=total(200))]
+    ids = sorted(g["id"] for g in got)
+    assert ids == sorted(expected_window_ids(["pump-1"], 200, 16, 4) | expected_window_ids(["fan-1"], 200, 12, 3))
+    first = expected_window_ids(["pump-1"], 100, 16, 4)
+    assert {g["version"] for g in got if g["id"] in first} == {"v1"}
+    assert {g["version"] for g in got if g["series"] == "pump-1" and g["id"] not in first} == {"v2"}
+    assert {g["version"] for g in got if g["series"] == "fan-1"} == {"f1"}
