@@ -40,6 +40,9 @@ def test_example_config_parses_with_the_daemon_loader_and_lists_every_setting():
         if sec.name == "sources":
             continue
         assert f"[{sec.name}]" in text, sec.name
+        if sec.name == "models":  # an array of tables, shown commented (monitor/routing.py)
+            assert "# name = " in text and "# match = " in text and "# default = true" in text
+            continue
         for f in dataclasses.fields(getattr(cfg, sec.name)):
             if not re.search(rf"^#? ?{f.name} = ", text, re.M):
                 missing.append(f"{sec.name}.{f.name}")
