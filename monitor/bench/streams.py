@@ -24,7 +24,7 @@ matrix-profile discords; these need the ``bench`` extra). ``--detectors`` picks 
 
 Example::
 
-    anomon bench streams --json docs/results/streams-dev.json --markdown docs/results/streams-dev.md
+    anomon bench streams --json docs/results/streams-dev.json --markdown docs/streams-dev.md
 """
 from __future__ import annotations
 
