@@ -20,10 +20,9 @@ import copy
 import logging
 import threading
 import time
-import typing
 from typing import Any
 
-from monitor.config import Config, _convert, _section_cls
+from monitor.config import Config, _apply_one
 from monitor.errors import ConfigError
 from monitor.routing import LaneFilter, ModelEntry, Router
 
@@ -42,11 +41,8 @@ def lane_config(cfg: Config, entry: ModelEntry, router: Router) -> Config:
     if cfg.input.repartition_topic:
         c.input.repartition_topic = f"{cfg.input.repartition_topic}.{entry.name}"
     where = f"{cfg.sources.get('models', 'config')} (models {entry.name})"
-    for dotted, value in entry.overrides.items():
-        section, key = dotted.split(".")
-        hint = typing.get_type_hints(_section_cls(section))[key]
-        setattr(getattr(c, section), key, _convert(value, hint, f"models ({entry.name}).{key}", where))
-        c.sources[dotted] = where
+    for dotted, value in entry.overrides.items():  # converted and sourced as any setting of the file
+        _apply_one(c, *dotted.split("."), value, where)
     from monitor.config import validate
 
     validate(c)
@@ -131,6 +127,7 @@ class Lanes:
         self.lanes: dict[str, Daemon] = {}
         for e in cfg.models:
             lc = lane_config(cfg, e, self.router)
+            # each lane its own Router: its route cache is used by that lane's thread alone
             lane = LaneFilter(Router(cfg.models), e.name, cfg.input.topics)
             self.lanes[e.name] = Daemon(lc, bootstrap=bootstrap, model=(models or {}).get(e.name),
                                         metrics=LaneMetrics(hub, e.name) if hub is not None else None,

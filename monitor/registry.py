@@ -135,7 +135,7 @@ class Registry:
             self.promote(name, version, reason="first version")
         return version
 
-    def promote(self, name: str, version: str, reason: str = "") -> str | None:
+    def promote(self, name: str, version: str, reason: str = "", *, _action: str = "promote") -> str | None:
         """Point ``current`` at ``version`` (it must load and score); returns the version it replaced."""
         from monitor.modelstore import ModelBundleError, load_bundle
 
@@ -161,7 +161,7 @@ class Registry:
             tmp.unlink()
         os.symlink(version, tmp)
         os.replace(tmp, d / CURRENT)  # atomic: a reader sees the old pointer or the new one
-        self._log(name, version, "promote", reason)
+        self._log(name, version, _action, reason)
         return old
 
     def rollback(self, name: str, reason: str = "") -> tuple[str, str]:
@@ -179,10 +179,7 @@ class Registry:
         if not prev:
             raise RegistryError(f"{name}: no earlier version to roll back to (current {cur})")
         to = prev[-1]
-        self.promote(name, to, reason=reason)
-        h = self._history_doc(name)  # record it as a rollback, not as a promotion of its own
-        h["events"][-1]["action"] = "rollback"
-        self._write_history(name, h)
+        self.promote(name, to, reason=reason, _action="rollback")  # recorded as a rollback, not a promotion
         return cur, to
 
     def note(self, name: str, version: str, action: str, reason: str) -> None:

@@ -261,7 +261,7 @@ class WorkerPool:
             self._stopping = True
         # One worker after another: each leaves the group from a settled state (see streams.kafka.Source.close).
         # Members leaving at the same moment could leave a departed leader recorded in the group on Tansu,
-        # and no later member would get partitions until the broker restarts (tests/test_workers_restart.py).
+        # and no later member would get partitions until the broker restarts (tests/test_group_leave.py).
         deadline = time.monotonic() + timeout_s
         for w in self.workers:
             if w.proc is None:

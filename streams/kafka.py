@@ -749,19 +749,15 @@ class Source:
         try:
             if commit:
                 self.commit()
-        except BaseException:
-            c, self._consumer = self._consumer, None
-            c.close(autocommit=False)
-            raise
-        try:
-            # A member that leaves while its JoinGroup or SyncGroup is in flight wedges the group on Tansu:
-            # later members get no partitions until the broker restarts (tests/test_tansu_quirks.py). So a
-            # join in progress (a poll that timed out mid-rebalance, e.g. the last one before a drain) is
-            # finished first; then LeaveGroup goes out from a stable member.
-            self._rejoin_if_rebalancing()
-            self._settle_group()
-        except Exception as exc:  # noqa: BLE001 - leave anyway
-            log.warning("finishing a pending group join before leaving failed: %s", exc)
+            # A member that leaves while its JoinGroup or SyncGroup is in flight, or while a rebalance another
+            # member's departure started is in progress, can wedge the group on Tansu (docs/kafka.md): a join in
+            # progress is finished first (a poll that timed out mid-rebalance, e.g. the last one before a
+            # drain), then LeaveGroup goes out from a settled member.
+            try:
+                self._rejoin_if_rebalancing()
+                self._settle_group()
+            except Exception as exc:  # noqa: BLE001 - leave anyway
+                log.warning("finishing a pending group join before leaving failed: %s", exc)
         finally:
             c, self._consumer = self._consumer, None
             c.close(autocommit=False)
@@ -801,7 +797,7 @@ class Source:
         """Ask the coordinator (one heartbeat) whether the group is rebalancing; if so, the member rejoins
         (:meth:`_settle_group`) before it leaves. On Tansu a member that leaves while a rebalance another
         member's departure started stays recorded as the group's leader, and no later member gets partitions
-        until the broker restarts (issue 23.6; ``tests/test_workers_restart.py``)."""
+        until the broker restarts (issue 23.6; ``tests/test_group_leave.py``)."""
         coord = getattr(self.consumer, "_coordinator", None)
         if coord is None or not hasattr(coord, "_send_heartbeat_request") or coord.coordinator_unknown():
             return

@@ -10,7 +10,7 @@ import pytest
 
 from monitor.config import load_config
 from monitor.errors import ConfigError
-from tests.fixtures.daemon import T0_MS, _sine, expected_window_ids, make_bundle, read_topic
+from tests.fixtures.daemon import T0_MS, _sine, expected_window_ids, make_bundle, models_config, read_topic
 
 pytestmark = pytest.mark.broker
 
@@ -44,24 +44,7 @@ def test_three_models_over_two_topics_score_every_window_with_the_right_model(br
     create_topics(KafkaSettings(bootstrap_servers=broker.bootstrap), {t1: 2, t2: 2})
     dirs = {name: make_bundle(tmp_path / name, length=L, stride=S, name=name)
             for name, L, S in (("pumps", 16, 4), ("fans", 12, 3), ("valves", 20, 5))}
-    cfg_file = _write(tmp_path / "anomon.toml", f"""
-[kafka]
-bootstrap_servers = "{broker.bootstrap}"
-partitions = 2
-[input]
-topics = ["{t1}", "{t2}"]
-group_id = "g-{fresh_topic}"
-session_timeout_ms = 6000
-[output]
-scores_topic = "{fresh_topic}.scores"
-alerts_topic = "{fresh_topic}.alerts"
-dlq_topic = "{fresh_topic}.dlq"
-commit_interval_s = 0.5
-[http]
-enabled = false
-[scoring]
-max_wait_ms = 20
-
+    cfg = models_config(tmp_path / "anomon.toml", broker.bootstrap, [t1, t2], f"g-{fresh_topic}", fresh_topic, f"""
 [[models]]
 name = "pumps"
 dir = "{dirs['pumps']}"
@@ -76,8 +59,7 @@ match = {{ series_regex = "^fan-[0-9]+$" }}
 name = "valves"
 dir = "{dirs['valves']}"
 match = {{ topic = "{t2}", header = {{ site = "b" }} }}
-""")
-    cfg = load_config(cfg_file, env={})
+""", partitions=2)
     assert [e.name for e in cfg.models] == ["pumps", "fans", "valves"]
     n = 120
     plan = [(t1, "pump-1", []), (t1, "pump-2", []), (t1, "fan-1", []), (t2, "fan-2", []),

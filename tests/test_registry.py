@@ -11,7 +11,7 @@ import pytest
 from monitor.commands.models import run as models_run  # noqa: F401 - the CLI module imports
 from monitor.cli import main
 from monitor.registry import Registry, RegistryError
-from tests.fixtures.daemon import daemon_config, expected_window_ids, make_bundle, produce_readings, read_topic
+from tests.fixtures.daemon import daemon_config, expected_window_ids, make_bundle, models_config, produce_readings, read_topic
 
 
 def test_add_promote_rollback_and_their_errors(tmp_path, capsys):
@@ -122,29 +122,11 @@ def test_retrain_promotes_a_candidate_that_validates_and_refuses_one_that_collap
 @pytest.mark.broker
 def test_two_routed_models_from_the_registry_swap_one_without_losing_a_window(broker, fresh_topic, tmp_path,
                                                                              inprocess_daemon):
-    from monitor.config import load_config
-
     reg = Registry(tmp_path / "reg")
     for v in ("v1", "v2"):
         reg.add("pumps", make_bundle(tmp_path / f"p{v}", name="pumps", version=v))
     reg.add("fans", make_bundle(tmp_path / "f1", length=12, stride=3, name="fans", version="f1"))
-    cfg_file = tmp_path / "anomon.toml"
-    cfg_file.write_text(f"""
-[kafka]
-bootstrap_servers = "{broker.bootstrap}"
-[input]
-topics = ["{fresh_topic}"]
-group_id = "g-{fresh_topic}"
-session_timeout_ms = 6000
-[output]
-scores_topic = "{fresh_topic}.scores"
-alerts_topic = "{fresh_topic}.alerts"
-dlq_topic = "{fresh_topic}.dlq"
-commit_interval_s = 0.5
-[http]
-enabled = false
-[scoring]
-max_wait_ms = 20
+    cfg = models_config(tmp_path / "anomon.toml", broker.bootstrap, [fresh_topic], f"g-{fresh_topic}", fresh_topic, f"""
 [[models]]
 name = "pumps"
 dir = "{reg.current_path('pumps')}"
@@ -155,7 +137,7 @@ name = "fans"
 dir = "{reg.current_path('fans')}"
 default = true
 """)
-    r = inprocess_daemon(load_config(cfg_file, env={}))
+    r = inprocess_daemon(cfg)
     series = ["pump-1", "fan-1"]
 
     def total(n: int) -> int:
