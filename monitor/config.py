@@ -27,6 +27,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,6 +204,48 @@ class RunSection:
 
 
 @dataclass
+class RetrainSection:
+    """Retraining from inside the daemon (see :mod:`monitor.retrain_schedule`); off unless ``every`` or
+    ``after_drift_events`` is set. The model must be served from a registry (``REGISTRY/NAME/current``)."""
+
+    #: retrain this long after the current version was promoted or last retrained ("24h", "90m", "1d"); "" = never
+    every: str = ""
+    #: also retrain after this many drift events (ADWIN on the scores, ``scoring.drift``); 0 = never
+    after_drift_events: int = 0
+    #: the history a retrain reads from the input topics: this long back ("6h") ...
+    since: str = "6h"
+    #: ... or, when > 0, the last N records of each partition instead
+    last: int = 0
+    #: newest share of each series' windows held back to validate the candidate
+    validation_fraction: float = 0.2
+    #: refuse a candidate whose false-positive rate on the held-back windows is over this x the target
+    max_fpr_factor: float = 3.0
+    #: epochs of the new fit (0: the current version's)
+    epochs: int = 0
+    #: never start two retrains of a model closer than this (drift storms; a refused candidate)
+    min_interval_s: float = 600.0
+    #: a retrain running longer is stopped and counted as failed
+    timeout_s: float = 3600.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.every.strip()) or self.after_drift_events > 0
+
+
+def duration_s(text: str) -> float:
+    """Seconds of a duration such as ``"90s"``, ``"15m"``, ``"24h"``, ``"1d"`` or ``"1h30m"``.
+
+    >>> duration_s("1h30m"), duration_s("2s"), duration_s("1d")
+    (5400.0, 2.0, 86400.0)
+    """
+    t = str(text).strip().lower().replace(" ", "")
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", t)
+    if not t or "".join(n + u for n, u in parts) != t:
+        raise ValueError(f"{text!r} is not a duration (90s, 15m, 24h, 1d, 1h30m)")
+    return sum(float(n) * {"ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400}[u] for n, u in parts)
+
+
+@dataclass
 class Config:
     kafka: KafkaSection = field(default_factory=KafkaSection)
     input: InputSection = field(default_factory=InputSection)
@@ -212,6 +255,7 @@ class Config:
     output: OutputSection = field(default_factory=OutputSection)
     http: HttpSection = field(default_factory=HttpSection)
     run: RunSection = field(default_factory=RunSection)
+    retrain: RetrainSection = field(default_factory=RetrainSection)
     #: ``[[models]]`` entries (many models in one daemon, see :mod:`monitor.routing`); empty: ``model.dir``
     models: list = field(default_factory=list)
     #: where each non-default value came from: {"section.key": "config file X" | "environment VAR" | "command line"}
@@ -343,7 +387,7 @@ _SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name not in
 def _section_cls(name: str) -> type:
     return {"kafka": KafkaSection, "input": InputSection, "window": WindowSection, "model": ModelSection,
             "scoring": ScoringSection, "output": OutputSection, "http": HttpSection,
-            "run": RunSection}[name]
+            "run": RunSection, "retrain": RetrainSection}[name]
 
 
 def _apply_one(cfg: Config, section: str, key: str, value: Any, where: str) -> None:
@@ -459,6 +503,21 @@ def validate(cfg: Config, problems: list[ConfigError] | None = None) -> None:
         fail(err("scoring.explain_top_k", f"must be between 1 and 10, got {cfg.scoring.explain_top_k}"))
     if not 1 <= cfg.run.workers <= 64:
         fail(err("run.workers", f"must be between 1 and 64, got {cfg.run.workers}"))
+    rt = cfg.retrain
+    for key in ("every", "since"):
+        if getattr(rt, key).strip():
+            try:
+                if duration_s(getattr(rt, key)) <= 0:
+                    raise ValueError(f"{getattr(rt, key)!r} must be positive")
+            except ValueError as exc:
+                fail(err(f"retrain.{key}", str(exc)))
+    for name in ("retrain.after_drift_events", "retrain.last", "retrain.epochs", "retrain.min_interval_s"):
+        positive(name, allow_zero=True)
+    positive("retrain.timeout_s")
+    if not 0 < rt.validation_fraction < 0.5:
+        fail(err("retrain.validation_fraction", f"must lie in (0, 0.5), got {rt.validation_fraction}"))
+    if rt.max_fpr_factor < 1:
+        fail(err("retrain.max_fpr_factor", f"must be at least 1, got {rt.max_fpr_factor}"))
     if cfg.http.port > 65535:
         fail(err("http.port", f"not a port number: {cfg.http.port}"))
     outs = [cfg.output.scores_topic, cfg.output.alerts_topic, cfg.output.dlq_topic]

@@ -253,6 +253,15 @@ class Daemon:
         self.first_record_at: float | None = None  # monotonic time of the first consumed record (benchmarks)
         self.last_scored_at: float | None = None
         self._setup_model(self.bundle, reload=False)
+        #: retraining from inside the daemon (``[retrain]``, a child process; see monitor.retrain_schedule)
+        self.retrainer: Any = None
+        if cfg.retrain.enabled:
+            from monitor.retrain_schedule import RetrainScheduler
+
+            self.retrainer = RetrainScheduler(
+                cfg.retrain, model_dir=cfg.model.dir, settings=self.settings, topics=list(cfg.input.topics),
+                fmt=self.fmt, lateness_ms=cfg.window.lateness_ms, gap_ms=cfg.window.gap_ms, lane=lane,
+                metrics=self.metrics, on_promoted=self.request_reload)
 
     # ------------------------------------------------------------------ model
     def _setup_model(self, bundle: Bundle, reload: bool) -> None:
@@ -1086,6 +1095,8 @@ class Daemon:
             self.adwin.update(v)
             if self.adwin.drift_detected:
                 self.stats["drift"] += 1
+                if self.retrainer is not None:
+                    self.retrainer.note_drift()
                 self.metrics.drift(bundle.name, component)
                 log.warning("score drift detected (ADWIN)", extra={"model": bundle.name, "component": component,
                                                                     "mean_score": round(v, 4)})
@@ -1360,6 +1371,8 @@ class Daemon:
                 self._scorer.shutdown(wait=True, cancel_futures=True)
                 self._scorer = None
             self._close_child()
+            if self.retrainer is not None:
+                self.retrainer.close()
             if blas is not None:
                 blas.restore_original_limits()
             try:
@@ -1403,6 +1416,8 @@ class Daemon:
 
     def _housekeeping(self) -> None:
         self._end_stale_alerts()
+        if self.retrainer is not None:
+            self.retrainer.tick()
         self._expire_parked()
         n = self.windower.evict_idle()
         if n:
