@@ -157,3 +157,29 @@ def test_the_daemon_retrains_promotes_and_swaps_without_losing_a_window(broker, 
     assert st["outcome"] == "promoted" and st["trigger"] == "schedule" and st["candidate"] == new
     assert st["checks"]["validation_fpr"] <= st["checks"]["max_fpr"]
     assert [e["action"] for e in reg.history("pumps")][-1] == "promote"
+
+
+def test_check_config_reports_a_bad_models_setting_and_retrain_without_a_registry(tmp_path):
+    from monitor.check_config import check
+
+    b = make_bundle(tmp_path / "b", name="pumps")
+    reg = Registry(tmp_path / "reg")
+    reg.add("fans", make_bundle(tmp_path / "f", name="fans"))
+    p = tmp_path / "c.toml"
+    p.write_text(f"""[retrain]
+every = "24h"
+[[models]]
+name = "pumps"
+dir = "{b}"
+match = {{ series = "pump-*" }}
+[[models]]
+name = "fans"
+dir = "{reg.current_path('fans')}"
+default = true
+stride = "x"
+""")
+    _, _, problems = check(str(p), {}, env={})
+    assert problems == [
+        f"models (pumps).dir: {b} is not a registry's NAME/current, and [retrain] is on: a retrained version would "
+        "have nowhere to go (anomon models add NAME DIR; serve REGISTRY/NAME/current)",
+        f"window.stride: expected an integer, got 'x' (from config file {p} (models fans))"]
