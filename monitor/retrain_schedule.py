@@ -124,6 +124,7 @@ class RetrainScheduler:
         self.created = clock()
         self.last: dict[str, Any] | None = None  # the last result this process collected
         self._proc: Any = None
+        self._exiting: list = []  # children that sent their result and are exiting
         self._conn: Any = None
         self._lock_fd: int | None = None
         self._started = 0.0
@@ -167,6 +168,7 @@ class RetrainScheduler:
     # ------------------------------------------------------------------ running
     def tick(self) -> None:
         """Collect a finished retrain, or start one when due (called from the daemon's housekeeping)."""
+        self._exiting = [p for p in self._exiting if p.is_alive()]  # is_alive reaps an exited child
         if self._proc is not None:
             self._collect()
             return
@@ -231,7 +233,9 @@ class RetrainScheduler:
         except (EOFError, OSError):
             res = None
         if res is not None:
-            self._proc.join(timeout=10)
+            # the child exits on its own after sending (torch teardown can take a second): it is reaped
+            # later without waiting, never joined on the scoring loop's thread
+            self._exiting.append(self._proc)
             if res.get("ok"):
                 self._finish("promoted" if res.get("promoted") else "refused", res.get("reason", ""), res)
             else:
@@ -272,6 +276,9 @@ class RetrainScheduler:
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop a running retrain (the daemon is stopping): wait ``timeout_s`` for it, then stop it."""
+        for p in self._exiting:
+            p.join(timeout=timeout_s)
+        self._exiting = []
         if self._proc is None:
             return
         deadline = time.monotonic() + timeout_s
