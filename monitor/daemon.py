@@ -261,7 +261,7 @@ class Daemon:
             self.retrainer = RetrainScheduler(
                 cfg.retrain, model_dir=cfg.model.dir, settings=self.settings, topics=list(cfg.input.topics),
                 fmt=self.fmt, lateness_ms=cfg.window.lateness_ms, gap_ms=cfg.window.gap_ms, lane=lane,
-                metrics=self.metrics, on_promoted=self.request_reload)
+                metrics=self.metrics, on_promoted=self.request_reload, label=self.bundle.name)
 
     # ------------------------------------------------------------------ model
     def _setup_model(self, bundle: Bundle, reload: bool) -> None:

@@ -545,6 +545,8 @@ class AnomonMetrics:
             c.labels(model=model)
         for ev in ("start", "end"):
             self.alerts.labels(model=model, event=ev)
+        for outcome in ("promoted", "refused", "failed", "stopped"):
+            self.retrains.labels(model=model, outcome=outcome)
         self.alerts_active.labels(model=model)
         for comp in components:
             self.drift_events.labels(model=model, component=comp)

@@ -99,11 +99,14 @@ class RetrainScheduler:
         Called after a promotion (the daemon reloads at once instead of at its next watch poll).
     clock
         Wall-clock seconds (``time.time``; tests pass their own).
+    label
+        The ``model`` label of its metrics (the daemon's: the bundle's name); default the registry name.
     """
 
     def __init__(self, rt: RetrainSection, *, model_dir: str, settings: Any, topics: list[str], fmt: Any,
                  lateness_ms: float = 0.0, gap_ms: float | None = None, lane: Any = None, metrics: Any = None,
-                 on_promoted: Callable[[], None] | None = None, clock: Callable[[], float] = time.time):
+                 on_promoted: Callable[[], None] | None = None, clock: Callable[[], float] = time.time,
+                 label: str | None = None):
         loc = registry_model(model_dir)
         if loc is None or not (loc[0] / loc[1]).is_dir():
             raise ConfigError(f"retrain: the model dir {model_dir!r} is not a registry's NAME/current, so a retrained "
@@ -111,6 +114,7 @@ class RetrainScheduler:
                               "REGISTRY/NAME/current, or turn [retrain] off")
         self.rt = rt
         self.root, self.name = loc
+        self.label = label or self.name
         self.settings, self.topics, self.fmt = settings, list(topics), fmt
         self.lateness_ms, self.gap_ms, self.lane = lateness_ms, gap_ms, lane
         self.metrics = metrics
@@ -219,7 +223,7 @@ class RetrainScheduler:
         self._conn, self._started, self._trigger = parent, time.monotonic(), trigger
         self.drift_events = 0
         if self.metrics is not None:
-            self.metrics.set_retrain_running(self.name, True)
+            self.metrics.set_retrain_running(self.label, True)
         log.info("retrain %s started (%s): reading %s of %s", self.name,
                  "every " + self.rt.every if trigger == "schedule" else f"{self.rt.after_drift_events} drift events",
                  f"the last {self.rt.last} records" if self.rt.last else f"the last {self.rt.since}",
@@ -264,8 +268,8 @@ class RetrainScheduler:
             self._proc = self._conn = None
         self.last = {"outcome": outcome, "reason": reason, **{k: res.get(k) for k in ("candidate", "previous")}}
         if self.metrics is not None:
-            self.metrics.retrain(self.name, outcome)
-            self.metrics.set_retrain_running(self.name, False)
+            self.metrics.retrain(self.label, outcome)
+            self.metrics.set_retrain_running(self.label, False)
         if outcome == "promoted":
             log.info("retrain %s: %s promoted (was %s) after %.1f s; the daemon swaps to it", self.name,
                      res.get("candidate"), res.get("previous"), took)
