@@ -37,6 +37,7 @@ import numpy as np
 
 from monitor.config import Config
 from monitor.explain import make_explainer
+from models.thresholds import StreamThresholds
 from monitor.modelstore import Bundle, ModelWatcher
 from monitor.score_records import ScoreRecordEncoder, ms_strings, number_strings, series_json
 from monitor.score_records import ms as _ms
@@ -48,8 +49,13 @@ _TS_OF = itemgetter(1)  # of a plain reading (series, ts_us, row)
 
 PROGRESS_CHUNK = 2000  # series per progress record
 #: the progress record's schema: 1 = {topic, partition, offset, seq, part, parts, series}; 2 adds "v" and
-#: "dlq_upto" (dead letters of offsets below it were sent). Version 1 records are still read (no dlq_upto).
-PROGRESS_VERSION = 2
+#: "dlq_upto" (dead letters of offsets below it were sent); 3 adds, in part 0, "thresholds" (the
+#: partition's SPOT/DSPOT state, models.thresholds.StreamThresholds.state) and "adwin" (the last
+#: ADWIN_KEEP batch means its drift detector was fed). Versions 1 and 2 are still read (no dlq_upto: -1;
+#: no thresholds: they start from the calibration).
+PROGRESS_VERSION = 3
+#: batch means of a partition's ADWIN kept in its progress record and replayed on resume
+ADWIN_KEEP = 256
 #: seconds a parked series state (see ``Daemon._park``) waits for its partition's log to come back
 PARK_TTL_S = 300.0
 #: bytes of an input record (key + value) copied to the dead-letter topic; larger ones are cut
@@ -61,45 +67,6 @@ class _NullMetrics:
 
     def __getattr__(self, name: str) -> Any:
         return lambda *a, **k: None
-
-
-class Thresholds:
-    """Per-component thresholds: calibrated (fixed) or online SPOT/DSPOT for the alert components."""
-
-    def __init__(self, bundle: Bundle, mode: str, q: float, depth: int):
-        from models.spot import DSPOT, SPOT
-
-        self.fixed = dict(bundle.thresholds)
-        self.alert = [c for c in bundle.alert_components]
-        self.online: dict[str, Any] = {}
-        if mode in ("spot", "dspot"):
-            for c in self.alert:
-                cal = bundle.calibration.get(c)
-                if cal is None or len(cal) < max(60, depth + 12):
-                    log.warning("no calibration scores for %s: using its calibrated threshold", c)
-                    continue
-                try:
-                    t = (SPOT(q=q, refit_every=10) if mode == "spot" else DSPOT(q=q, depth=depth, refit_every=10))
-                    self.online[c] = t.fit(cal)
-                except Exception as exc:  # noqa: BLE001
-                    log.warning("cannot start %s for %s (%s): using its calibrated threshold", mode, c, exc)
-
-    def current(self) -> dict[str, float]:
-        out = dict(self.fixed)
-        for c, t in self.online.items():
-            out[c] = float(t.threshold)
-        return out
-
-    def classify(self, scores: Any) -> tuple[np.ndarray, dict[str, float]]:
-        """Anomalous flags for a batch, and the thresholds in force before it."""
-        before = self.current()
-        flags = np.zeros(scores.n, dtype=bool)
-        for c in self.alert:
-            if c in self.online:
-                flags |= self.online[c].update(scores[c])
-            elif c in self.fixed:
-                flags |= scores[c] > self.fixed[c]
-        return flags, before
 
 
 #: model calls shorter than this (moving average) run inline: handing a batch to the scoring thread and
@@ -246,6 +213,7 @@ class Daemon:
         # this daemon's): a replay after a restart does not send them again. _dlq_committed: at the commit.
         self._dlq_mark: dict[Any, int] = {}
         self._dlq_committed: dict[Any, int] = {}
+        self._last_thr: dict[Any, dict | None] = {}  # each partition's threshold state at its last commit
         self.stats = {"records": 0, "windows": 0, "dlq": 0, "dlq_replayed": 0, "unreadable_batches": 0,
                       "repartitioned": 0, "alerts": 0, "batches": 0, "commits": 0, "rewinds": 0, "drift": 0, "suppressed": 0, "score_s": 0.0,
                       "threaded_batches": 0, "child_batches": 0}
@@ -277,8 +245,13 @@ class Daemon:
                                   f"{bundle.components}")
             bundle.alert_components = list(sc.alert_components)
         self.bundle = bundle
-        self.thresholds = Thresholds(bundle, sc.threshold, sc.q, sc.dspot_depth)
-        self.adwin = ADWIN(delta=sc.drift_delta) if sc.drift else None
+        # thresholds and drift detectors per input partition, resumed from its progress record
+        self.thresholds = StreamThresholds(bundle.thresholds, bundle.alert_components, bundle.calibration,
+                                           sc.threshold, sc.q, sc.dspot_depth, model=f"{bundle.name} {bundle.version}",
+                                           log=log)
+        self._adwin_new = (lambda: ADWIN(delta=sc.drift_delta)) if sc.drift else None
+        self._adwins: dict[Any, Any] = {}  # tp -> ADWIN
+        self._adwin_in: dict[Any, deque] = {}  # tp -> the last ADWIN_KEEP batch means it was fed (its progress)
         self._explainer = make_explainer(bundle, sc, reload)  # scoring.explain (None when off)
         if sc.child_process:  # a slow model: start its scoring process now, not at the first full batch
             X = np.zeros((8, bundle.length, bundle.channels), dtype=np.float32)
@@ -458,8 +431,9 @@ class Daemon:
         self._last_commit.pop(tp, None)
         self._last_snap.pop(tp, None)
         self._repart.drop(tp)
-        for d in (self._dlq_mark, self._dlq_committed):
+        for d in (self._dlq_mark, self._dlq_committed, self._last_thr, self._adwins, self._adwin_in):
             d.pop(tp, None)
+        self.thresholds.drop(tp)
         self._dirty.discard(tp)
         self._pending = [(b, t) for b, t in self._pending if b.partition != tp]
         self._pending_n = sum(len(b) for b, _ in self._pending)
@@ -627,10 +601,13 @@ class Daemon:
                     slot = parts.setdefault((k, v["seq"]), {"series": {}, "n": 0})
                     slot["series"].update(v["series"])
                     slot["n"] += 1
+                    if v.get("part", 0) == 0:  # version 3: the partition's thresholds and drift detector
+                        slot["thresholds"], slot["adwin"] = v.get("thresholds"), v.get("adwin")
                     if slot["n"] == v["parts"]:
                         best[k] = (int(v["offset"]), slot["series"])
                         if meta is not None:  # version 1 records have no dlq_upto
-                            meta[k] = {"dlq_upto": int(v.get("dlq_upto", -1))}
+                            meta[k] = {"dlq_upto": int(v.get("dlq_upto", -1)), "thresholds": slot.get("thresholds"),
+                                       "adwin": slot.get("adwin")}
                         del parts[(k, v["seq"])]
         return best
 
@@ -657,6 +634,11 @@ class Daemon:
             off, snap = prog.get(tp, (None, {}))
             floor = meta.get(tp, {}).get("dlq_upto", -1)
             self._dlq_mark[tp] = self._dlq_committed[tp] = floor
+            thr = meta.get(tp, {}).get("thresholds")
+            self.thresholds.drop(tp)
+            resumed = self.thresholds.restore(tp, thr)
+            self._last_thr[tp] = thr if resumed else None
+            self._restore_adwin(tp, meta.get(tp, {}).get("adwin"))
             self.windower.assign(tp, snap)
             self._restore_alerts(tp, snap)
             c = committed[tp]
@@ -673,8 +655,8 @@ class Daemon:
                 log.warning("cannot seek %s:%d to its committed offset: %s", tp.topic, tp.partition, exc)
             self._last_snap[tp] = snap
             self._reseeked.add(tp)
-            log.info("partition %s:%d resumes at offset %s with %d series in progress", tp.topic, tp.partition,
-                     c, len(snap))
+            log.info("partition %s:%d resumes at offset %s with %d series in progress%s", tp.topic, tp.partition,
+                     c, len(snap), ", thresholds resumed" if resumed else "")
         self.metrics.set_assignment((tp.topic, tp.partition) for tp in self._owned)
 
     # ------------------------------------------------------------------ processing
@@ -1030,10 +1012,25 @@ class Daemon:
         for take, _, thresholds, scores, dt in batches:
             self.stats["score_s"] += dt
             self._score_ewma_s += 0.2 * (dt - self._score_ewma_s)
-            flags, thr = thresholds.classify(scores)
-            thr = {c: round(v, 6) for c, v in thr.items()}
-            if thr != enc_thr:
-                enc, enc_thr = ScoreRecordEncoder(comps, thr, bundle.name, bundle.version, now_ms), thr
+            # each partition's windows are classified by its own thresholds, in order
+            segs, lo = [], 0
+            for b, _ in take:
+                segs.append((lo, lo + len(b), b.partition))
+                lo += len(b)
+            if len(segs) == 1:
+                flags, thr = thresholds.classify(scores, scores.n, segs[0][2])
+                seg_thr = [(0, scores.n, {c: round(v, 6) for c, v in thr.items()})]
+            else:
+                flags = np.empty(scores.n, dtype=bool)
+                seg_thr = []
+                for a, z, tp in segs:
+                    f, thr = thresholds.classify({c: scores[c][a:z] for c in thresholds.alert}, z - a, tp)
+                    flags[a:z] = f
+                    thr = {c: round(v, 6) for c, v in thr.items()}
+                    if seg_thr and seg_thr[-1][2] == thr:
+                        seg_thr[-1] = (seg_thr[-1][0], z, thr)
+                    else:
+                        seg_thr.append((a, z, thr))
             sids: list[str] = []
             in_part: list[str] = []
             for b, ts in take:
@@ -1045,9 +1042,16 @@ class Daemon:
             starts = np.concatenate([b.start_ts for b, _ in take]) if len(take) > 1 else take[0][0].start_ts
             ends_i, flags_i = ends.tolist(), flags.tolist()
             # every number of the batch's records written as JSON, one C call per column
-            values.extend(enc.batch_records(series_json(sids), number_strings(ends_i), ms_strings(starts),
-                                            ms_strings(ends), [number_strings(scores[c]) for c in comps], flags_i,
-                                            in_part))
+            cols = (series_json(sids), number_strings(ends_i), ms_strings(starts), ms_strings(ends),
+                    [number_strings(scores[c]) for c in comps], flags_i, in_part)
+            for a, z, thr in seg_thr:  # records carry the thresholds they were classified by
+                if thr != enc_thr:
+                    enc, enc_thr = ScoreRecordEncoder(comps, thr, bundle.name, bundle.version, now_ms), thr
+                if len(seg_thr) == 1:
+                    values.extend(enc.batch_records(*cols))
+                else:
+                    values.extend(enc.batch_records(*(c[a:z] for c in cols[:4]), [c[a:z] for c in cols[4]],
+                                                    cols[5][a:z], cols[6][a:z]))
             if self._explainer is not None:  # scoring.explain: the anomalous windows' top channels and span
                 self._explainer.annotate(take, flags, sids, ends_i, values)
             anom = int(flags.sum())
@@ -1059,7 +1063,10 @@ class Daemon:
             for c in comps:
                 score_cols[c].append(scores[c])
             m.observe_batch(bundle.name, len(sids), dt, anom)
-            self._watch_drift(bundle, primary, scores[primary])
+            if self._adwin_new is not None:
+                col = scores[primary]
+                for a, z, tp in segs:
+                    self._watch_drift(bundle, primary, col[a:z], tp)
         if self._alerts or n_anom:  # hysteresis, in window order, for series with alert state or an anomalous window
             watch = set(self._alerts)
             watch.update(series_ids[j] for j in np.flatnonzero(flag_list).tolist())
@@ -1082,18 +1089,37 @@ class Daemon:
         for c in comps:
             col = score_cols[c]
             m.observe_scores(bundle.name, c, np.concatenate(col) if len(col) > 1 else col[0])
-        for c, v in batches[-1][2].current().items():
+        for c, v in batches[-1][2].current().items():  # the highest of the partitions'
             m.set_threshold(bundle.name, c, v)
         m.observe_series(bundle.name, series_ids, np.asarray(primary_list, dtype=float), component=primary)
 
-    def _watch_drift(self, bundle: Any, component: str, scores: Any) -> None:
-        """Feed a batch's mean score to ADWIN (``scoring.drift``); count and log a drift it detects."""
-        if self.adwin is None:
+    def _adwin_of(self, tp: Any) -> Any:
+        ad = self._adwins.get(tp)
+        if ad is None:
+            ad = self._adwins[tp] = self._adwin_new()
+            self._adwin_in[tp] = deque(maxlen=ADWIN_KEEP)
+        return ad
+
+    def _restore_adwin(self, tp: Any, means: Any) -> None:
+        """A partition's ADWIN from its progress record: the batch means it was last fed, replayed."""
+        self._adwins.pop(tp, None)
+        if self._adwin_new is None or not isinstance(means, list):
             return
+        ad = self._adwin_of(tp)
+        for v in means[-ADWIN_KEEP:]:
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                ad.update(float(v))
+                self._adwin_in[tp].append(float(v))
+
+    def _watch_drift(self, bundle: Any, component: str, scores: Any, tp: Any) -> None:
+        """Feed the mean score of a partition's windows of a batch to its ADWIN (``scoring.drift``);
+        count and log a drift it detects."""
         v = float(np.mean(scores))
         if math.isfinite(v):
-            self.adwin.update(v)
-            if self.adwin.drift_detected:
+            ad = self._adwin_of(tp)
+            ad.update(v)
+            self._adwin_in[tp].append(round(v, 6))
+            if ad.drift_detected:
                 self.stats["drift"] += 1
                 if self.retrainer is not None:
                     self.retrainer.note_drift()
@@ -1205,6 +1231,7 @@ class Daemon:
             return False
         offsets = {}
         dlq_marks: dict = {}
+        thr_states: dict = {}
         for tp in tps:
             if tp not in self._dirty and tp in self._last_commit:
                 continue
@@ -1217,7 +1244,8 @@ class Daemon:
             snap = self.windower.snapshot(tp)
             self._attach_alerts(tp, snap)
             dlq_marks[tp] = self._dlq_mark.get(tp, -1)
-            self._send_progress(tp, c, snap)
+            thr_states[tp] = self.thresholds.state(tp)
+            self._send_progress(tp, c, snap, thr_states[tp])
             offsets[tp] = (c, snap)
         if not offsets:
             return True
@@ -1236,6 +1264,7 @@ class Daemon:
             self._last_commit[tp] = c
             self._last_snap[tp] = snap
             self._dlq_committed[tp] = dlq_marks[tp]
+            self._last_thr[tp] = thr_states[tp]
             self._dirty.discard(tp)
             adopted = self._adopted.get(tp)
             if adopted:  # windows that needed parked readings are out and flushed: no rewind goes back to them
@@ -1245,7 +1274,7 @@ class Daemon:
         self.metrics.commit(ok=True)
         return True
 
-    def _send_progress(self, tp: Any, offset: int, snap: dict) -> None:
+    def _send_progress(self, tp: Any, offset: int, snap: dict, thr: dict | None = None) -> None:
         items = list(snap.items())
         parts = max(1, math.ceil(len(items) / PROGRESS_CHUNK))
         seq = time.time_ns()
@@ -1254,6 +1283,11 @@ class Daemon:
             chunk = dict(items[i * PROGRESS_CHUNK:(i + 1) * PROGRESS_CHUNK])
             v = {"v": PROGRESS_VERSION, "topic": tp.topic, "partition": tp.partition, "offset": offset,
                  "seq": seq, "part": i, "parts": parts, "dlq_upto": self._dlq_mark.get(tp, -1), "series": chunk}
+            if i == 0:  # the partition's adaptive state, once per record set
+                if thr is not None:
+                    v["thresholds"] = thr
+                if tp in self._adwin_in:
+                    v["adwin"] = list(self._adwin_in[tp])
             self.sink.send(self.cfg.progress_topic, json.dumps(v, separators=(",", ":")).encode(), key=key,
                            partition=tp.partition % self._progress_parts)
 
@@ -1267,6 +1301,8 @@ class Daemon:
         for tp in list(self._owned):
             self._repart.drop(tp)  # read again from the last commit
             self.windower.assign(tp, self._last_snap.get(tp, {}))
+            self.thresholds.drop(tp)  # the windows after the commit are classified again: from its state
+            self.thresholds.restore(tp, self._last_thr.get(tp))
             # dead letters since the last commit may be lost with the other outputs: sent again
             self._dlq_mark[tp] = self._dlq_committed.get(tp, -1)
             off = self._last_commit.get(tp)
