@@ -54,3 +54,13 @@ def test_tabular_protocol_scores_the_default(second_default, monkeypatch):
     tr, te = tp.dagmm_split(y, 0)
     s = RobustZScore().fit(X[tr]).score(X[te])["mean_sq_z"]
     assert r["per_seed"][0]["roc_auc"] == pytest.approx(tp.dagmm_metrics(y[te], s)["roc_auc"])
+
+
+def test_demo_alerts_on_the_default(second_default, tmp_path, data_dir):
+    import io
+
+    from monitor.demo import ensure_demo_model
+    from monitor.modelstore import load_bundle
+
+    path, _ = ensure_demo_model(tmp_path / "demo", detector="robust-zscore", data_dir=data_dir, out=io.StringIO())
+    assert load_bundle(path).alert_components == ["mean_sq_z"]
