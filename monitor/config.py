@@ -171,6 +171,17 @@ class ScoringSection:
     explain: bool = False
     #: channels named per explanation (1 to 10; at most the model's channels)
     explain_top_k: int = 3
+    #: decide anomalous windows on each series' anomaly likelihood (Ahmad et al. 2017,
+    #: models/anomaly_likelihood.py): how unusual the series' recent primary scores are under its own
+    #: long-run score distribution, so one model serves noisy and calm series alike. Score records get an
+    #: "anomaly_likelihood" column (the log form, 0..1). The SPOT thresholds still adapt but do not decide
+    likelihood: bool = False
+    #: the log likelihood at or above which a window is anomalous (0.5: a tail probability of 1e-5)
+    likelihood_threshold: float = 0.5
+    #: windows of a series before its scores enter its distribution (they settle meanwhile), then
+    #: likelihood_window windows of history (memory: ~32 bytes a window and series)
+    likelihood_learning: int = 288
+    likelihood_window: int = 1000
 
 
 @dataclass
@@ -499,6 +510,11 @@ def validate(cfg: Config, problems: list[ConfigError] | None = None) -> None:
         fail(err("scoring.threshold", f"must be calibrated, spot or dspot; got {cfg.scoring.threshold!r}"))
     if not 0 < cfg.scoring.q < 0.02:
         fail(err("scoring.q", f"must be in (0, 0.02) (SPOT's peaks are the top 2%); got {cfg.scoring.q}"))
+    if not 0 < cfg.scoring.likelihood_threshold < 1:
+        fail(err("scoring.likelihood_threshold", f"must lie in (0, 1), got {cfg.scoring.likelihood_threshold}"))
+    positive("scoring.likelihood_learning", allow_zero=True)
+    if cfg.scoring.likelihood_window < 100:
+        fail(err("scoring.likelihood_window", f"must be at least 100 windows, got {cfg.scoring.likelihood_window}"))
     if not 1 <= cfg.scoring.explain_top_k <= 10:
         fail(err("scoring.explain_top_k", f"must be between 1 and 10, got {cfg.scoring.explain_top_k}"))
     if not 1 <= cfg.run.workers <= 64:

@@ -56,6 +56,8 @@ PROGRESS_CHUNK = 2000  # series per progress record
 PROGRESS_VERSION = 3
 #: batch means of a partition's ADWIN kept in its progress record and replayed on resume
 ADWIN_KEEP = 256
+#: the score records' column of the anomaly likelihood (``scoring.likelihood``)
+LIKELIHOOD = "anomaly_likelihood"
 #: seconds a parked series state (see ``Daemon._park``) waits for its partition's log to come back
 PARK_TTL_S = 300.0
 #: bytes of an input record (key + value) copied to the dead-letter topic; larger ones are cut
@@ -250,6 +252,14 @@ class Daemon:
                                            sc.threshold, sc.q, sc.dspot_depth, model=f"{bundle.name} {bundle.version}",
                                            log=log)
         self._adwin_new = (lambda: ADWIN(delta=sc.drift_delta)) if sc.drift else None
+        self._likelihood: Any = None  # scoring.likelihood: series -> AnomalyLikelihood (new scores, new history)
+        self._likelihood_seen: dict[str, float] = {}
+        if sc.likelihood:
+            from models.anomaly_likelihood import LikelihoodPerSeries
+
+            self._likelihood = LikelihoodPerSeries(
+                learning_period=sc.likelihood_learning, historic_window=sc.likelihood_window,
+                estimation_samples=min(100, sc.likelihood_window), reestimation_period=min(100, sc.likelihood_window))
         self._adwins: dict[Any, Any] = {}  # tp -> ADWIN
         self._adwin_in: dict[Any, deque] = {}  # tp -> the last ADWIN_KEEP batch means it was fed (its progress)
         self._explainer = make_explainer(bundle, sc, reload)  # scoring.explain (None when off)
@@ -1040,13 +1050,19 @@ class Daemon:
                 rec_ts.extend(ts)
             ends = np.concatenate([b.end_ts for b, _ in take]) if len(take) > 1 else take[0][0].end_ts
             starts = np.concatenate([b.start_ts for b, _ in take]) if len(take) > 1 else take[0][0].start_ts
+            rec_comps, score_strs = comps, [number_strings(scores[c]) for c in comps]
+            if self._likelihood is not None:  # scoring.likelihood decides: each series' own score distribution
+                ll = self._likelihood_of(sids, scores[primary])
+                flags = ll >= self.cfg.scoring.likelihood_threshold
+                rec_comps, score_strs = [*comps, LIKELIHOOD], [*score_strs, number_strings(np.round(ll, 6))]
+                seg_thr = [(a, z, {**thr, LIKELIHOOD: self.cfg.scoring.likelihood_threshold}) for a, z, thr in seg_thr]
             ends_i, flags_i = ends.tolist(), flags.tolist()
             # every number of the batch's records written as JSON, one C call per column
             cols = (series_json(sids), number_strings(ends_i), ms_strings(starts), ms_strings(ends),
-                    [number_strings(scores[c]) for c in comps], flags_i, in_part)
+                    score_strs, flags_i, in_part)
             for a, z, thr in seg_thr:  # records carry the thresholds they were classified by
                 if thr != enc_thr:
-                    enc, enc_thr = ScoreRecordEncoder(comps, thr, bundle.name, bundle.version, now_ms), thr
+                    enc, enc_thr = ScoreRecordEncoder(rec_comps, thr, bundle.name, bundle.version, now_ms), thr
                 if len(seg_thr) == 1:
                     values.extend(enc.batch_records(*cols))
                 else:
@@ -1092,6 +1108,21 @@ class Daemon:
         for c, v in batches[-1][2].current().items():  # the highest of the partitions'
             m.set_threshold(bundle.name, c, v)
         m.observe_series(bundle.name, series_ids, np.asarray(primary_list, dtype=float), component=primary)
+
+    def _likelihood_of(self, sids: list[str], scores: Any) -> np.ndarray:
+        """The log anomaly likelihood of each window's primary score under its series' own history
+        (``scoring.likelihood``), learning each score after it is judged."""
+        lp, seen, now = self._likelihood, self._likelihood_seen, time.monotonic()
+        out = np.empty(len(sids), dtype=np.float64)
+        for i, (sid, v) in enumerate(zip(sids, np.asarray(scores, dtype=np.float64).tolist())):
+            al = lp[sid]
+            if math.isfinite(v):
+                out[i] = al.log_score_one(v)
+                al.learn_one(v)
+            else:
+                out[i] = 1.0
+            seen[sid] = now
+        return out
 
     def _adwin_of(self, tp: Any) -> Any:
         ad = self._adwins.get(tp)
@@ -1452,6 +1483,11 @@ class Daemon:
 
     def _housekeeping(self) -> None:
         self._end_stale_alerts()
+        if self._likelihood_seen:  # the likelihood state of series idle for window.idle_ttl_s goes
+            cut = time.monotonic() - self.cfg.window.idle_ttl_s
+            for sid in [s for s, t in self._likelihood_seen.items() if t < cut]:
+                del self._likelihood_seen[sid]
+                self._likelihood.forget(sid)
         if self.retrainer is not None:
             self.retrainer.tick()
         self._expire_parked()
