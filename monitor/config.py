@@ -50,9 +50,9 @@ class KafkaSection:
     An empty ``bootstrap_servers`` starts the embedded broker (zero-config default)."""
 
     bootstrap_servers: str = ""
-    #: the client library: "kafka-python" or "confluent" (librdkafka: cooperative-sticky assignment,
-    #: read_committed, static membership for --workers; see docs/kafka.md)
-    client: str = "kafka-python"
+    #: the client library: "confluent" (confluent-kafka on librdkafka: cooperative-sticky assignment,
+    #: read_committed, static membership for --workers) or "kafka-python"; see docs/kafka.md "Backends"
+    client: str = "confluent"
     client_id: str = "anomon"
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None

@@ -175,6 +175,7 @@ class Daemon:
         self._parked: dict[str, dict] = {}
         self._adopt_tps: set = set()  # partitions whose log was reset: parked series continue there
         self._adopted: dict[Any, dict[str, tuple[dict, int]]] = {}  # tp -> {series: (parked entry, offset)}
+        self._topic_ids: dict[str, str] = {}  # topic -> its id when its partitions were last assigned
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -468,7 +469,7 @@ class Daemon:
         now = time.monotonic()
         for sid, st in held.items():
             alert = self._alerts.get(sid)
-            self._parked[sid] = {"st": st, "tp": tp, "pos": nxt, "at": now,
+            self._parked[sid] = {"st": st, "tp": tp, "pos": nxt, "at": now, "tid": self._topic_ids.get(tp.topic),
                                  "alert": list(alert) if alert is not None and alert[5] == tp else None,
                                  "pending": self._pending_of(tp, sid)}
 
@@ -490,11 +491,13 @@ class Daemon:
     def _log_reset(self, new: list, committed: dict, prog: dict) -> set:
         """The partitions of ``new`` whose log was reset under this process (parked series continue there).
 
-        A reset needs: no committed offset for any newly assigned partition, the end of every
-        assigned partition that parked series came from below the position this process had read
-        there, and no progress record for the others. Anything else discards the parked series:
-        the replay from the committed offset rebuilds the windows."""
-        from streams.kafka import partition_ends
+        A reset needs: no committed offset for any newly assigned partition, every assigned
+        partition that parked series came from either shorter than the position this process had
+        read there or in a topic with a new id (deleted and created again: librdkafka assigns it
+        back only once it exists again, by then the new log may be as long as the old one), and no
+        progress record for the others. Anything else discards the parked series: the replay from
+        the committed offset rebuilds the windows."""
+        from streams.kafka import partition_ends, topic_ids
 
         self._expire_parked()
         if not self._parked:
@@ -502,18 +505,22 @@ class Daemon:
         reset: set = set()
         if all(c is None for c in committed.values()):
             pos: dict[Any, int] = {}
+            tid: dict[Any, str | None] = {}
             for e in self._parked.values():
                 pos[e["tp"]] = max(pos.get(e["tp"], 0), e["pos"])
+                tid[e["tp"]] = e.get("tid")
             check = [tp for tp in new if tp in pos]
             try:
                 ends = partition_ends(self.settings, check) if check else {}
+                ids = topic_ids(self.settings, {tp.topic for tp in check}) if check else {}
             except Exception as exc:  # noqa: BLE001 - cannot tell: the normal path
-                log.warning("cannot read partition ends (%s); parked window state discarded", exc)
-                ends = None
+                log.warning("cannot read partition ends or topic ids (%s); parked window state discarded", exc)
+                ends, ids = None, {}
             if ends is not None:
                 for tp in new:
                     if tp in pos:
-                        if tp in ends and ends[tp] < pos[tp] and tp not in prog:
+                        renewed = tid[tp] is not None and ids.get(tp.topic) not in (None, tid[tp])
+                        if tp in ends and (ends[tp] < pos[tp] or renewed) and tp not in prog:
                             reset.add(tp)
                     elif tp not in prog:
                         reset.add(tp)
@@ -640,6 +647,12 @@ class Daemon:
             except Exception:  # noqa: BLE001
                 committed[tp] = None
         self._adopt_tps |= self._log_reset(new, committed, prog)
+        try:  # the topics' ids now: a later reset (a topic created again) shows as a new id
+            from streams.kafka import topic_ids
+
+            self._topic_ids.update(topic_ids(self.settings, {tp.topic for tp in new}))
+        except Exception as exc:  # noqa: BLE001 - then only a shorter log tells a reset
+            log.debug("cannot read topic ids (%s)", exc)
         for tp in new:
             off, snap = prog.get(tp, (None, {}))
             floor = meta.get(tp, {}).get("dlq_upto", -1)

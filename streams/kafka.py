@@ -66,7 +66,7 @@ with warnings.catch_warnings():  # kafka-python 3.0.12 uses deprecated importlib
 __all__ = [
     "KafkaConfigError", "KafkaPlumbingError", "SeekOutOfRangeError", "DeliveryError",
     "Secret", "KafkaSettings", "TopicPartition", "create_topics", "topic_partitions",
-    "partition_end", "partition_ends", "offsets_for_times", "describe_group",
+    "partition_end", "partition_ends", "topic_ids", "offsets_for_times", "describe_group",
     "Source", "Sink",
 ]  # fmt: skip
 
@@ -457,6 +457,27 @@ def topic_partitions(
             log.debug("topic %s is listed but described with error %s; asking again", topic, d.get("error_code"))
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
+    finally:
+        admin.close()
+
+
+def topic_ids(settings: KafkaSettings | Mapping[str, Any], topics: Iterable[str]) -> dict[str, str]:
+    """The topic id of each of ``topics`` that exists and has one (topics without are left out).
+
+    A topic deleted and created again under the same name (or lost with a broker's in-memory
+    storage) gets a new id: its offsets start again and old positions mean nothing.
+    """
+    names = sorted(set(topics))
+    if not names:
+        return {}
+    admin = _admin(settings)
+    try:
+        out = {}
+        for d in admin.describe_topics(names):
+            tid = d.get("topic_id")
+            if not d.get("error_code", 0) and tid and str(tid).strip("0-"):  # the null uuid means "no id"
+                out[d["name"]] = str(tid)
+        return out
     finally:
         admin.close()
 

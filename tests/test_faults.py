@@ -296,6 +296,7 @@ def test_broker_restart_mid_stream(own_broker, fresh_topic, daemon_bundle, inpro
     spans = {json.loads(v)["end_ts"] - json.loads(v)["start_ts"] for _, v, _ in got2_recs}
     assert spans == {WINDOW_SPAN_MS}, spans  # straddling windows complete, not restarted
     assert after["committed_partitions"] == 0 and after["input_messages"] == 0 and after["phase1_scores"] == 0
+    assert stats["unreadable_batches"] == 0  # a topic missing for a while is not an unreadable batch
     record("broker-restart", {"windows_expected": len(all_ids), "windows_lost": len(lost),
                               "lost_windows_straddling_restart": f"{len(lost & straddling)} of {len(straddling)} "
                                                                  f"({len(series)} series x ceil(T/S)-1)",
