@@ -33,9 +33,9 @@ def test_every_window_scored_exactly_once(broker, fresh_topic, daemon_bundle, in
     """Every window once, with the model called inline (a cheap model) and on the scoring thread (the
     path of slow models, forced here)."""
     if scoring == "thread":
-        import monitor.daemon
+        import monitor.daemon.scoring
 
-        monkeypatch.setattr(monitor.daemon, "INLINE_SCORE_S", -1.0)
+        monkeypatch.setattr(monitor.daemon.scoring, "INLINE_SCORE_S", -1.0)
     _create(broker.bootstrap, fresh_topic)
     series = [f"s{i}" for i in range(5)]
     produce_readings(broker.bootstrap, fresh_topic, series, 150, form=form, anomaly=(100, 110))
@@ -83,10 +83,10 @@ def test_child_process_scores_every_window_once_in_order(broker, fresh_topic, da
                                                           monkeypatch):
     """A slow model (forced) scores in a child process once the child has loaded it, the scoring thread
     meanwhile: every window once, each series in order, the same scores as the model in this process."""
-    import monitor.daemon
+    import monitor.daemon.scoring
     from monitor.modelstore import load_bundle
 
-    monkeypatch.setattr(monitor.daemon, "INLINE_SCORE_S", -1.0)
+    monkeypatch.setattr(monitor.daemon.scoring, "INLINE_SCORE_S", -1.0)
     _create(broker.bootstrap, fresh_topic)
     series = [f"s{i}" for i in range(5)]
     produce_readings(broker.bootstrap, fresh_topic, series, 150)
