@@ -5,11 +5,47 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from monitor.score_records import ms as _ms
 
 log = logging.getLogger("anomon.daemon")
+
+
+@dataclass(slots=True)
+class AlertState:
+    """The hysteresis state of one series (``Daemon._alerts[series]``), while it has anomalous windows
+    in a row or an open alert.
+
+    >>> st = AlertState(start_us=5, max_score=9.5, partition=None)
+    >>> st.anomalous_run, st.alert_id is None, st.to_progress([7, 0])
+    (0, True, [7, 0, 0, 0, None, 5, 9.5])
+    >>> AlertState.from_progress([7, 0, 2, 0, "s@5", 5, 9.5], "t:0")
+    AlertState(anomalous_run=2, normal_run=0, alert_id='s@5', start_us=5, max_score=9.5, partition='t:0')
+    """
+
+    #: anomalous windows in a row (counts towards ``scoring.open_after``)
+    anomalous_run: int = 0
+    #: normal windows in a row (counts towards ``scoring.close_after`` while an alert is open)
+    normal_run: int = 0
+    #: the open alert's id (``<series>@<start µs>``), None while none is open
+    alert_id: str | None = None
+    #: end (µs) of the window that started the run / the alert
+    start_us: int = 0
+    #: the highest primary score since it started
+    max_score: float = 0.0
+    #: the input partition of the series' windows (its state goes with the partition)
+    partition: Any = None
+
+    def to_progress(self, entry: list) -> list:
+        """A series' progress entry (``[ts, skip]``) with this state appended (the record's positions 2-6)."""
+        return [*entry[:2], self.anomalous_run, self.normal_run, self.alert_id, self.start_us,
+                round(float(self.max_score), 6)]
+
+    @classmethod
+    def from_progress(cls, entry: list, partition: Any) -> AlertState:
+        return cls(int(entry[2]), int(entry[3]), entry[4], int(entry[5]), float(entry[6]), partition)
 
 
 class AlertsMixin:
@@ -21,24 +57,24 @@ class AlertsMixin:
         if st is None:
             if not anomalous:
                 return
-            st = self._alerts[series] = [0, 0, None, end_us, score, tp]
+            st = self._alerts[series] = AlertState(start_us=end_us, max_score=score, partition=tp)
         self._alert_seen[series] = (self.clock.now(), end_us)
         if anomalous:
-            st[0] += 1
-            st[1] = 0
-            st[4] = max(st[4], score)
-            if st[0] == 1 and st[2] is None:
-                st[3] = end_us
-            if st[2] is None and st[0] >= sc.open_after:
-                st[2] = f"{series}@{st[3]}"
+            st.anomalous_run += 1
+            st.normal_run = 0
+            st.max_score = max(st.max_score, score)
+            if st.anomalous_run == 1 and st.alert_id is None:
+                st.start_us = end_us
+            if st.alert_id is None and st.anomalous_run >= sc.open_after:
+                st.alert_id = f"{series}@{st.start_us}"
                 self._emit_alert("start", series, st, end_us)
         else:
-            st[1] += 1
-            st[0] = 0
-            if st[2] is None:
+            st.normal_run += 1
+            st.anomalous_run = 0
+            if st.alert_id is None:
                 del self._alerts[series]
                 self._alert_seen.pop(series, None)
-            elif st[1] >= sc.close_after:
+            elif st.normal_run >= sc.close_after:
                 self._emit_alert("end", series, st, end_us)
                 del self._alerts[series]
                 self._alert_seen.pop(series, None)
@@ -48,19 +84,19 @@ class AlertsMixin:
         progress entry, so that the partition's next owner continues open alerts: one burst keeps one
         alert id and gets its end event, across restarts and rebalances."""
         for sid, a in self._alerts.items():
-            if a[5] == tp and sid in snap:
-                snap[sid] = [*snap[sid][:2], a[0], a[1], a[2], a[3], round(float(a[4]), 6)]
+            if a.partition == tp and sid in snap:
+                snap[sid] = a.to_progress(snap[sid])
 
     def _restore_alerts(self, tp: Any, snap: dict) -> None:
         """The alert states that :meth:`_attach_alerts` wrote into a progress snapshot of ``tp``."""
         for sid, r in snap.items():
             if len(r) >= 7:
-                self._alerts[sid] = [int(r[2]), int(r[3]), r[4], int(r[5]), float(r[6]), tp]
+                self._alerts[sid] = AlertState.from_progress(r, tp)
 
-    def _emit_alert(self, event: str, series: str, st: list, end_us: int, reason: str | None = None) -> None:
+    def _emit_alert(self, event: str, series: str, st: AlertState, end_us: int, reason: str | None = None) -> None:
         b = self.bundle
-        rec = {"id": st[2], "event": event, "series": series, "start_ts": _ms(st[3]), "ts": _ms(end_us),
-               "max_score": round(float(st[4]), 6), "model": b.name, "version": b.version}
+        rec = {"id": st.alert_id, "event": event, "series": series, "start_ts": _ms(st.start_us), "ts": _ms(end_us),
+               "max_score": round(float(st.max_score), 6), "model": b.name, "version": b.version}
         if event == "end":  # "recovered": close_after normal windows; "stale": the series went quiet
             rec["reason"] = reason or "recovered"
         elif self._explainer is not None:  # the opening window's explanation (scoring.explain)
@@ -88,11 +124,11 @@ class AlertsMixin:
             st = self._alerts[series]
             seen = self._alert_seen.get(series)
             if seen is None:  # restored from a progress record: the clock starts now
-                self._alert_seen[series] = (now, st[3])
+                self._alert_seen[series] = (now, st.start_us)
                 continue
             if now - seen[0] < limit_s:
                 continue
-            if st[2] is not None:
+            if st.alert_id is not None:
                 self._emit_alert("end", series, st, seen[1], reason="stale")
                 n += 1
             del self._alerts[series]

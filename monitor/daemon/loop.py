@@ -36,7 +36,7 @@ import numpy as np
 from models.thresholds import StreamThresholds
 from monitor.config import Config
 from monitor.daemon import scoring
-from monitor.daemon.alerts import AlertsMixin
+from monitor.daemon.alerts import AlertsMixin, AlertState
 from monitor.daemon.checkpoint import CheckpointMixin
 from monitor.daemon.emission import EmissionMixin
 from monitor.daemon.partitions import PartitionsMixin
@@ -165,7 +165,7 @@ class Daemon(PartitionsMixin, ProgressMixin, CheckpointMixin, ScoringMixin, Emis
         self._scored_n = 0  # their windows
         self._scorer: Any = None  # ThreadPoolExecutor(1), started with the first batch that uses it
         self._score_ewma_s = 0.0  # moving average of the model call's seconds (picks inline or threaded)
-        self._alerts: dict[str, list] = {}  # series -> [anom_run, normal_run, alert_id|None, start_us, max, partition]
+        self._alerts: dict[str, AlertState] = {}  # series -> its hysteresis state (monitor.daemon.alerts)
         self._alerts_out: list[tuple[bytes, bytes]] = []  # alert events of the batch being emitted (key, value)
         self._progress_parts = 1
         self.connected = False
@@ -636,7 +636,7 @@ class Daemon(PartitionsMixin, ProgressMixin, CheckpointMixin, ScoringMixin, Emis
                                           committed=self._last_commit.get(tp))
             except Exception:  # noqa: BLE001
                 pass
-        self.metrics.set_active_alerts(self.bundle.name, sum(1 for a in self._alerts.values() if a[2]))
+        self.metrics.set_active_alerts(self.bundle.name, sum(1 for a in self._alerts.values() if a.alert_id))
 
     def lag(self) -> dict[str, int]:
         out = {}

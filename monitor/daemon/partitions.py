@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 log = logging.getLogger("anomon.daemon")
@@ -79,7 +80,7 @@ class PartitionsMixin:
         self._dirty.discard(tp)
         self._pending = [(b, t) for b, t in self._pending if b.partition != tp]
         self._pending_n = sum(len(b) for b, _ in self._pending)
-        for s in [s for s, a in self._alerts.items() if a[5] == tp]:
+        for s in [s for s, a in self._alerts.items() if a.partition == tp]:
             del self._alerts[s]
             self._alert_seen.pop(s, None)
 
@@ -100,7 +101,7 @@ class PartitionsMixin:
         for sid, st in held.items():
             alert = self._alerts.get(sid)
             self._parked[sid] = {"st": st, "tp": tp, "pos": nxt, "at": now, "tid": self._topic_ids.get(tp.topic),
-                                 "alert": list(alert) if alert is not None and alert[5] == tp else None,
+                                 "alert": replace(alert) if alert is not None and alert.partition == tp else None,
                                  "pending": self._pending_of(tp, sid)}
 
     def _pending_of(self, tp: Any, sid: str) -> list:
@@ -173,9 +174,7 @@ class PartitionsMixin:
             return None
         self._adopted.setdefault(tp, {})[sid] = (e, offset)
         if e["alert"] is not None and sid not in self._alerts:
-            a = list(e["alert"])
-            a[5] = tp
-            self._alerts[sid] = a
+            self._alerts[sid] = replace(e["alert"], partition=tp)
         for b, t in e["pending"]:
             if not self._pending:
                 self._pending_since = time.monotonic()
