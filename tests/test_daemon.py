@@ -8,8 +8,10 @@ import time
 import pytest
 
 from tests.fixtures.daemon import (
+    backend_kw,
     daemon_config,
     expected_window_ids,
+    over_backends,
     produce_readings,
     read_topic,
     score_ids,
@@ -27,11 +29,13 @@ def _create(bootstrap, topic, partitions=4):
     create_topics(KafkaSettings(bootstrap_servers=bootstrap), {topic: partitions})
 
 
-@pytest.mark.parametrize("form,scoring", [("single", "inline"), ("chunk", "inline"), ("single", "thread")])
+@pytest.mark.parametrize("form,scoring,backend", [("single", "inline", None), ("chunk", "inline", None),
+                                                  ("single", "thread", None), ("single", "inline", "kafka-python")],
+                         ids=["single-inline", "chunk-inline", "single-thread", "single-inline-kafka-python"])
 def test_every_window_scored_exactly_once(broker, fresh_topic, daemon_bundle, inprocess_daemon, form, scoring,
-                                          monkeypatch):
+                                          backend, monkeypatch):
     """Every window once, with the model called inline (a cheap model) and on the scoring thread (the
-    path of slow models, forced here)."""
+    path of slow models, forced here); the first case over kafka-python too."""
     if scoring == "thread":
         import monitor.daemon
 
@@ -40,7 +44,7 @@ def test_every_window_scored_exactly_once(broker, fresh_topic, daemon_bundle, in
     series = [f"s{i}" for i in range(5)]
     produce_readings(broker.bootstrap, fresh_topic, series, 150, form=form, anomaly=(100, 110))
     r = inprocess_daemon(daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, daemon_bundle,
-                                       http__enabled=True, http__port=0))
+                                       http__enabled=True, http__port=0, **backend_kw(backend)))
     want = expected_window_ids(series, 150, T, S)
     got = read_topic(broker.bootstrap, f"{fresh_topic}.scores", min_count=len(want), timeout_s=60)
     import urllib.error
@@ -261,13 +265,15 @@ def test_changed_model_file_is_reloaded_without_losing_windows(broker, fresh_top
     assert all(x["version"] == "v2" for x in recs if x["end_ts"] >= 1_700_000_000_000 + 80 * 10)
 
 
-def test_open_alert_follows_its_partition_to_the_next_owner(broker, fresh_topic, daemon_bundle, inprocess_daemon):
+@over_backends
+def test_open_alert_follows_its_partition_to_the_next_owner(broker, fresh_topic, daemon_bundle, inprocess_daemon,
+                                                            backend):
     """A burst that is still going on when its partition changes hands keeps one alert: the next
     owner continues it under the same id (from the progress snapshot) and emits its end."""
     _create(broker.bootstrap, fresh_topic)
     series = ["h0", "h1", "h2"]
     cfg = daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, daemon_bundle,
-                        scoring__threshold="calibrated", scoring__close_after=2)
+                        scoring__threshold="calibrated", scoring__close_after=2, **backend_kw(backend))
     burst = (90, 200)  # on h0 only
     produce_readings(broker.bootstrap, fresh_topic, series, 120, anomaly=burst)
     a = inprocess_daemon(cfg, name="a")
