@@ -29,13 +29,11 @@ def _create(bootstrap, topic, partitions=4):
     create_topics(KafkaSettings(bootstrap_servers=bootstrap), {topic: partitions})
 
 
-@pytest.mark.parametrize("form,scoring,backend", [("single", "inline", None), ("chunk", "inline", None),
-                                                  ("single", "thread", None), ("single", "inline", "kafka-python")],
-                         ids=["single-inline", "chunk-inline", "single-thread", "single-inline-kafka-python"])
+@pytest.mark.parametrize("form,scoring", [("single", "inline"), ("chunk", "inline"), ("single", "thread")])
 def test_every_window_scored_exactly_once(broker, fresh_topic, daemon_bundle, inprocess_daemon, form, scoring,
-                                          backend, monkeypatch):
+                                          monkeypatch):
     """Every window once, with the model called inline (a cheap model) and on the scoring thread (the
-    path of slow models, forced here); the first case over kafka-python too."""
+    path of slow models, forced here)."""
     if scoring == "thread":
         import monitor.daemon
 
@@ -44,7 +42,7 @@ def test_every_window_scored_exactly_once(broker, fresh_topic, daemon_bundle, in
     series = [f"s{i}" for i in range(5)]
     produce_readings(broker.bootstrap, fresh_topic, series, 150, form=form, anomaly=(100, 110))
     r = inprocess_daemon(daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, daemon_bundle,
-                                       http__enabled=True, http__port=0, **backend_kw(backend)))
+                                       http__enabled=True, http__port=0))
     want = expected_window_ids(series, 150, T, S)
     got = read_topic(broker.bootstrap, f"{fresh_topic}.scores", min_count=len(want), timeout_s=60)
     import urllib.error
