@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
 
 def test_a_second_static_worker_gets_half_of_every_topic(broker, topic_factory):
     from streams.kafka import KafkaSettings, TopicPartition, create_topics
-    from streams.kafka_confluent import ConfluentSource
+    from streams.kafka.confluent import ConfluentSource
 
     settings = KafkaSettings(bootstrap_servers=broker.bootstrap)
     topic = topic_factory("in")

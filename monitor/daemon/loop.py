@@ -102,7 +102,7 @@ def create_daemon_topics(cfg: Config, settings: Any) -> None:
 
 
 def worker_membership(group_id: str, worker: str | int) -> dict[str, Any]:
-    """:class:`~streams.kafka_confluent.ConfluentSource` keywords of ``--workers`` member ``worker``.
+    """:class:`~streams.kafka.confluent.ConfluentSource` keywords of ``--workers`` member ``worker``.
 
     Static membership (``group.instance.id``): a worker restarted within the session timeout gets
     its partitions back without a rebalance. Its assignment is eager, by topic ("range"), not
@@ -318,7 +318,7 @@ class Daemon(PartitionsMixin, ProgressMixin, CheckpointMixin, ScoringMixin, Emis
         topics = list(cfg.input.topics) + ([cfg.repartition_topic] if cfg.repartition_topic else [])
         extra = {}
         if cfg.kafka.client == "confluent":
-            from streams.kafka_confluent import ConfluentSource as Source  # noqa: F811
+            from streams.kafka.confluent import ConfluentSource as Source  # noqa: F811
 
             worker = os.environ.get("ANOMON_WORKER_INDEX")  # static membership for --workers
             if worker is not None:
@@ -335,7 +335,7 @@ class Daemon(PartitionsMixin, ProgressMixin, CheckpointMixin, ScoringMixin, Emis
 
     def _make_sink(self) -> Any:
         if self.cfg.kafka.client == "confluent":
-            from streams.kafka_confluent import ConfluentSink as Sink
+            from streams.kafka.confluent import ConfluentSink as Sink
         else:
             from streams.kafka import Sink
 

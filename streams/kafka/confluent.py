@@ -50,11 +50,10 @@ from streams.kafka import (
     KafkaSettings,
     SeekOutOfRangeError,
     TopicPartition,
-    _headers,
-    _to_bytes,
     offsets_for_times,
     partition_ends,
 )
+from streams.kafka.sink import _headers, _to_bytes
 
 with __import__("warnings").catch_warnings():
     __import__("warnings").simplefilter("ignore", DeprecationWarning)
@@ -64,7 +63,7 @@ with __import__("warnings").catch_warnings():
 __all__ = ["to_librdkafka", "ConfluentSource", "ConfluentSink", "classify_error", "Delivery"]
 
 log = logging.getLogger(__name__)
-_rdlog = logging.getLogger("streams.kafka_confluent.librdkafka")
+_rdlog = logging.getLogger("streams.kafka.confluent.librdkafka")
 
 #: librdkafka consumer queue settings: a deep pre-fetch queue and a short backoff when it is full
 #: (librdkafka's default 1,000 ms backoff capped raw consume at 139k-151k records/s here, against
