@@ -45,7 +45,7 @@ _SECRET_WORDS = ("password", "secret", "token", "credential")
 
 @dataclass
 class KafkaSection:
-    """Connection to Kafka (passed to kafka-python; see streams.kafka.KafkaSettings).
+    """Connection to Kafka (streams.kafka.KafkaSettings: mapped to librdkafka or passed to kafka-python).
 
     An empty ``bootstrap_servers`` starts the embedded broker (zero-config default)."""
 

@@ -21,10 +21,10 @@ emit -> checkpoint loop and nothing else), made of named parts, one concept a fi
 :mod:`monitor.workers` supervises N daemon processes (``--workers``).
 """
 from monitor.daemon.emission import ADWIN_KEEP, DLQ_MAX_BYTES, LIKELIHOOD
-from monitor.daemon.loop import GC_YOUNG_THRESHOLD, Daemon, _freeze_heap, create_daemon_topics, worker_membership
+from monitor.daemon.loop import GC_YOUNG_THRESHOLD, Daemon, _freeze_heap, create_daemon_topics
 from monitor.daemon.partitions import PARK_TTL_S
 from monitor.daemon.progress import PROGRESS_CHUNK, PROGRESS_VERSION
 from monitor.daemon.scoring import EMIT_WINDOWS, INLINE_SCORE_S
 
-__all__ = ["Daemon", "create_daemon_topics", "worker_membership", "PROGRESS_VERSION", "PROGRESS_CHUNK", "ADWIN_KEEP", "LIKELIHOOD",
+__all__ = ["Daemon", "create_daemon_topics", "PROGRESS_VERSION", "PROGRESS_CHUNK", "ADWIN_KEEP", "LIKELIHOOD",
            "DLQ_MAX_BYTES", "PARK_TTL_S", "INLINE_SCORE_S", "EMIT_WINDOWS", "GC_YOUNG_THRESHOLD", "_freeze_heap"]

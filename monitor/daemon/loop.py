@@ -101,23 +101,6 @@ def create_daemon_topics(cfg: Config, settings: Any) -> None:
         create_topics(settings, {cfg.repartition_topic: n})
 
 
-def worker_membership(group_id: str, worker: str | int) -> dict[str, Any]:
-    """:class:`~streams.kafka.confluent.ConfluentSource` keywords of ``--workers`` member ``worker``.
-
-    Static membership (``group.instance.id``): a worker restarted within the session timeout gets
-    its partitions back without a rebalance. Its assignment is eager, by topic ("range"), not
-    cooperative-sticky: on Tansu, a static member that gives up partitions in the first round of a
-    cooperative rebalance rejoins as a known member and no second round follows, so the partitions
-    it gave up (the repartition topic's, after a second worker joined) were owned by nobody; and
-    "range" splits every topic, so no worker owns only the input or only the repartition topic.
-
-    >>> worker_membership("g", 1)
-    {'instance_id': 'g-worker-1', 'consumer_options': {'partition.assignment.strategy': 'range'}}
-    """
-    return {"instance_id": f"{group_id}-worker-{worker}",
-            "consumer_options": {"partition.assignment.strategy": "range"}}
-
-
 class Daemon(PartitionsMixin, ProgressMixin, CheckpointMixin, ScoringMixin, EmissionMixin, AlertsMixin):
     """The streaming scorer. ``run()`` blocks until :meth:`stop`; thread-safe ``stop``/``reload``."""
 
@@ -322,15 +305,14 @@ class Daemon(PartitionsMixin, ProgressMixin, CheckpointMixin, ScoringMixin, Emis
 
             worker = os.environ.get("ANOMON_WORKER_INDEX")  # static membership for --workers
             if worker is not None:
-                extra = worker_membership(cfg.input.group_id, worker)
-        options = {"client_id": self.name, **extra.pop("consumer_options", {})}
+                extra["instance_id"] = f"{cfg.input.group_id}-worker-{worker}"
         self.source = Source(self.settings, topics, cfg.input.group_id,
                              on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost,
                              commit_on_revoke=False, max_poll_records=cfg.input.max_poll_records,
                              session_timeout_ms=cfg.input.session_timeout_ms,
                              heartbeat_interval_ms=cfg.input.heartbeat_interval_ms,
                              fetch_max_wait_ms=cfg.input.fetch_max_wait_ms,
-                             consumer_options=options, **extra)
+                             consumer_options={"client_id": self.name}, **extra)
         self.source.open()
 
     def _make_sink(self) -> Any:
