@@ -212,6 +212,12 @@ class RunSection:
     #: process decodes, windows and writes on one interpreter, so at stride 1 a second core needs a
     #: second process (see monitor/workers.py). More than the input's partitions leaves some idle.
     workers: int = 1
+    #: with kafka.client = "confluent", each worker joins with a fixed group.instance.id (static
+    #: membership: a worker restarted within the session timeout gets its partitions back without a
+    #: rebalance of the others). Off by default: on Tansu (the embedded broker) a restarted static member
+    #: was sometimes never assigned again (tests/test_workers.py, the killed-worker case, 2 of 5 runs);
+    #: turn it on against Apache Kafka
+    static_membership: bool = False
 
 
 @dataclass

@@ -303,8 +303,8 @@ class Daemon(PartitionsMixin, ProgressMixin, CheckpointMixin, ScoringMixin, Emis
         if cfg.kafka.client == "confluent":
             from streams.kafka.confluent import ConfluentSource as Source  # noqa: F811
 
-            worker = os.environ.get("ANOMON_WORKER_INDEX")  # static membership for --workers
-            if worker is not None:
+            worker = os.environ.get("ANOMON_WORKER_INDEX")  # static membership for --workers (run.static_membership)
+            if worker is not None and cfg.run.static_membership:
                 extra["instance_id"] = f"{cfg.input.group_id}-worker-{worker}"
         self.source = Source(self.settings, topics, cfg.input.group_id,
                              on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost,
