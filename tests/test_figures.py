@@ -84,7 +84,7 @@ def demo_table() -> str:
 #: The accuracy table (README): each protocol's anomon detector, and the classical detectors it is
 #: compared with, each one `anomon evaluate --train D --protocol P ... --out R` whose R/metrics.json is
 #: committed as docs/results/eval-P-D.json.
-ACCURACY_PROTOCOLS = ["ecg5000-unsup", "mitdb106-semi", "ecg200-semi"]
+ACCURACY_PROTOCOLS = ["ecg5000-semi", "ecg5000-unsup", "mitdb106-semi", "ecg200-semi"]
 ANOMON_DETECTOR = "vrae"
 PEERS = ["knn", "lof", "isolation-forest", "ecod", "pca", "mahalanobis"]
 #: flags of a run beyond --train/--protocol/--seeds, with the params its results file must show
