@@ -164,13 +164,14 @@ def performance_table() -> str:
         f"| the demo end to end (VRAE, {d['series']} ECG series replayed at {d['speed']:g}× real time) "
         f"| produce-to-score latency p50 / p99 | {d['latency_ms']['p50']:.1f} / {d['latency_ms']['p99']:.1f} ms "
         f"({d['windows_scored']} windows, {d['windows_lost']} lost) | `anomon demo --json docs/results/demo.json` |")
-    for c in _load("streaming.json")["cases"] if (RESULTS / "streaming.json").exists() else []:
-        case = f"{c['detector']},{c['series']},{c['stride']},{c['form']}"
+    cases = _load("streaming.json")["cases"] if (RESULTS / "streaming.json").exists() else []
+    every = ";".join(f"{c['detector']},{c['series']},{c['stride']},{c['form']}" for c in cases)
+    for c in cases:
         rows.append(
             f"| `anomon run`, {c['detector']}, {c['series']:,} series, stride {c['stride']}, one reading a message "
             f"| end-to-end records/s (ratio to a bare consumer of the same records); p99 latency at half load "
             f"| {c['e2e_records_per_s']:,.0f} ({c['ratio_vs_raw_consume']:.3f}); {c['latency_p99_ms']:.0f} ms "
-            f"| `anomon bench streaming --case '{case}' --latency-seconds 5` (`streaming.json`) |")
+            f"| `anomon bench streaming --case '{every}' --latency-seconds 5 --json docs/results/streaming.json` |")
     m = _load("series.json")["cases"][0]
     rows.append(
         f"| window state of {m['series']:,} series, T = {m['window_length']} | bytes per series (tracemalloc) "
