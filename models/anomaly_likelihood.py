@@ -273,6 +273,10 @@ class LikelihoodPerSeries:
         """The likelihood of ``score`` for ``series``, then learn it."""
         return self[series].update(score)
 
+    def forget(self, series: str) -> None:
+        """Drop the state of ``series`` (gone idle); it learns again from its next score."""
+        self._by_series.pop(series, None)
+
     def to_dict(self) -> dict[str, Any]:
         return {"format_version": FORMAT_VERSION, "kind": "anomaly_likelihood_per_series", "params": self.params,
                 "series": {k: v.to_dict() for k, v in self._by_series.items()}}

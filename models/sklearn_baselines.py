@@ -252,7 +252,7 @@ class RankEnsemble(Detector):
     """Average of member detectors' scores, each mapped through its own training-score
     distribution (standardised by the training median and IQR), so members on different
     scales weigh alike. Members are given as ``[[name, params], ...]`` of registered
-    tabular detectors; the first component of each is used. ``n_threads`` is passed on to the
+    tabular detectors; the default component of each is used (its first unless it declares one). ``n_threads`` is passed on to the
     members that take it (and do not set their own).
     """
 
@@ -282,7 +282,7 @@ class RankEnsemble(Detector):
         dets, center, scale = [], [], []
         for i, (name, params) in enumerate(self.members):
             det = self._make(i, name, params).fit(X)
-            s = det.score(X)[det.components[0].name]
+            s = det.score(X)[det.default_component_name()]
             q25, q50, q75 = np.percentile(s, [25, 50, 75])
             dets.append(det)
             center.append(q50)
@@ -297,7 +297,7 @@ class RankEnsemble(Detector):
         w = np.ones(len(self.members_)) if self.weights is None else np.asarray(self.weights)
         tot = np.zeros(len(X))
         for i, det in enumerate(self.members_):
-            s = det.score(X)[det.components[0].name]
+            s = det.score(X)[det.default_component_name()]
             tot += w[i] * (s - self.center_[i]) / self.scale_[i]
         return {"ensemble": tot / w.sum()}
 

@@ -28,11 +28,16 @@ True
 """
 from __future__ import annotations
 
+import base64
+import json  # noqa: F401 - the from_state example
 from typing import Any
 
 import numpy as np
 
 from models.base import InputError, NotFittedError
+
+#: version of :meth:`SPOT.state` (read back by :func:`from_state`)
+STATE_FORMAT = 1
 
 
 def _log_lik(Y: np.ndarray, gamma: np.ndarray, sigma: np.ndarray) -> np.ndarray:
@@ -194,6 +199,21 @@ class SPOT:
         return {"kind": self.kind, "q": self.q, "level": self.level, "t": self.t_, "gamma": self.gamma_,
                 "sigma": self.sigma_, "threshold": self.threshold, "n": self.n_, "n_peaks": self.n_peaks_}
 
+    def state(self) -> dict[str, Any]:
+        """Everything :func:`from_state` needs to go on exactly where this one is (JSON-able, format
+        :data:`STATE_FORMAT`; arrays as base64 float64)."""
+        self._check()
+        return {"format": STATE_FORMAT, "kind": self.kind, "q": self.q, "level": self.level,
+                "max_peaks": self.max_peaks, "refit_every": self.refit_every, "t": self.t_,
+                "peaks": _b64(self.peaks_), "new_peaks": [float(v) for v in self._new_peaks], "n": self.n_,
+                "n_peaks": self.n_peaks_, "gamma": self.gamma_, "sigma": self.sigma_, "z": self.z_}
+
+    def _set_state(self, d: dict[str, Any]) -> None:
+        self.t_, self.peaks_ = float(d["t"]), _unb64(d["peaks"])
+        self._new_peaks = [float(v) for v in d["new_peaks"]]
+        self.n_, self.n_peaks_ = int(d["n"]), int(d["n_peaks"])
+        self.gamma_, self.sigma_, self.z_ = float(d["gamma"]), float(d["sigma"]), float(d["z"])
+
 
 class DSPOT(SPOT):
     """SPOT on the score minus a moving average of the last ``depth`` normal scores (drifting streams).
@@ -266,6 +286,58 @@ class DSPOT(SPOT):
         """The current threshold in score units (the local mean + the EVT threshold of the residuals)."""
         self._check()
         return self.z_ + self._sum / self.depth
+
+    def state(self) -> dict[str, Any]:
+        d = super().state()
+        d.update({"depth": self.depth, "relearn_after": self.relearn_after, "window": _b64(self.window_),
+                  "pos": self._pos, "sum": self._sum, "run": [float(v) for v in self._run],
+                  "relearned": self.relearned_})
+        return d
+
+    def _set_state(self, d: dict[str, Any]) -> None:
+        super()._set_state(d)
+        self.window_ = _unb64(d["window"])
+        if self.window_.size != self.depth:
+            raise InputError(f"DSPOT state: window of {self.window_.size} scores, depth {self.depth}")
+        self._pos, self._sum = int(d["pos"]), float(d["sum"])
+        self._run = [float(v) for v in d["run"]]
+        self.relearned_ = int(d["relearned"])
+
+
+def from_state(d: dict[str, Any]) -> SPOT:
+    """A SPOT or DSPOT that goes on exactly where the one whose :meth:`SPOT.state` gave ``d`` was.
+
+    >>> rng = np.random.default_rng(1)
+    >>> a = DSPOT(q=1e-3, depth=20, refit_every=5).fit(rng.normal(size=500))
+    >>> _ = a.update(rng.normal(size=300))
+    >>> b = from_state(json.loads(json.dumps(a.state())))
+    >>> x = rng.normal(size=400) + np.r_[np.zeros(200), np.full(200, 6.0)]
+    >>> bool((a.update(x) == b.update(x)).all()), bool(a.threshold == b.threshold)
+    (True, True)
+    """
+    if not isinstance(d, dict) or d.get("format") != STATE_FORMAT:
+        raise InputError(f"SPOT state format {d.get('format') if isinstance(d, dict) else None!r} is not "
+                         f"supported (this anomon reads {STATE_FORMAT})")
+    if d.get("kind") == "spot":
+        t: SPOT = SPOT(q=d["q"], level=d["level"], max_peaks=d["max_peaks"], refit_every=d["refit_every"])
+    elif d.get("kind") == "dspot":
+        t = DSPOT(q=d["q"], level=d["level"], max_peaks=d["max_peaks"], refit_every=d["refit_every"],
+                  depth=d["depth"], relearn_after=d["relearn_after"])
+    else:
+        raise InputError(f"SPOT state: unknown kind {d.get('kind')!r} (spot, dspot)")
+    try:
+        t._set_state(d)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"SPOT state: {type(exc).__name__}: {exc}") from None
+    return t
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a, dtype="<f8").tobytes()).decode("ascii")
+
+
+def _unb64(s: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(s), dtype="<f8").copy()
 
 
 def make_threshold(kind: str, calibration: np.ndarray, q: float, **kw: Any) -> SPOT:

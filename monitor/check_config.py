@@ -53,9 +53,18 @@ def check(path: str | None, overrides: dict[str, Any], env: dict[str, str] | Non
     facts, secret_problems = secret_sources(cfg)
     problems += [p for p in secret_problems if not any(p.split(":")[0] in q for q in problems)]
     if cfg.models:
+        from monitor.lanes import lane_config
         from monitor.modelstore import load_bundle
+        from monitor.routing import Router
 
+        router = Router(cfg.models)
         for e in cfg.models:
+            try:  # the entry's own settings, converted and validated as the lane will be built
+                lc = lane_config(cfg, e, router)
+            except UserError as exc:
+                problems.append(str(exc))
+            else:
+                problems += _retrain_problems(lc, f"models ({e.name}).dir")
             try:
                 b = load_bundle(e.dir)
             except Exception as exc:  # noqa: BLE001 - every failure is a finding here
@@ -79,6 +88,7 @@ def check(path: str | None, overrides: dict[str, Any], env: dict[str, str] | Non
             problems.append(f"model.dir: {exc}" if not str(exc).startswith(("model", str(cfg.model.dir))) else str(exc))
         else:
             facts.append(f"model.dir: {cfg.model.dir} loads: {b}")
+            problems += _retrain_problems(cfg, "model.dir")
             if cfg.window.length and cfg.window.length != b.length:
                 problems.append(f"window.length: {cfg.window.length} differs from the model's window length {b.length}")
             bad = [c for c in cfg.scoring.alert_components if c not in b.components]
@@ -91,3 +101,16 @@ def check(path: str | None, overrides: dict[str, Any], env: dict[str, str] | Non
             except UserError as exc:
                 problems.append(str(exc))
     return cfg, facts, problems
+
+
+def _retrain_problems(cfg: Config, field: str) -> list[str]:
+    """``[retrain]`` on: the model must be served from a registry (``REGISTRY/NAME/current``)."""
+    if not cfg.retrain.enabled:
+        return []
+    from monitor.retrain_schedule import registry_model
+
+    loc = registry_model(cfg.model.dir)
+    if loc is None or not (loc[0] / loc[1]).is_dir():
+        return [f"{field}: {cfg.model.dir} is not a registry's NAME/current, and [retrain] is on: a retrained "
+                "version would have nowhere to go (anomon models add NAME DIR; serve REGISTRY/NAME/current)"]
+    return []

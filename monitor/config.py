@@ -27,6 +27,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,14 +45,14 @@ _SECRET_WORDS = ("password", "secret", "token", "credential")
 
 @dataclass
 class KafkaSection:
-    """Connection to Kafka (passed to kafka-python; see streams.kafka.KafkaSettings).
+    """Connection to Kafka (streams.kafka.KafkaSettings: mapped to librdkafka or passed to kafka-python).
 
     An empty ``bootstrap_servers`` starts the embedded broker (zero-config default)."""
 
     bootstrap_servers: str = ""
-    #: the client library: "kafka-python" or "confluent" (librdkafka: cooperative-sticky assignment,
-    #: read_committed, static membership for --workers; see docs/kafka.md)
-    client: str = "kafka-python"
+    #: the client library: "confluent" (confluent-kafka on librdkafka: cooperative-sticky assignment,
+    #: read_committed, static membership for --workers) or "kafka-python"; see docs/kafka.md "Backends"
+    client: str = "confluent"
     client_id: str = "anomon"
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
@@ -170,6 +171,17 @@ class ScoringSection:
     explain: bool = False
     #: channels named per explanation (1 to 10; at most the model's channels)
     explain_top_k: int = 3
+    #: decide anomalous windows on each series' anomaly likelihood (Ahmad et al. 2017,
+    #: models/anomaly_likelihood.py): how unusual the series' recent primary scores are under its own
+    #: long-run score distribution, so one model serves noisy and calm series alike. Score records get an
+    #: "anomaly_likelihood" column (the log form, 0..1). The SPOT thresholds still adapt but do not decide
+    likelihood: bool = False
+    #: the log likelihood at or above which a window is anomalous (0.5: a tail probability of 1e-5)
+    likelihood_threshold: float = 0.5
+    #: windows of a series before its scores enter its distribution (they settle meanwhile), then
+    #: likelihood_window windows of history (memory: ~32 bytes a window and series)
+    likelihood_learning: int = 288
+    likelihood_window: int = 1000
 
 
 @dataclass
@@ -203,6 +215,48 @@ class RunSection:
 
 
 @dataclass
+class RetrainSection:
+    """Retraining from inside the daemon (see :mod:`monitor.retrain_schedule`); off unless ``every`` or
+    ``after_drift_events`` is set. The model must be served from a registry (``REGISTRY/NAME/current``)."""
+
+    #: retrain this long after the current version was promoted or last retrained ("24h", "90m", "1d"); "" = never
+    every: str = ""
+    #: also retrain after this many drift events (ADWIN on the scores, ``scoring.drift``); 0 = never
+    after_drift_events: int = 0
+    #: the history a retrain reads from the input topics: this long back ("6h") ...
+    since: str = "6h"
+    #: ... or, when > 0, the last N records of each partition instead
+    last: int = 0
+    #: newest share of each series' windows held back to validate the candidate
+    validation_fraction: float = 0.2
+    #: refuse a candidate whose false-positive rate on the held-back windows is over this x the target
+    max_fpr_factor: float = 3.0
+    #: epochs of the new fit (0: the current version's)
+    epochs: int = 0
+    #: never start two retrains of a model closer than this (drift storms; a refused candidate)
+    min_interval_s: float = 600.0
+    #: a retrain running longer is stopped and counted as failed
+    timeout_s: float = 3600.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.every.strip()) or self.after_drift_events > 0
+
+
+def duration_s(text: str) -> float:
+    """Seconds of a duration such as ``"90s"``, ``"15m"``, ``"24h"``, ``"1d"`` or ``"1h30m"``.
+
+    >>> duration_s("1h30m"), duration_s("2s"), duration_s("1d")
+    (5400.0, 2.0, 86400.0)
+    """
+    t = str(text).strip().lower().replace(" ", "")
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", t)
+    if not t or "".join(n + u for n, u in parts) != t:
+        raise ValueError(f"{text!r} is not a duration (90s, 15m, 24h, 1d, 1h30m)")
+    return sum(float(n) * {"ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400}[u] for n, u in parts)
+
+
+@dataclass
 class Config:
     kafka: KafkaSection = field(default_factory=KafkaSection)
     input: InputSection = field(default_factory=InputSection)
@@ -212,6 +266,7 @@ class Config:
     output: OutputSection = field(default_factory=OutputSection)
     http: HttpSection = field(default_factory=HttpSection)
     run: RunSection = field(default_factory=RunSection)
+    retrain: RetrainSection = field(default_factory=RetrainSection)
     #: ``[[models]]`` entries (many models in one daemon, see :mod:`monitor.routing`); empty: ``model.dir``
     models: list = field(default_factory=list)
     #: where each non-default value came from: {"section.key": "config file X" | "environment VAR" | "command line"}
@@ -343,7 +398,7 @@ _SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name not in
 def _section_cls(name: str) -> type:
     return {"kafka": KafkaSection, "input": InputSection, "window": WindowSection, "model": ModelSection,
             "scoring": ScoringSection, "output": OutputSection, "http": HttpSection,
-            "run": RunSection}[name]
+            "run": RunSection, "retrain": RetrainSection}[name]
 
 
 def _apply_one(cfg: Config, section: str, key: str, value: Any, where: str) -> None:
@@ -455,10 +510,30 @@ def validate(cfg: Config, problems: list[ConfigError] | None = None) -> None:
         fail(err("scoring.threshold", f"must be calibrated, spot or dspot; got {cfg.scoring.threshold!r}"))
     if not 0 < cfg.scoring.q < 0.02:
         fail(err("scoring.q", f"must be in (0, 0.02) (SPOT's peaks are the top 2%); got {cfg.scoring.q}"))
+    if not 0 < cfg.scoring.likelihood_threshold < 1:
+        fail(err("scoring.likelihood_threshold", f"must lie in (0, 1), got {cfg.scoring.likelihood_threshold}"))
+    positive("scoring.likelihood_learning", allow_zero=True)
+    if cfg.scoring.likelihood_window < 100:
+        fail(err("scoring.likelihood_window", f"must be at least 100 windows, got {cfg.scoring.likelihood_window}"))
     if not 1 <= cfg.scoring.explain_top_k <= 10:
         fail(err("scoring.explain_top_k", f"must be between 1 and 10, got {cfg.scoring.explain_top_k}"))
     if not 1 <= cfg.run.workers <= 64:
         fail(err("run.workers", f"must be between 1 and 64, got {cfg.run.workers}"))
+    rt = cfg.retrain
+    for key in ("every", "since"):
+        if getattr(rt, key).strip():
+            try:
+                if duration_s(getattr(rt, key)) <= 0:
+                    raise ValueError(f"{getattr(rt, key)!r} must be positive")
+            except ValueError as exc:
+                fail(err(f"retrain.{key}", str(exc)))
+    for name in ("retrain.after_drift_events", "retrain.last", "retrain.epochs", "retrain.min_interval_s"):
+        positive(name, allow_zero=True)
+    positive("retrain.timeout_s")
+    if not 0 < rt.validation_fraction < 0.5:
+        fail(err("retrain.validation_fraction", f"must lie in (0, 0.5), got {rt.validation_fraction}"))
+    if rt.max_fpr_factor < 1:
+        fail(err("retrain.max_fpr_factor", f"must be at least 1, got {rt.max_fpr_factor}"))
     if cfg.http.port > 65535:
         fail(err("http.port", f"not a port number: {cfg.http.port}"))
     outs = [cfg.output.scores_topic, cfg.output.alerts_topic, cfg.output.dlq_topic]

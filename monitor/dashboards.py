@@ -486,8 +486,11 @@ def fleet_dashboard() -> Dashboard:
         Panel("Model reloads and failures", PanelType.TIMESERIES,
               (Target(f"sum by (model) (increase(anomon_model_reloads_total{{{S}}}[5m]))", "reloads {{model}}"),
                Target(f"sum by (model) (increase(anomon_model_reload_failures_total{{{S}}}[5m]))",
-                      "failures {{model}}")),
-              width=8),
+                      "failures {{model}}"),
+               Target(f"sum by (model, outcome) (increase(anomon_retrains_total{{{S}}}[5m]))",
+                      "retrain {{outcome}} {{model}}")),
+              width=8, description="Hot reloads (a new version in the model dir or a registry promotion), failed "
+              "reloads, and retrains from inside the daemon ([retrain]) by outcome."),
         Panel("Models serving", PanelType.TABLE,
               (Target(f"anomon_model_info{{{S}}}", instant=True, format="table"),), width=8),
         Row("Process"),
@@ -742,6 +745,14 @@ ALERT_RULES: tuple[AlertRule, ...] = (
         op=">", threshold=0, for_="0s", severity="warning",
         summary="Model {{ $labels.model }} failed to reload on {{ $labels.instance }}",
         description="A hot reload failed; the previous model keeps serving. See the daemon log.",
+    ),
+    AlertRule(
+        uid="anomon-retrain-not-promoted", name="AnomonRetrainNotPromoted",
+        query='sum by (job, instance, model, outcome) (increase(anomon_retrains_total{outcome=~"refused|failed"}[6h]))',
+        op=">", threshold=0, for_="0s", severity="info",
+        summary="A retrain of {{ $labels.model }} was {{ $labels.outcome }} on {{ $labels.instance }}",
+        description="The daemon's retrain did not promote a candidate; the previous version keeps serving. "
+        "The reason is in the daemon log and in the registry (anomon models show NAME).",
     ),
     AlertRule(
         uid="anomon-latency-high", name="AnomonScoringLatencyHigh",

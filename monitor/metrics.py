@@ -290,6 +290,15 @@ class AnomonMetrics:
             "model_reload_failures", "Failed model (re)loads; the previous model keeps serving.", ["model"],
             namespace=ns, registry=r,
         )
+        self.retrains = Counter(
+            "retrains", "Retrains of the served model from inside the daemon ([retrain]), by outcome: promoted, "
+            "refused (failed validation; still serving the previous version), failed, stopped.",
+            ["model", "outcome"], namespace=ns, registry=r,
+        )
+        self.retrain_running = Gauge(
+            "retrain_running", "1 while a retrain of the model runs in its child process.", ["model"],
+            namespace=ns, registry=r,
+        )
         # ---- process health ------------------------------------------------------------
         self.up = Gauge("up", "1 while the daemon process runs.", namespace=ns, registry=r)
         self.ready = Gauge(
@@ -536,6 +545,8 @@ class AnomonMetrics:
             c.labels(model=model)
         for ev in ("start", "end"):
             self.alerts.labels(model=model, event=ev)
+        for outcome in ("promoted", "refused", "failed", "stopped"):
+            self.retrains.labels(model=model, outcome=outcome)
         self.alerts_active.labels(model=model)
         for comp in components:
             self.drift_events.labels(model=model, component=comp)
@@ -565,6 +576,14 @@ class AnomonMetrics:
         self.model_reload_failures.labels(model=model).inc()
         if not still_serving:
             self.model_unloaded(model)
+
+    def retrain(self, model: str, outcome: str) -> None:
+        """Count a finished retrain of ``model`` (``promoted``, ``refused``, ``failed`` or ``stopped``)."""
+        self.retrains.labels(model=model, outcome=outcome).inc()
+
+    def set_retrain_running(self, model: str, running: bool) -> None:
+        """Set ``anomon_retrain_running{model}`` while a retrain's child process runs."""
+        self.retrain_running.labels(model=model).set(1 if running else 0)
 
     def model_unloaded(self, model: str) -> None:
         """Mark ``model`` as not serving (``anomon_model_loaded{model}=0``)."""

@@ -69,8 +69,11 @@ def _hold_back(windows: dict, ends: dict, window: int, stride: int, fraction: fl
 
 def retrain(registry: Any, name: str, *, settings: Any, topics: list[str], fmt: Any, since_ms: int | None = None,
             last: int | None = None, validation_fraction: float = 0.2, max_fpr_factor: float = 3.0,
-            epochs: int | None = None, lateness_ms: float = 0.0, gap_ms: float | None = None) -> RetrainResult:
-    """Train, validate and promote (or refuse) a new version of ``name``; see the module docstring."""
+            epochs: int | None = None, lateness_ms: float = 0.0, gap_ms: float | None = None,
+            lane: Any = None) -> RetrainResult:
+    """Train, validate and promote (or refuse) a new version of ``name``; see the module docstring.
+
+    ``lane``: a :class:`monitor.routing.LaneFilter` (only that model's readings train it)."""
     from monitor.modelstore import load_bundle
     from monitor.topic_training import drop_flagged, read_topic_windows, split_windows
     from monitor.training import TrainOptions, train_bundle
@@ -90,7 +93,7 @@ def retrain(registry: Any, name: str, *, settings: Any, topics: list[str], fmt: 
     fpr = float(current.meta.get("fpr", old_info.get("fpr", 0.01)))
     T, S = current.length, current.stride
     wins, ends, dead, n = read_topic_windows(settings, topics, window=T, stride=S, fmt=fmt, since_ms=since_ms,
-                                             last=last, lateness_ms=lateness_ms, gap_ms=gap_ms)
+                                             last=last, lateness_ms=lateness_ms, gap_ms=gap_ms, lane=lane)
     wins, ends, flagged = drop_flagged(wins, ends, str(cur_dir))
     if not wins:
         raise UserError(f"retrain {name}: no window of {T} readings left in {n} record(s) of {', '.join(topics)}")

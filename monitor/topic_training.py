@@ -34,8 +34,12 @@ log = logging.getLogger("anomon.train")
 
 def read_topic_windows(settings: Any, topics: list[str], *, window: int, stride: int, fmt: Any,
                        since_ms: int | None = None, last: int | None = None, lateness_ms: float = 0.0,
-                       gap_ms: float | None = None, timeout_s: float = 30.0) -> tuple[dict, dict, Counter, int]:
-    """``({series: windows (k, T, C)}, {series: window end times (µs)}, dead-letter reasons counted, records read)``."""
+                       gap_ms: float | None = None, timeout_s: float = 30.0,
+                       lane: Any = None) -> tuple[dict, dict, Counter, int]:
+    """``({series: windows (k, T, C)}, {series: window end times (µs)}, dead-letter reasons counted, records read)``.
+
+    ``lane``: a :class:`monitor.routing.LaneFilter`; only the readings routed to its model are read (one
+    model's retrain among ``[[models]]``)."""
     from streams.kafka import KafkaConsumer, TopicPartition, offsets_for_times, partition_ends, topic_partitions
     from streams.records import RecordError, decode_record
     from streams.windowing import ManualClock, Windower, WindowSpec
@@ -73,6 +77,8 @@ def read_topic_windows(settings: Any, topics: list[str], *, window: int, stride:
             if got:
                 deadline = time.monotonic() + timeout_s
             for tp, recs in got.items():
+                if lane is not None:
+                    recs = lane.split(tp.topic, recs, fmt.series_field)[0]
                 for r in recs:
                     if r.offset >= ends[tp]:
                         continue

@@ -8,8 +8,10 @@ import time
 import pytest
 
 from tests.fixtures.daemon import (
+    backend_kw,
     daemon_config,
     expected_window_ids,
+    over_backends,
     produce_readings,
     read_topic,
     score_ids,
@@ -33,9 +35,9 @@ def test_every_window_scored_exactly_once(broker, fresh_topic, daemon_bundle, in
     """Every window once, with the model called inline (a cheap model) and on the scoring thread (the
     path of slow models, forced here)."""
     if scoring == "thread":
-        import monitor.daemon
+        import monitor.daemon.scoring
 
-        monkeypatch.setattr(monitor.daemon, "INLINE_SCORE_S", -1.0)
+        monkeypatch.setattr(monitor.daemon.scoring, "INLINE_SCORE_S", -1.0)
     _create(broker.bootstrap, fresh_topic)
     series = [f"s{i}" for i in range(5)]
     produce_readings(broker.bootstrap, fresh_topic, series, 150, form=form, anomaly=(100, 110))
@@ -83,10 +85,10 @@ def test_child_process_scores_every_window_once_in_order(broker, fresh_topic, da
                                                           monkeypatch):
     """A slow model (forced) scores in a child process once the child has loaded it, the scoring thread
     meanwhile: every window once, each series in order, the same scores as the model in this process."""
-    import monitor.daemon
+    import monitor.daemon.scoring
     from monitor.modelstore import load_bundle
 
-    monkeypatch.setattr(monitor.daemon, "INLINE_SCORE_S", -1.0)
+    monkeypatch.setattr(monitor.daemon.scoring, "INLINE_SCORE_S", -1.0)
     _create(broker.bootstrap, fresh_topic)
     series = [f"s{i}" for i in range(5)]
     produce_readings(broker.bootstrap, fresh_topic, series, 150)
@@ -261,13 +263,15 @@ def test_changed_model_file_is_reloaded_without_losing_windows(broker, fresh_top
     assert all(x["version"] == "v2" for x in recs if x["end_ts"] >= 1_700_000_000_000 + 80 * 10)
 
 
-def test_open_alert_follows_its_partition_to_the_next_owner(broker, fresh_topic, daemon_bundle, inprocess_daemon):
+@over_backends
+def test_open_alert_follows_its_partition_to_the_next_owner(broker, fresh_topic, daemon_bundle, inprocess_daemon,
+                                                            backend):
     """A burst that is still going on when its partition changes hands keeps one alert: the next
     owner continues it under the same id (from the progress snapshot) and emits its end."""
     _create(broker.bootstrap, fresh_topic)
     series = ["h0", "h1", "h2"]
     cfg = daemon_config(broker.bootstrap, fresh_topic, "g-" + fresh_topic, daemon_bundle,
-                        scoring__threshold="calibrated", scoring__close_after=2)
+                        scoring__threshold="calibrated", scoring__close_after=2, **backend_kw(backend))
     burst = (90, 200)  # on h0 only
     produce_readings(broker.bootstrap, fresh_topic, series, 120, anomaly=burst)
     a = inprocess_daemon(cfg, name="a")

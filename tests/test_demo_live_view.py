@@ -21,7 +21,8 @@ def _drive(flags: list[bool], open_after: int, close_after: int) -> tuple[list[s
     for i, f in enumerate(flags):
         Daemon._hysteresis(fake, "s1", None, 1000 * i, f, 9.0 if f else 1.0)
         a = fake._alerts.get("s1")
-        lines.append(_series_line("s1", "nll", 9.0 if f else 1.0, 5.0, f, list(a) if a else None,
+        lines.append(_series_line("s1", "nll", 9.0 if f else 1.0, 5.0, f,
+                                  [a.anomalous_run, a.normal_run, a.alert_id] if a else None,
                                   open_after, close_after))
     return lines, events
 
@@ -74,5 +75,5 @@ def test_the_live_views_alert_state_follows_the_daemons_hysteresis():
             a = fake._alerts.get("s")
             assert (view is None) == (a is None), (open_after, close_after, i)
             if a is not None:
-                assert view[:2] == a[:2] and (view[2] is None) == (a[2] is None)
+                assert view[:2] == [a.anomalous_run, a.normal_run] and (view[2] is None) == (a.alert_id is None)
         assert events.count("start") >= 1

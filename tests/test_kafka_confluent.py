@@ -1,4 +1,4 @@
-"""The librdkafka backend (streams.kafka_confluent) against the real embedded broker (never a mock):
+"""The librdkafka backend (streams.kafka.confluent) against the real embedded broker (never a mock):
 the cases of tests/test_kafka.py that matter, codecs, transactions, and agreement with the kafka-python Sink."""
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from streams.kafka import (
     create_topics,
     partition_ends,
 )
-from streams.kafka_confluent import ConfluentSink, ConfluentSource, to_librdkafka
+from streams.kafka.confluent import ConfluentSink, ConfluentSource, to_librdkafka
 
 pytestmark = pytest.mark.broker
 

@@ -1,4 +1,4 @@
-"""streams.kafka_fetch reads fetched batches exactly as kafka-python 3.0.12 does (the daemon's
+"""streams.kafka.fetch reads fetched batches exactly as kafka-python 3.0.12 does (the daemon's
 consumer relies on it; a regression test for a kafka-python upgrade), and a real broker's fetches too."""
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.util import calc_crc32c
 from kafka.structs import TopicPartition
 
-import streams.kafka_fetch
+import streams.kafka.fetch
 from tests.fixtures.speedups import c_or_python, require_built
-from streams.kafka_fetch import FastPartitionRecords, _self_test, decode_records, install_fast_fetch
+from streams.kafka.fetch import FastPartitionRecords, _self_test, decode_records, install_fast_fetch
 
 TP = TopicPartition("readings", 2)
 T0 = 1_700_000_000_000
@@ -45,7 +45,7 @@ def _batch(base: int, records: list, *, codec: int = 0, log_append: bool = False
 def loop(request, monkeypatch):
     """Each test runs with the C loop of decode_records (streams/_speedups.c; CI builds it) and with
     the Python loop."""
-    return c_or_python(request, monkeypatch, streams.kafka_fetch, "SPEEDUPS", False)
+    return c_or_python(request, monkeypatch, streams.kafka.fetch, "SPEEDUPS", False)
 
 
 def _drain(cls, data: bytes, fetch_offset: int, step: int | None):
@@ -174,7 +174,7 @@ def test_the_c_loop_reads_what_the_python_loop_reads_or_leaves_it(records, at, b
     """On any records part, intact or with a byte changed, cut short or extended: the C loop gives the
     Python loop's records and size, or None where the Python loop raises (or for what it does not
     read exactly: an offset beyond 64 bits, a varint of 10 bytes), never another result."""
-    c_loop = streams.kafka_fetch._c_decode_records
+    c_loop = streams.kafka.fetch._c_decode_records
     require_built(c_loop)
     from kafka.consumer.fetcher import ConsumerRecord
 

@@ -1,7 +1,7 @@
 """Tansu 0.6 differences from Apache Kafka as librdkafka (confluent-kafka 2.16) meets them.
 
 As in tests/test_tansu_differences.py, each test pins the observed behaviour (the quirk) and checks
-what ``streams.kafka_confluent`` does about it. A quirk assertion that starts failing after an
+what ``streams.kafka.confluent`` does about it. A quirk assertion that starts failing after an
 upgrade means the difference is gone: update docs/kafka.md and consider dropping the workaround.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka import TopicPartition as TP
 
 from streams.kafka import KafkaSettings, TopicPartition, create_topics
-from streams.kafka_confluent import ConfluentSink, ConfluentSource, to_librdkafka
+from streams.kafka.confluent import ConfluentSink, ConfluentSource, to_librdkafka
 
 pytestmark = pytest.mark.broker
 TS0 = 1_700_000_000_000

@@ -131,7 +131,7 @@ def _assemble(per_seed: list[dict[str, Any]], ds: str, params: dict[str, Any],
 
     agg = aggregate([{k: v for k, v in m.items() if k not in ("seed", "tp", "fp", "fn", "tn")} for m in per_seed])
     out = {"protocol": tp.protocol_name(ds), "dataset": ds, "seeds": [int(m["seed"]) for m in per_seed],
-           "component": "first", "aggregate": agg, "per_seed": per_seed,
+           "component": "default", "aggregate": agg, "per_seed": per_seed,
            "runtime_s": float(sum(m["fit_s"] + m["score_s"] for m in per_seed)), "params": params}
     if budget is not None:
         out["budget"] = budget

@@ -129,7 +129,7 @@ def evaluate_mnist_one_class(make_detector, digits, progress=None, save_dir: Pat
         t0 = time.perf_counter()
         det.fit(X)
         t1 = time.perf_counter()
-        s = det.score(Xte)[component or det.components[0].name]
+        s = det.score(Xte)[component or det.default_component_name()]
         t2 = time.perf_counter()
         per_digit.append({"digit": int(d), "roc_auc": roc_auc(yte, s), "pr_auc": pr_auc(yte, s),
                           "n_train": int(len(X)), "fit_s": t1 - t0, "score_s": t2 - t1})

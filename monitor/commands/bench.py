@@ -6,7 +6,7 @@ import importlib
 
 #: benchmark modules, each exposing add_parser(sub); missing ones are skipped
 BENCH_MODULES = ["monitor.bench.streaming", "monitor.bench.soak", "monitor.bench.series", "monitor.bench.vrae",
-                 "monitor.bench.neighbours", "monitor.bench.streams"]
+                 "monitor.bench.neighbours", "monitor.bench.streams", "monitor.bench.retrain"]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     scores0 = None
     if args.train:
         seeds = args.seeds if args.seeds is not None else list(data.seeds)
-        params = model_params(args)
+        params = model_params(args, args.train)
         for s in seeds:
             det, info = train_one(args.train, data, s, params, out / "models" / f"seed-{s}")
             dets.append(det)

@@ -117,15 +117,54 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="detector hyperparameter (repeatable)")
     p.add_argument("--epochs", type=int, help="shorthand for --param epochs=N")
     p.add_argument("--device", help="shorthand for --param device=... (auto, cpu, cuda)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (shorthand for --param n_threads=N)")
+    p.add_argument("--threads", type=int, help="CPU threads: n_threads of the detectors that take it (knn, lof, "
+                   "vrae, ...), torch's thread count for the other torch detectors; the rest run on one thread "
+                   "and ignore it, with a note")
 
 
-def model_params(args: argparse.Namespace) -> dict[str, Any]:
+def model_params(args: argparse.Namespace, detector: str | None = None) -> dict[str, Any]:
+    """The detector's hyperparameters from ``--param`` and the shorthands (``--epochs``, ``--device``, ``--threads``).
+
+    ``--threads N`` becomes ``n_threads`` where ``detector`` (default ``args.detector``) takes it; a torch
+    detector without ``n_threads`` gets torch's thread count set instead; any other detector ignores it,
+    with a note in the log (``--param n_threads=N`` stays an error where there is no such parameter).
+    """
     params = parse_params(args.param)
-    for attr, key in (("epochs", "epochs"), ("device", "device"), ("threads", "n_threads")):
+    for attr, key in (("epochs", "epochs"), ("device", "device")):
         if getattr(args, attr, None) is not None:
             params[key] = getattr(args, attr)
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"--threads: {threads} must be at least 1")
+        name = detector or getattr(args, "detector", None)
+        use = _thread_use(name)
+        if use == "param":
+            params["n_threads"] = threads
+        elif use == "torch":
+            import torch
+
+            torch.set_num_threads(int(threads))
+        else:
+            log.info("note: %s runs on one thread and ignores --threads %d", name, threads)
     return params
+
+
+def _thread_use(name: str | None) -> str:
+    """How ``--threads`` reaches detector ``name``: ``"param"`` (n_threads), ``"torch"`` or ``"none"``."""
+    from models import DetectorError, get_detector
+
+    if name is None:
+        return "param"
+    try:
+        cls = get_detector(name)
+    except DetectorError:
+        return "param"  # an unknown detector: its own error comes where it is made
+    if "n_threads" in cls._param_names():
+        return "param"
+    from models.torch_base import TorchDetector
+
+    return "torch" if issubclass(cls, TorchDetector) else "none"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

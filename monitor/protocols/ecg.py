@@ -422,7 +422,8 @@ def make_detector(name: str, seed: int, params: dict[str, Any] | None = None, pr
         kw.setdefault("random_state", seed)
     unknown = sorted(set(kw) - names)
     if unknown:
-        raise UserError(f"{name}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        known = ", ".join(sorted(names)) or "none (it takes no parameters)"
+        raise UserError(f"{name}: unknown parameter(s) {', '.join(unknown)}; known: {known}")
     return cls(**kw)
 
 

@@ -205,7 +205,7 @@ def evaluate_detector(
 ) -> dict[str, Any]:
     """Run the protocol for ``make_detector(seed) -> Detector`` over ``seeds``.
 
-    Scores with ``component`` (default: the detector's first component). Saves each fitted
+    Scores with ``component`` (default: the detector's default component, as the daemon and reports use). Saves each fitted
     model under ``save_dir/seed-S`` when given. Returns per-seed metrics, their aggregate
     (mean ± std) and timings.
     """
@@ -222,7 +222,7 @@ def evaluate_detector(
         t1 = time.perf_counter()
         sc = det.score(X[te])
         t2 = time.perf_counter()
-        comp = component or det.components[0].name
+        comp = component or det.default_component_name()
         m = dagmm_metrics(y[te], sc[comp])
         m.update(seed=int(s), fit_s=t1 - t0, score_s=t2 - t1, n_train=int(len(tr)), n_test=int(len(te)),
                  n_test_anomalies=int(y[te].sum()))
@@ -235,7 +235,7 @@ def evaluate_detector(
         "protocol": protocol_name(dataset),
         "dataset": dataset,
         "seeds": [int(s) for s in seeds],
-        "component": component or "first",
+        "component": component or (comp if per_seed else "default"),
         "aggregate": agg,
         "per_seed": per_seed,
         "runtime_s": float(sum(m["fit_s"] + m["score_s"] for m in per_seed)),

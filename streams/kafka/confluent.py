@@ -50,11 +50,10 @@ from streams.kafka import (
     KafkaSettings,
     SeekOutOfRangeError,
     TopicPartition,
-    _headers,
-    _to_bytes,
     offsets_for_times,
     partition_ends,
 )
+from streams.kafka.sink import _headers, _to_bytes
 
 with __import__("warnings").catch_warnings():
     __import__("warnings").simplefilter("ignore", DeprecationWarning)
@@ -64,12 +63,16 @@ with __import__("warnings").catch_warnings():
 __all__ = ["to_librdkafka", "ConfluentSource", "ConfluentSink", "classify_error", "Delivery"]
 
 log = logging.getLogger(__name__)
-_rdlog = logging.getLogger("streams.kafka_confluent.librdkafka")
+_rdlog = logging.getLogger("streams.kafka.confluent.librdkafka")
 
 #: librdkafka consumer queue settings: a deep pre-fetch queue and a short backoff when it is full
 #: (librdkafka's default 1,000 ms backoff capped raw consume at 139k-151k records/s here, against
 #: 403k-521k with these values; issue 20).
 QUEUE_TUNING = {"queued.min.messages": 1_000_000, "fetch.queue.backoff.ms": 10}
+
+#: how often the consumer refreshes metadata (librdkafka's default is 300,000): a subscribed topic
+#: that did not exist, or was created again, is assigned within about this long
+METADATA_REFRESH_MS = 5_000
 
 _OFFSET_INVALID = confluent_kafka.OFFSET_INVALID  # -1001
 
@@ -152,6 +155,10 @@ def _log_cb(_client):
 # --------------------------------------------------------------------------- errors
 _CODEC = {KafkaError._BAD_COMPRESSION}
 _CORRUPT = {KafkaError._BAD_MSG, KafkaError.INVALID_MSG, KafkaError.INVALID_RECORD}
+#: errors about a topic or partition, not about its records ("Subscribed topic not available" while
+#: a topic is created again): reported as client errors, never as unreadable records
+_NOT_RECORDS = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION,
+                KafkaError.TOPIC_AUTHORIZATION_FAILED}
 
 
 def classify_error(err: KafkaError) -> str:
@@ -242,6 +249,9 @@ class ConfluentSource:
                 "fetch.wait.max.ms": int(fetch_max_wait_ms),
                 "check.crcs": True,  # as Java clients do: a corrupt batch is reported, not handed out
                 "statistics.interval.ms": 1000,  # the group coordinator's state, for coordinator_known()
+                # a subscribed topic that comes back (created again, or a broker that lost its storage)
+                # is assigned within seconds: librdkafka sees it only at a metadata refresh (5 min by default)
+                "topic.metadata.refresh.interval.ms": METADATA_REFRESH_MS,
             },
             **QUEUE_TUNING,
         )
@@ -440,7 +450,7 @@ class ConfluentSource:
         if err.code() == KafkaError._PARTITION_EOF:
             return
         topic, partition, offset = m.topic(), m.partition(), m.offset()
-        if not topic or partition is None or partition < 0:
+        if not topic or partition is None or partition < 0 or err.code() in _NOT_RECORDS:
             self._on_error(err)  # not about a record batch (e.g. an unknown topic)
             return
         errors.setdefault(TopicPartition(topic, partition), []).append(
