@@ -10,7 +10,7 @@ import pytest
 
 from models import get_detector
 from models.base import Scores
-from monitor.daemon import Thresholds
+from models.thresholds import StreamThresholds
 from monitor.modelstore import load_bundle, save_bundle
 
 
@@ -36,15 +36,16 @@ def test_bundle_records_the_detectors_declared_component(bundle_dir):
 
 def test_daemon_flags_windows_on_the_declared_component_only(bundle_dir):
     b = load_bundle(bundle_dir)
-    th = Thresholds(b, "calibrated", q=1e-3, depth=10)
+    # as the daemon builds them (monitor/daemon/loop.py): the bundle's thresholds and alert components
+    th = StreamThresholds(b.thresholds, b.alert_components, b.calibration, "calibrated", 1e-3, 10)
     other = next(c for c in b.components if c != b.declared_component)
     n = 3
     data = {c: np.full(n, b.thresholds[c] / 2 if b.thresholds[c] > 0 else -1.0) for c in b.components}
     data[other] = np.full(n, abs(b.thresholds[other]) * 10 + 1)  # far above its threshold: not an alert component
-    flags, _ = th.classify(Scores(data))
+    flags, _ = th.classify(Scores(data), n, "t:0")
     assert not flags.any()
     data[b.declared_component] = np.full(n, abs(b.thresholds[b.declared_component]) * 10 + 1)
-    flags, _ = th.classify(Scores(data))
+    flags, _ = th.classify(Scores(data), n, "t:0")
     assert flags.all()
 
 
