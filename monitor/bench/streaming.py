@@ -61,6 +61,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="both backends (kafka.client kafka-python and confluent), a plain confluent-kafka loop, a Quix "
                    "Streams app and raw consume of both clients on the same backlogs (monitor/bench/streaming_backends.py; "
                    "--case then takes SERIES,STRIDE[;...])")
+    p.add_argument("--pipelines", default=None, metavar="NAME[,NAME...]",
+                   help="--peers: only these pipelines (default: all but anomon_kafka_python_public, the kafka-python "
+                   "backend without its private-API patches)")
     p.add_argument("--repeats", type=int, default=3, help="--peers: interleaved repeats of every pipeline (default 3)")
     p.add_argument("--quix-python", default=None, metavar="PATH",
                    help="--peers: a Python interpreter that can import quixstreams (a venv of its own; Quix is skipped without it)")

@@ -22,10 +22,12 @@ for the produce->score latency (p50/p99), and the memory per idle series is meas
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,8 @@ QUICK_BUDGET = 20 * 300
 
 PIPELINES = ("anomon_confluent", "anomon_kafka_python", "plain_confluent", "quix", "raw_kafka_python",
              "raw_confluent_tuned", "raw_confluent_default")
+#: more pipelines, on request (``--pipelines``): the kafka-python backend on kafka-python's public API only
+EXTRA_PIPELINES = ("anomon_kafka_python_public",)
 
 #: goals of issue 20 (robust-zscore, single readings)
 GOALS = {"confluent_vs_plain": 1.0, "confluent_vs_raw_tuned_at_stride_10": 0.5, "confluent_vs_kafka_python": 1.0,
@@ -107,6 +111,24 @@ def _drain(cfg: Any, n_rec: int, expected: int, then: Any = None) -> dict[str, A
     return {"seconds": e2e_s, "windows": scored, "records": int(d.stats["records"]), **extra}
 
 
+@contextlib.contextmanager
+def kafka_python_public() -> Iterator[None]:
+    """The kafka-python backend without its private-API patches, for a same-run comparison: no fast fetch
+    (``streams/kafka_fetch.py`` and the C record decoder of ``streams/_speedups.c``: kafka-python decodes
+    its own records) and no bulk record encoder (``Sink.send_batch`` sends record by record, as it does
+    for a kafka-python it does not know). The windower's C ``add_plain`` stays (both backends use it)."""
+    import streams.kafka_fetch as kf
+    from streams.kafka import Sink
+
+    saved = kf.install_fast_fetch, Sink._bulk_ready
+    kf.install_fast_fetch = lambda *a, **k: False
+    Sink._bulk_ready = lambda self: False
+    try:
+        yield
+    finally:
+        kf.install_fast_fetch, Sink._bulk_ready = saved
+
+
 def _quix_python(path: str | None) -> tuple[str | None, str | None, str]:
     """``(interpreter, quixstreams version, note)``; the interpreter is None when Quix is skipped."""
     if not path:
@@ -118,8 +140,9 @@ def _quix_python(path: str | None) -> tuple[str | None, str | None, str]:
 
 
 def run_case(bootstrap: str, bundle_path: Path, n_series: int, stride: int, *, budget: int, repeats: int,
-             quix: str | None, quix_max_s: float, latency_s: float, max_batch: int, workdir: Path) -> dict[str, Any]:
-    """One case: its backlog, every pipeline ``repeats`` times interleaved, medians, ratios, goals, latency."""
+             quix: str | None, quix_max_s: float, latency_s: float, max_batch: int, workdir: Path,
+             pipelines: tuple[str, ...] = PIPELINES) -> dict[str, Any]:
+    """One case: its backlog, each of ``pipelines`` ``repeats`` times interleaved, medians, ratios, goals, latency."""
     from streams.kafka import KafkaSettings, create_topics
 
     per_series, k1 = backlog_shape(n_series, stride, budget)
@@ -135,15 +158,16 @@ def run_case(bootstrap: str, bundle_path: Path, n_series: int, stride: int, *, b
     readings = sum(per_series + phase(i, n_series, stride) for i in range(n_series))
     params = peers.scorer_params(bundle_path)
     fetch = fetch_settings(_config(bootstrap, topic, bundle_path, stride, "confluent", max_batch, "probe"))
-    runs: dict[str, list[dict[str, Any]]] = {p: [] for p in PIPELINES}
-    order = [p for p in PIPELINES if quix or p != "quix"]
+    runs: dict[str, list[dict[str, Any]]] = {p: [] for p in PIPELINES + EXTRA_PIPELINES}
+    order = [p for p in pipelines if quix or p != "quix"]
     load = [round(os.getloadavg()[0], 2)]
 
     def one(p: str, r: int) -> dict[str, Any]:
         tag = f"{p}-{r}"
         if p.startswith("anomon_"):
             client = "confluent" if p == "anomon_confluent" else "kafka-python"
-            return _drain(_config(bootstrap, topic, bundle_path, stride, client, max_batch, tag), n_rec, expected)
+            with kafka_python_public() if p == "anomon_kafka_python_public" else contextlib.nullcontext():
+                return _drain(_config(bootstrap, topic, bundle_path, stride, client, max_batch, tag), n_rec, expected)
         if p == "plain_confluent":
             return peers.plain_loop(bootstrap, topic, f"{topic}.plain", n_rec, params, stride=stride,
                                     max_poll=fetch["max_poll_records"], fetch_wait_ms=fetch["fetch_max_wait_ms"])
@@ -184,7 +208,8 @@ def run_case(bootstrap: str, bundle_path: Path, n_series: int, stride: int, *, b
                  for p, rs in runs.items() if rs},
     }
     out["windows_ok"] = {p: all(x.get("windows") == expected for x in runs[p])
-                         for p in ("anomon_confluent", "anomon_kafka_python", "plain_confluent") if runs[p]}
+                         for p in ("anomon_confluent", "anomon_kafka_python", "anomon_kafka_python_public",
+                                   "plain_confluent") if runs[p]}
     if runs["quix"]:
         out["windows_ok"]["quix"] = all(x.get("windows") == expected for x in runs["quix"] if x.get("complete"))
         out["quix_complete"] = all(x.get("complete", False) for x in runs["quix"])
@@ -233,6 +258,7 @@ def ratios(med: dict[str, float]) -> dict[str, float | None]:
             "kafka_python_vs_raw_kafka_python": q("anomon_kafka_python", "raw_kafka_python"),
             "kafka_python_vs_quix": q("anomon_kafka_python", "quix"),
             "plain_vs_raw_tuned": q("plain_confluent", "raw_confluent_tuned"),
+            "kafka_python_vs_kafka_python_public": q("anomon_kafka_python", "anomon_kafka_python_public"),
             "raw_tuned_vs_raw_default": q("raw_confluent_tuned", "raw_confluent_default")}
 
 
@@ -274,12 +300,30 @@ def parse_cases(text: str) -> list[tuple[int, int]]:
     return out
 
 
+def parse_pipelines(text: str) -> tuple[str, ...]:
+    """``--pipelines``: a comma-separated subset of :data:`PIPELINES` and :data:`EXTRA_PIPELINES`.
+
+    >>> parse_pipelines("anomon_kafka_python,anomon_kafka_python_public")
+    ('anomon_kafka_python', 'anomon_kafka_python_public')
+    """
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    bad = [x for x in names if x not in PIPELINES + EXTRA_PIPELINES]
+    if bad or not names:
+        from monitor.errors import UserError
+
+        raise UserError(f"--pipelines: unknown {', '.join(bad) or 'empty list'}; choose from "
+                        f"{', '.join(PIPELINES + EXTRA_PIPELINES)}")
+    return names
+
+
 def run(args: Any, bootstrap: str, bundle_path: Path, results: dict[str, Any]) -> dict[str, Any]:
     """The ``--peers`` run: memory per idle series, then every case; ``results`` filled and returned
     (written to ``args.json_file`` after each case)."""
     import tempfile
 
     only = parse_cases(args.case) if args.case else None
+    if getattr(args, "pipelines", None):
+        parse_pipelines(args.pipelines)  # (a bad name fails before anything runs)
     quix, qv, note = _quix_python(args.quix_python)
     print(note, flush=True)
     results.update({"mode": "backends and peers", "repeats": args.repeats, "quix": {"version": qv, "note": note,
@@ -301,13 +345,14 @@ def run(args: Any, bootstrap: str, bundle_path: Path, results: dict[str, Any]) -
                               "met": all(v <= 1024 for v in idle.values())}
     print(f"memory per idle series (T=140): {mem}", flush=True)
     todo = only or (QUICK_CASES if args.quick else CASES)
+    pipelines = parse_pipelines(args.pipelines) if getattr(args, "pipelines", None) else PIPELINES
     budget = min(args.budget, QUICK_BUDGET) if args.quick else args.budget
     with tempfile.TemporaryDirectory() as tmp:
         for n, s in todo:
             try:
                 c = run_case(bootstrap, bundle_path, n, s, budget=budget, repeats=args.repeats, quix=quix,
                              quix_max_s=args.quix_max_seconds, latency_s=args.latency_seconds,
-                             max_batch=args.max_batch, workdir=Path(tmp))
+                             max_batch=args.max_batch, workdir=Path(tmp), pipelines=pipelines)
             except Exception as exc:  # noqa: BLE001 - report and go on
                 c = {"series": n, "stride": s, "error": repr(exc)[:300]}
             results["cases"].append(c)
@@ -316,4 +361,46 @@ def run(args: Any, bootstrap: str, bundle_path: Path, results: dict[str, Any]) -
             if args.json_file:
                 Path(args.json_file).parent.mkdir(parents=True, exist_ok=True)
                 Path(args.json_file).write_text(json.dumps(results, indent=2))
+    print(render_markdown(results), flush=True)
     return results
+
+
+_NAMES = {"anomon_confluent": "anomon, confluent", "anomon_kafka_python": "anomon, kafka-python",
+          "anomon_kafka_python_public": "anomon, kafka-python public API", "plain_confluent": "plain loop",
+          "quix": "Quix Streams", "raw_kafka_python": "raw kafka-python", "raw_confluent_tuned": "raw confluent tuned",
+          "raw_confluent_default": "raw confluent default"}
+
+
+def _mark(g: dict[str, Any] | None) -> str:
+    if not g or g.get("value") is None:
+        return "n/a"
+    return f"**{g['value']:g}** {'met' if g['met'] else 'not met'}"
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    """The ``--peers`` results as two markdown tables: readings/s of every pipeline (medians), then the
+    ratios of issue 20's goals, met or not.
+
+    >>> r = {"cases": [{"series": 100, "stride": 10, "readings_per_s": {"anomon_confluent": 2e5, "quix": 1e4},
+    ...       "goals": goals({"confluent_vs_quix": 20.0}, 10)}]}
+    >>> print(render_markdown(r).splitlines()[2])
+    | 100 x stride 10 | 200,000 | 10,000 |
+    """
+    cases = [c for c in results.get("cases", []) if "readings_per_s" in c]
+    names = [p for p in PIPELINES + EXTRA_PIPELINES if any(p in c["readings_per_s"] for c in cases)]
+    out = ["| case | " + " | ".join(_NAMES[p] for p in names) + " |", "|---" * (len(names) + 1) + "|"]
+    for c in cases:
+        rates = c["readings_per_s"]
+        cells = [f"{rates[p]:,.0f}" if p in rates else "-" for p in names]
+        out.append(f"| {c['series']:,} x stride {c['stride']} | " + " | ".join(cells) + " |")
+    if not any("goals" in c for c in cases):
+        return "\n".join(out)
+    out += ["", "| case | confluent / plain loop (>= 1.0) | confluent / raw confluent tuned (>= 0.5, stride 10) | "
+            "confluent / kafka-python backend (>= 1.0) | confluent / Quix (>= 5) | p99 at half load, ms (<= 250) |",
+            "|---|---|---|---|---|---|"]
+    for c in cases:
+        g = c.get("goals", {})
+        out.append(f"| {c['series']:,} x stride {c['stride']} | {_mark(g.get('confluent_vs_plain'))} | "
+                   f"{_mark(g.get('confluent_vs_raw_tuned_at_stride_10'))} | {_mark(g.get('confluent_vs_kafka_python'))} | "
+                   f"{_mark(g.get('confluent_vs_quix'))} | {_mark(g.get('latency_p99_ms'))} |")
+    return "\n".join(out)
