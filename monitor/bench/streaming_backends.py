@@ -141,7 +141,8 @@ def _quix_python(path: str | None) -> tuple[str | None, str | None, str]:
 
 def run_case(bootstrap: str, bundle_path: Path, n_series: int, stride: int, *, budget: int, repeats: int,
              quix: str | None, quix_max_s: float, latency_s: float, max_batch: int, workdir: Path,
-             pipelines: tuple[str, ...] = PIPELINES) -> dict[str, Any]:
+             pipelines: tuple[str, ...] = PIPELINES, latency_clients: tuple[str, ...] = ("confluent",)
+             ) -> dict[str, Any]:
     """One case: its backlog, each of ``pipelines`` ``repeats`` times interleaved, medians, ratios, goals, latency."""
     from streams.kafka import KafkaSettings, create_topics
 
@@ -215,11 +216,26 @@ def run_case(bootstrap: str, bundle_path: Path, n_series: int, stride: int, *, b
         out["quix_complete"] = all(x.get("complete", False) for x in runs["quix"])
     out["ratios"] = ratios(med)
     out["goals"] = goals(out["ratios"], stride)
-    c = med.get("anomon_confluent")
-    if c and latency_s > 0:
-        rate = _half_load(readings, expected, stride, readings / c)  # half the median end-to-end rate
-        out["latency"] = _latency_run(bootstrap, topic, bundle_path, stride, max_batch, n_series, n_rec, expected,
-                                      latency_s, t0_ms, per_series, rate)
+    by_client: dict[str, Any] = {}
+    for i, client in enumerate(latency_clients if latency_s > 0 else ()):
+        m = med.get("anomon_" + client.replace("-", "_"))
+        if not m:
+            continue
+        ltopic = topic
+        if i:  # the feed continues every series of the backlog: a later client gets a fresh copy of it
+            ltopic = f"peers-{uuid.uuid4().hex[:8]}"
+            create_topics(KafkaSettings(bootstrap_servers=bootstrap), {ltopic: 4}, configs={"retention.ms": "604800000"})
+            _produce(bootstrap, ltopic, n_series, per_series, "single", t0_ms, stride=stride)
+        rate = _half_load(readings, expected, stride, readings / m)  # half the median end-to-end rate
+        try:
+            by_client[client] = _latency_run(bootstrap, ltopic, bundle_path, stride, max_batch, n_series, n_rec,
+                                             expected, latency_s, t0_ms, per_series, rate, client)
+        except Exception as exc:  # noqa: BLE001 - recorded
+            by_client[client] = {"error": repr(exc)[:300]}
+    if by_client:
+        out["latency_by_client"] = by_client
+    if "confluent" in by_client:
+        out["latency"] = by_client["confluent"]
         p99 = out["latency"].get("latency_p99_ms")
         out["goals"]["latency_p99_ms"] = {"goal": GOALS["latency_p99_ms"], "value": p99,
                                           "met": p99 is not None and p99 <= GOALS["latency_p99_ms"]}
@@ -227,11 +243,11 @@ def run_case(bootstrap: str, bundle_path: Path, n_series: int, stride: int, *, b
 
 
 def _latency_run(bootstrap: str, topic: str, bundle_path: Path, stride: int, max_batch: int, n_series: int,
-                 n_rec: int, expected: int, latency_s: float, t0_ms: float, per_series: int, rate: float
-                 ) -> dict[str, Any]:
-    """The confluent backend drains the backlog once more, then is fed live at ``rate`` readings/s (half its
+                 n_rec: int, expected: int, latency_s: float, t0_ms: float, per_series: int, rate: float,
+                 client: str = "confluent") -> dict[str, Any]:
+    """The ``client`` backend drains the backlog once more, then is fed live at ``rate`` readings/s (half its
     median end-to-end rate) for ``latency_s`` seconds: produce->score p50/p99 of the windows scored then."""
-    cfg = _config(bootstrap, topic, bundle_path, stride, "confluent", max_batch, "latency")
+    cfg = _config(bootstrap, topic, bundle_path, stride, client, max_batch, f"latency-{client}")
 
     def then(d: Any, e2e_s: float, scored: int) -> dict[str, Any]:
         return _latency(bootstrap, topic, d, n_series, rate, latency_s, "single", T, t0_ms, per_series, stride)
@@ -324,6 +340,11 @@ def run(args: Any, bootstrap: str, bundle_path: Path, results: dict[str, Any]) -
     only = parse_cases(args.case) if args.case else None
     if getattr(args, "pipelines", None):
         parse_pipelines(args.pipelines)  # (a bad name fails before anything runs)
+    bad = set(getattr(args, "latency_clients", "confluent").split(",")) - {"confluent", "kafka-python"}
+    if bad:
+        from monitor.errors import UserError
+
+        raise UserError(f"--latency-clients: unknown {', '.join(sorted(bad))}; choose confluent, kafka-python")
     quix, qv, note = _quix_python(args.quix_python)
     print(note, flush=True)
     results.update({"mode": "backends and peers", "repeats": args.repeats, "quix": {"version": qv, "note": note,
@@ -352,7 +373,8 @@ def run(args: Any, bootstrap: str, bundle_path: Path, results: dict[str, Any]) -
             try:
                 c = run_case(bootstrap, bundle_path, n, s, budget=budget, repeats=args.repeats, quix=quix,
                              quix_max_s=args.quix_max_seconds, latency_s=args.latency_seconds,
-                             max_batch=args.max_batch, workdir=Path(tmp), pipelines=pipelines)
+                             max_batch=args.max_batch, workdir=Path(tmp), pipelines=pipelines,
+                             latency_clients=tuple(getattr(args, "latency_clients", "confluent").split(",")))
             except Exception as exc:  # noqa: BLE001 - report and go on
                 c = {"series": n, "stride": s, "error": repr(exc)[:300]}
             results["cases"].append(c)
