@@ -66,7 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "backend without its private-API patches)")
     p.add_argument("--latency-clients", default="confluent", metavar="CLIENT[,CLIENT]",
                    help="--peers: the backends whose p99 at half load is measured (confluent, kafka-python; default "
-                   "confluent; a second one reads a fresh copy of the backlog)")
+                   "confluent), all at half the first one's median rate; a second one reads a fresh copy of the backlog")
     p.add_argument("--repeats", type=int, default=3, help="--peers: interleaved repeats of every pipeline (default 3)")
     p.add_argument("--quix-python", default=None, metavar="PATH",
                    help="--peers: a Python interpreter that can import quixstreams (a venv of its own; Quix is skipped without it)")

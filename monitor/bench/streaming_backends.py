@@ -217,16 +217,15 @@ def run_case(bootstrap: str, bundle_path: Path, n_series: int, stride: int, *, b
     out["ratios"] = ratios(med)
     out["goals"] = goals(out["ratios"], stride)
     by_client: dict[str, Any] = {}
-    for i, client in enumerate(latency_clients if latency_s > 0 else ()):
-        m = med.get("anomon_" + client.replace("-", "_"))
-        if not m:
-            continue
+    # one rate for every client: half the first one's median end-to-end rate (the same load for each)
+    m = med.get("anomon_" + latency_clients[0].replace("-", "_")) if latency_clients else None
+    for i, client in enumerate(latency_clients if latency_s > 0 and m else ()):
         ltopic = topic
         if i:  # the feed continues every series of the backlog: a later client gets a fresh copy of it
             ltopic = f"peers-{uuid.uuid4().hex[:8]}"
             create_topics(KafkaSettings(bootstrap_servers=bootstrap), {ltopic: 4}, configs={"retention.ms": "604800000"})
             _produce(bootstrap, ltopic, n_series, per_series, "single", t0_ms, stride=stride)
-        rate = _half_load(readings, expected, stride, readings / m)  # half the median end-to-end rate
+        rate = _half_load(readings, expected, stride, readings / m)
         try:
             by_client[client] = _latency_run(bootstrap, ltopic, bundle_path, stride, max_batch, n_series, n_rec,
                                              expected, latency_s, t0_ms, per_series, rate, client)
