@@ -22,6 +22,10 @@ complete window).
 
 Two detectors: ``robust-zscore`` (cheap: Kafka and Python are the bottleneck) and a small
 ``vrae`` (the model is the bottleneck).
+
+With ``--peers``, instead: both Kafka backends (``kafka.client`` kafka-python and confluent), a plain
+confluent-kafka loop and a Quix Streams application doing the same job, and raw consume of both client
+libraries, on the same backlogs, interleaved (:mod:`monitor.bench.streaming_backends`).
 """
 from __future__ import annotations
 
