@@ -95,3 +95,68 @@ def test_a_case_with_two_workers_scores_every_window_and_measures_latency(broker
     assert c["e2e_s"] > 0 and c["e2e_records_per_s"] > 0 and c["raw_consume_records_per_s"] > 0
     assert c["latency_windows"] > 0 and c["latency_p99_ms"] is not None
     assert c["latency_p50_ms"] <= c["latency_p99_ms"]
+
+
+def _all_records(bootstrap: str, topic: str, n: int, timeout_s: float = 30.0) -> list:
+    from monitor.bench.streaming import _consumer_from_start
+
+    c = _consumer_from_start(bootstrap, topic, {"max_poll_records": 2000, "fetch_max_wait_ms": 50})
+    out: list = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(out) < n and time.monotonic() < deadline:
+            for recs in c.poll(timeout_ms=200).values():
+                out.extend(recs)
+    finally:
+        c.close()
+    return out
+
+
+def test_robust_z_of_the_peers_is_the_detectors_arithmetic(tmp_path):
+    import numpy as np
+
+    from monitor.bench.streaming import make_bench_bundle
+    from monitor.bench.streaming_peers import robust_z, scorer_params
+    from monitor.modelstore import load_bundle
+
+    path = make_bench_bundle(tmp_path / "rz", "robust-zscore")
+    X = np.random.default_rng(3).normal(size=(17, 140)) * 3
+    mx, ms = robust_z(X.copy(), scorer_params(path))
+    ref = load_bundle(path).score_windows(X[:, :, None].astype(np.float32))
+    assert np.allclose(mx, ref["max_abs_z"], rtol=1e-4) and np.allclose(ms, ref["mean_sq_z"], rtol=1e-4)
+
+
+def test_quix_is_skipped_with_a_note_without_an_interpreter_that_has_it(tmp_path):
+    from monitor.bench.streaming_backends import _quix_python
+
+    assert _quix_python(None)[0] is None and "--quix-python not given" in _quix_python(None)[2]
+    py, version, note = _quix_python(str(tmp_path / "no-python"))
+    assert py is None and version is None and "cannot import quixstreams" in note
+
+
+@pytest.mark.timeout(240)
+def test_peers_case_runs_every_pipeline_and_the_plain_loop_scores_as_anomon(broker, tmp_path):
+    """`bench streaming --peers` on a tiny backlog: both backends, the plain loop and the raw consumers read
+    it all; every end-to-end pipeline scores every expected window, and the plain loop's score records
+    carry the same ids and scores as the daemon's."""
+    from monitor.bench.streaming import make_bench_bundle
+    from monitor.bench.streaming_backends import run_case
+
+    bundle = make_bench_bundle(tmp_path / "rz", "robust-zscore")
+    c = run_case(broker.bootstrap, bundle, 6, 10, budget=6 * 170, repeats=1, quix=None, quix_max_s=10,
+                 latency_s=0, max_batch=64, workdir=tmp_path)
+    assert c["windows_expected"] == 6 * 15  # at least a window length past the first window: 280 readings
+    assert set(c["readings_per_s"]) == {"anomon_confluent", "anomon_kafka_python", "plain_confluent",
+                                        "raw_kafka_python", "raw_confluent_tuned", "raw_confluent_default"}
+    assert all(v > 0 for v in c["readings_per_s"].values())
+    assert c["windows_ok"] == {"anomon_confluent": True, "anomon_kafka_python": True, "plain_confluent": True}
+    assert c["ratios"]["confluent_vs_plain"] > 0 and c["ratios"]["confluent_vs_quix"] is None
+    assert c["goals"]["confluent_vs_quix"]["met"] is None and "confluent_vs_raw_tuned_at_stride_10" in c["goals"]
+    n = c["windows_expected"]
+    plain = {json.loads(r.value)["id"]: json.loads(r.value) for r in _all_records(broker.bootstrap, c["topic"] + ".plain", n)}
+    ours = {json.loads(r.value)["id"]: json.loads(r.value) for r in _all_records(broker.bootstrap, c["topic"] + ".scores", 2 * n)}
+    assert len(plain) == n and set(plain) == set(ours)
+    for i, p in plain.items():
+        assert p["series"] == ours[i]["series"] and p["start_ts"] == ours[i]["start_ts"]
+        assert p["scores"]["max_abs_z"] == pytest.approx(ours[i]["scores"]["max_abs_z"], rel=1e-4)
+        assert p["anomalous"] == ours[i]["anomalous"]

@@ -22,6 +22,10 @@ complete window).
 
 Two detectors: ``robust-zscore`` (cheap: Kafka and Python are the bottleneck) and a small
 ``vrae`` (the model is the bottleneck).
+
+With ``--peers``, instead: both Kafka backends (``kafka.client`` kafka-python and confluent), a plain
+confluent-kafka loop and a Quix Streams application doing the same job, and raw consume of both client
+libraries, on the same backlogs, interleaved (:mod:`monitor.bench.streaming_backends`).
 """
 from __future__ import annotations
 
@@ -57,6 +61,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--latency-seconds", type=float, default=8.0, help="seconds of live feed per latency measurement")
     p.add_argument("--max-batch", type=int, default=256, help="scoring.max_batch of the daemon")
     p.add_argument("--bootstrap-servers", default=None, help="use this Kafka instead of the embedded broker")
+    p.add_argument("--peers", action="store_true",
+                   help="both backends (kafka.client kafka-python and confluent), a plain confluent-kafka loop, a Quix "
+                   "Streams app and raw consume of both clients on the same backlogs (monitor/bench/streaming_backends.py; "
+                   "--case then takes SERIES,STRIDE[;...])")
+    p.add_argument("--pipelines", default=None, metavar="NAME[,NAME...]",
+                   help="--peers: only these pipelines (default: all but anomon_kafka_python_public, the kafka-python "
+                   "backend without its private-API patches)")
+    p.add_argument("--latency-clients", default="confluent", metavar="CLIENT[,CLIENT]",
+                   help="--peers: the backends whose p99 at half load is measured (confluent, kafka-python; default "
+                   "confluent), all at half the first one's median rate; a second one reads a fresh copy of the backlog")
+    p.add_argument("--repeats", type=int, default=3, help="--peers: interleaved repeats of every pipeline (default 3)")
+    p.add_argument("--quix-python", default=None, metavar="PATH",
+                   help="--peers: a Python interpreter that can import quixstreams (a venv of its own; Quix is skipped without it)")
+    p.add_argument("--quix-max-seconds", type=float, default=60.0,
+                   help="--peers: stop the Quix app after this long (its rate is then over what it processed)")
     p.set_defaults(func=run)
 
 
@@ -669,7 +688,13 @@ def run(args: argparse.Namespace) -> int:
                                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cases": []}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            bundles = {det: make_bench_bundle(Path(tmp) / det, det) for det in ("robust-zscore", "vrae")}
+            dets = ("robust-zscore",) if getattr(args, "peers", False) else ("robust-zscore", "vrae")
+            bundles = {det: make_bench_bundle(Path(tmp) / det, det) for det in dets}
+            if getattr(args, "peers", False):  # (measures the memory per idle series itself)
+                from monitor.bench import streaming_backends
+
+                streaming_backends.run(args, bs, bundles["robust-zscore"], results)
+                return 0
             mem = memory_per_idle_series()
             results["memory_per_idle_series_bytes"] = mem
             idle = {k: v for k, v in mem.items() if not k.endswith(("_live", "_jitter"))}
