@@ -114,10 +114,10 @@ def _drain(cfg: Any, n_rec: int, expected: int, then: Any = None) -> dict[str, A
 @contextlib.contextmanager
 def kafka_python_public() -> Iterator[None]:
     """The kafka-python backend without its private-API patches, for a same-run comparison: no fast fetch
-    (``streams/kafka_fetch.py`` and the C record decoder of ``streams/_speedups.c``: kafka-python decodes
+    (``streams/kafka/fetch.py`` and the C record decoder of ``streams/_speedups.c``: kafka-python decodes
     its own records) and no bulk record encoder (``Sink.send_batch`` sends record by record, as it does
     for a kafka-python it does not know). The windower's C ``add_plain`` stays (both backends use it)."""
-    import streams.kafka_fetch as kf
+    import streams.kafka.fetch as kf
     from streams.kafka import Sink
 
     saved = kf.install_fast_fetch, Sink._bulk_ready

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-#: librdkafka consumer queue settings of the tuned runs (the same as streams.kafka_confluent.QUEUE_TUNING)
+#: librdkafka consumer queue settings of the tuned runs (the same as streams.kafka.confluent.QUEUE_TUNING)
 QUEUE_TUNING = {"queued.min.messages": 1_000_000, "fetch.queue.backoff.ms": 10}
 #: the daemon's group session settings (input.session_timeout_ms, input.heartbeat_interval_ms) for the peers'
 #: groups: with librdkafka's 45 s default session a group took 23 s to start reading on the embedded broker
