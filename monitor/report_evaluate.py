@@ -78,9 +78,12 @@ def write_evaluate_report(out: Path, metrics: dict[str, Any], det: Any, data: An
     rep.table(rows)
     rep.text(metrics.get("post_hoc_note", ""), "note")
     if metrics.get("bars"):
-        rep.text(f"bars: {metrics['bars']}", "note")
+        names = {"roc_auc": "ROC AUC", "f1": "F1", "pr_auc": "PR AUC"}
+        rep.text("The protocol's bars: " + ", ".join(f"{names.get(k, k)} ≥ {v:g}" for k, v in metrics["bars"].items())
+                 + " (for the declared component).", "note")
     if metrics["protocol"] in PEERS:
-        rep.heading("Peers on this protocol (mean of 3 seeds)", 3, id="peers")
+        rep.heading("Peers on this protocol (mean of 3 seeds, as measured in issue 3; not rerun by this report)", 3,
+                    id="peers")
         rep.table([{"detector": n, "roc_auc": a, "f1": f} for n, a, f in PEERS[metrics["protocol"]]])
     rep.heading("Runs", 3, id="runs")
     rep.table([{"model": r["model"], "seed": r["seed"], "fit_seconds": r.get("fit_seconds"),
