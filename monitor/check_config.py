@@ -107,10 +107,9 @@ def _retrain_problems(cfg: Config, field: str) -> list[str]:
     """``[retrain]`` on: the model must be served from a registry (``REGISTRY/NAME/current``)."""
     if not cfg.retrain.enabled:
         return []
-    from monitor.retrain_schedule import registry_model
+    from monitor.retrain_schedule import served_from_registry
 
-    loc = registry_model(cfg.model.dir)
-    if loc is None or not (loc[0] / loc[1]).is_dir():
+    if served_from_registry(cfg.model.dir) is None:
         return [f"{field}: {cfg.model.dir} is not a registry's NAME/current, and [retrain] is on: a retrained "
                 "version would have nowhere to go (anomon models add NAME DIR; serve REGISTRY/NAME/current)"]
     return []

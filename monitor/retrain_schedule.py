@@ -54,6 +54,13 @@ def registry_model(model_dir: str | os.PathLike[str]) -> tuple[Path, str] | None
     return p.parent.parent, p.parent.name
 
 
+def served_from_registry(model_dir: str | os.PathLike[str]) -> tuple[Path, str] | None:
+    """:func:`registry_model` of ``model_dir`` when that model's folder exists in its registry, else None
+    (``[retrain]`` needs it: a retrained version has to go somewhere)."""
+    loc = registry_model(model_dir)
+    return loc if loc is not None and (loc[0] / loc[1]).is_dir() else None
+
+
 def read_state(path: Path) -> dict[str, Any]:
     """The state file (``{}`` when there is none); format 1."""
     if not path.is_file():
@@ -107,8 +114,8 @@ class RetrainScheduler:
                  lateness_ms: float = 0.0, gap_ms: float | None = None, lane: Any = None, metrics: Any = None,
                  on_promoted: Callable[[], None] | None = None, clock: Callable[[], float] = time.time,
                  label: str | None = None):
-        loc = registry_model(model_dir)
-        if loc is None or not (loc[0] / loc[1]).is_dir():
+        loc = served_from_registry(model_dir)
+        if loc is None:
             raise ConfigError(f"retrain: the model dir {model_dir!r} is not a registry's NAME/current, so a retrained "
                               "version has nowhere to go; add the bundle with `anomon models add NAME DIR` and serve "
                               "REGISTRY/NAME/current, or turn [retrain] off")
@@ -145,10 +152,11 @@ class RetrainScheduler:
 
     def _promoted_at(self) -> float | None:
         """When ``current`` last moved (the newest promote or rollback in the registry's history)."""
-        p = self.root / self.name / "history.json"
+        from monitor.registry import Registry
+
         try:
-            events = json.loads(p.read_text()).get("events", [])
-        except (OSError, ValueError, AttributeError):
+            events = Registry(self.root).history(self.name)
+        except (OSError, UserError):  # unreadable or corrupt: the schedule counts from the last retrain or start
             return None
         times = [_iso_s(e.get("at")) for e in events if e.get("action") in ("promote", "rollback")]
         times = [t for t in times if t is not None]
