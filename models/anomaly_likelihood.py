@@ -245,6 +245,55 @@ class AnomalyLikelihood:
         return self
 
 
+    # ---- a compact checkpoint (a streaming daemon's per-series state)
+    def checkpoint(self) -> dict[str, Any]:
+        """The state a restarted stream resumes from, compactly: the estimate (``mean``, ``std``), the
+        counters and the short window, but not the long-run history (up to ``historic_window`` scores).
+
+        After :meth:`resume` the likelihood of every score is what it would have been until the next
+        re-estimate, which is then made on the scores learnt since (at least ``reestimation_period`` of
+        them); :meth:`to_dict` keeps everything. Floats are rounded to 9 significant digits.
+
+        >>> a = AnomalyLikelihood(learning_period=0, estimation_samples=3, reestimation_period=50)
+        >>> _ = a.update_many([1.0, 2.0, 3.0, 2.0])
+        >>> b = AnomalyLikelihood(learning_period=0, estimation_samples=3, reestimation_period=50)
+        >>> _ = b.resume(a.checkpoint())
+        >>> round(b.score_one(9.0), 9) == round(a.score_one(9.0), 9), b.n_seen_
+        (True, 4)
+        """
+        def r(x: float | None) -> float | None:
+            return None if x is None else float(f"{x:.9g}")
+
+        return {"f": FORMAT_VERSION, "n": self.n_seen_, "mean": r(self.mean_), "std": r(self.std_),
+                "since": self._since_estimate, "recent": [r(x) for x in self._recent]}
+
+    def resume(self, d: dict[str, Any]) -> AnomalyLikelihood:
+        """Continue from a :meth:`checkpoint` (the long-run history starts empty). Returns self.
+
+        Raises ``ValueError`` naming the field when ``d`` is not a checkpoint this version reads."""
+        if d.get("f") != FORMAT_VERSION:
+            raise ValueError(f"anomaly likelihood checkpoint has format {d.get('f')!r}; this version reads {FORMAT_VERSION}")
+        try:
+            n, since = int(d["n"]), int(d["since"])
+            mean = None if d["mean"] is None else float(d["mean"])
+            std = None if d["std"] is None else float(d["std"])
+            recent = [float(x) for x in d["recent"]]
+        except KeyError as exc:
+            raise ValueError(f"anomaly likelihood checkpoint: missing field {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"anomaly likelihood checkpoint: {exc}") from None
+        if (mean is None) != (std is None) or (std is not None and not std > 0) or n < 0:
+            raise ValueError("anomaly likelihood checkpoint: inconsistent mean/std/n")
+        self._reset()
+        self.n_seen_, self.mean_, self.std_ = n, mean, std
+        # the next re-estimate waits for a full period of new scores (the history restarts empty);
+        # ``since`` is kept in the checkpoint for inspection only
+        del since
+        self._since_estimate = 0
+        self._recent.extend(recent[-self.averaging_window:])
+        return self
+
+
 class LikelihoodPerSeries:
     """One :class:`AnomalyLikelihood` per series id, made on first sight with the same parameters.
 
@@ -272,6 +321,19 @@ class LikelihoodPerSeries:
     def update(self, series: str, score: float) -> float:
         """The likelihood of ``score`` for ``series``, then learn it."""
         return self[series].update(score)
+
+    def get(self, series: str) -> AnomalyLikelihood | None:
+        """The state of ``series``, or None (without making one)."""
+        return self._by_series.get(series)
+
+    def checkpoint(self, series: str) -> dict[str, Any] | None:
+        """:meth:`AnomalyLikelihood.checkpoint` of ``series`` (None when it has no state)."""
+        st = self._by_series.get(series)
+        return None if st is None else st.checkpoint()
+
+    def resume(self, series: str, d: dict[str, Any]) -> None:
+        """Give ``series`` the state of a checkpoint (see :meth:`AnomalyLikelihood.resume`)."""
+        self._by_series[series] = AnomalyLikelihood(**self.params).resume(d)
 
     def forget(self, series: str) -> None:
         """Drop the state of ``series`` (gone idle); it learns again from its next score."""

@@ -37,6 +37,7 @@ class CheckpointMixin:
         offsets = {}
         dlq_marks: dict = {}
         thr_states: dict = {}
+        lik_states: dict = {}
         for tp in tps:
             if tp not in self._dirty and tp in self._last_commit:
                 continue
@@ -50,7 +51,8 @@ class CheckpointMixin:
             self._attach_alerts(tp, snap)
             dlq_marks[tp] = self._dlq_mark.get(tp, -1)
             thr_states[tp] = self.thresholds.state(tp)
-            self._send_progress(tp, c, snap, thr_states[tp])
+            lik_states[tp] = self._likelihood_checkpoints(snap)
+            self._send_progress(tp, c, snap, thr_states[tp], lik_states[tp])
             offsets[tp] = (c, snap)
         if not offsets:
             return True
@@ -70,6 +72,7 @@ class CheckpointMixin:
             self._last_snap[tp] = snap
             self._dlq_committed[tp] = dlq_marks[tp]
             self._last_thr[tp] = thr_states[tp]
+            self._last_lik[tp] = lik_states[tp]
             self._dirty.discard(tp)
             adopted = self._adopted.get(tp)
             if adopted:  # windows that needed parked readings are out and flushed: no rewind goes back to them
@@ -91,6 +94,7 @@ class CheckpointMixin:
             self.windower.assign(tp, self._last_snap.get(tp, {}))
             self.thresholds.drop(tp)  # the windows after the commit are classified again: from its state
             self.thresholds.restore(tp, self._last_thr.get(tp))
+            self._restore_likelihood(tp, self._last_snap.get(tp, {}), self._last_lik.get(tp))
             # dead letters since the last commit may be lost with the other outputs: sent again
             self._dlq_mark[tp] = self._dlq_committed.get(tp, -1)
             off = self._last_commit.get(tp)

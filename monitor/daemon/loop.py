@@ -177,6 +177,7 @@ class Daemon(PartitionsMixin, ProgressMixin, CheckpointMixin, ScoringMixin, Emis
         self._dlq_mark: dict[Any, int] = {}
         self._dlq_committed: dict[Any, int] = {}
         self._last_thr: dict[Any, dict | None] = {}  # each partition's threshold state at its last commit
+        self._last_lik: dict[Any, dict | None] = {}  # and its series' likelihood checkpoints
         self.stats = {"records": 0, "windows": 0, "dlq": 0, "dlq_replayed": 0, "unreadable_batches": 0,
                       "repartitioned": 0, "alerts": 0, "batches": 0, "commits": 0, "rewinds": 0, "drift": 0, "suppressed": 0, "score_s": 0.0,
                       "threaded_batches": 0, "child_batches": 0}

@@ -72,9 +72,13 @@ class PartitionsMixin:
         self._new.discard(tp)
         self._park(tp)
         self._last_commit.pop(tp, None)
-        self._last_snap.pop(tp, None)
+        gone = self._last_snap.pop(tp, None) or {}
+        if self._likelihood is not None:  # the partition's next owner resumes them from its progress
+            for sid in gone:
+                self._likelihood.forget(sid)
+                self._likelihood_seen.pop(sid, None)
         self._repart.drop(tp)
-        for d in (self._dlq_mark, self._dlq_committed, self._last_thr, self._adwins, self._adwin_in):
+        for d in (self._dlq_mark, self._dlq_committed, self._last_thr, self._last_lik, self._adwins, self._adwin_in):
             d.pop(tp, None)
         self.thresholds.drop(tp)
         self._dirty.discard(tp)
@@ -218,6 +222,8 @@ class PartitionsMixin:
             resumed = self.thresholds.restore(tp, thr)
             self._last_thr[tp] = thr if resumed else None
             self._restore_adwin(tp, meta.get(tp, {}).get("adwin"))
+            self._restore_likelihood(tp, snap, meta.get(tp, {}).get("likelihood"))
+            self._last_lik[tp] = meta.get(tp, {}).get("likelihood")
             self.windower.assign(tp, snap)
             self._restore_alerts(tp, snap)
             c = committed[tp]
