@@ -27,11 +27,12 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from monitor.durations import parse_duration
 
 from monitor.errors import ConfigError
 from streams.records import RecordFormat
@@ -247,19 +248,6 @@ class RetrainSection:
     @property
     def enabled(self) -> bool:
         return bool(self.every.strip()) or self.after_drift_events > 0
-
-
-def duration_s(text: str) -> float:
-    """Seconds of a duration such as ``"90s"``, ``"15m"``, ``"24h"``, ``"1d"`` or ``"1h30m"``.
-
-    >>> duration_s("1h30m"), duration_s("2s"), duration_s("1d")
-    (5400.0, 2.0, 86400.0)
-    """
-    t = str(text).strip().lower().replace(" ", "")
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)", t)
-    if not t or "".join(n + u for n, u in parts) != t:
-        raise ValueError(f"{text!r} is not a duration (90s, 15m, 24h, 1d, 1h30m)")
-    return sum(float(n) * {"ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400}[u] for n, u in parts)
 
 
 @dataclass
@@ -529,7 +517,7 @@ def validate(cfg: Config, problems: list[ConfigError] | None = None) -> None:
     for key in ("every", "since"):
         if getattr(rt, key).strip():
             try:
-                if duration_s(getattr(rt, key)) <= 0:
+                if parse_duration(getattr(rt, key)) <= 0:
                     raise ValueError(f"{getattr(rt, key)!r} must be positive")
             except ValueError as exc:
                 fail(err(f"retrain.{key}", str(exc)))

@@ -35,7 +35,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from monitor.config import RetrainSection, duration_s
+from monitor.config import RetrainSection
+from monitor.durations import parse_duration as duration_s
 from monitor.errors import ConfigError, UserError
 
 log = logging.getLogger("anomon.retrain")

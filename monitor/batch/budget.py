@@ -27,7 +27,6 @@ Examples
 from __future__ import annotations
 
 import inspect
-import re
 import time
 from typing import Any, Callable
 
@@ -40,19 +39,16 @@ MIN_ROWS = 200
 #: Keys scaled together with ``epochs``.
 EPOCH_KEYS = ("epochs", "pretrain_epochs")
 
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_duration(value: Any) -> float:
     """Seconds of ``"10m"``, ``"1h30m"``, ``"90s"``, ``"2.5m"`` or a plain number of seconds."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        secs = float(value)
-    else:
-        text = str(value).strip().lower().replace(" ", "")
-        parts = re.findall(r"(\d+(?:\.\d+)?)([smh]?)", text)
-        if not text or "".join(n + u for n, u in parts) != text or (len(parts) > 1 and not all(u for _, u in parts)):
-            raise ConfigError(f"time_budget: {value!r} is not a duration; give e.g. 10m, 1h30m, 90s or seconds")
-        secs = sum(float(n) * _UNITS[u or "s"] for n, u in parts)
+    from monitor.durations import parse_duration as seconds
+
+    try:
+        secs = seconds(value, bare_seconds=True)
+    except ValueError:
+        raise ConfigError(f"time_budget: {value!r} is not a duration; give e.g. 10m, 1h30m, 90s or seconds") from None
     if not secs > 0:
         raise ConfigError(f"time_budget: {value!r} must be positive")
     return secs

@@ -21,7 +21,6 @@ import argparse
 import base64
 import collections
 import json
-import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -32,7 +31,6 @@ from monitor.errors import UnavailableError, UserError
 
 #: the headers ``Daemon._dlq`` writes (others are kept under ``headers`` in ``--json``)
 HEADERS = ("anomon.reason", "anomon.error", "anomon.source", "anomon.samples", "anomon.truncated")
-_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -79,10 +77,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 # --------------------------------------------------------------------------- parsing
 def _duration_ms(text: str) -> int:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*", text)
-    if not m:
-        raise ValueError(text)
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
+    from monitor.durations import parse_duration
+
+    return int(parse_duration(text) * 1000)
 
 
 def _since_ms(text: str | None, now_ms: float | None = None) -> int | None:
