@@ -188,6 +188,7 @@ linger_ms = {args.daemon_linger_ms}\n[http]\nport = {port}\n""")
     lat_lock = threading.Lock()
     lat_now: list[float] = []
     all_lat: list[float] = []
+    reading = threading.Event()  # set once the reader is at the end of the scores topic
 
     def read_scores() -> None:
         tps = []
@@ -198,7 +199,9 @@ linger_ms = {args.daemon_linger_ms}\n[http]\nport = {port}\n""")
                           max_poll_records=1_000_000)
         c.assign(tps)
         c.seek_to_end(*tps)  # only the live phase (Tansu's end is the last batch start: a few old ones pass)
+        c.position(tps[0])  # (the seek takes effect here, not at the first poll)
         t_live = time.time() * 1000
+        reading.set()
         try:
             # One fetch a second is enough: the latency is stamped by the daemon (scored_at), not read
             # here. Fetching as fast as the scores arrive would load the embedded broker, whose every
@@ -238,6 +241,11 @@ linger_ms = {args.daemon_linger_ms}\n[http]\nport = {port}\n""")
         if bp:
             bp.cpu_percent()
         time.sleep(3)
+        # the load starts when the reader is in place (the daemon creates the scores topic as it starts,
+        # which on a loaded machine may take longer than the soak itself)
+        if not reading.wait(120):
+            raise SystemExit("anomon bench soak: the daemon's scores topic did not appear within 120 s of its "
+                             f"start (see {tmp / 'daemon.log'})")
         prod = threading.Thread(target=produce, args=(series, period), daemon=True)
         start = time.monotonic()
         prod.start()
