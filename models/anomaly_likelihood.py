@@ -274,7 +274,8 @@ class AnomalyLikelihood:
         if d.get("f") != FORMAT_VERSION:
             raise ValueError(f"anomaly likelihood checkpoint has format {d.get('f')!r}; this version reads {FORMAT_VERSION}")
         try:
-            n, since = int(d["n"]), int(d["since"])
+            n = int(d["n"])
+            int(d["since"])  # written for inspection; the re-estimate waits a full period after a resume
             mean = None if d["mean"] is None else float(d["mean"])
             std = None if d["std"] is None else float(d["std"])
             recent = [float(x) for x in d["recent"]]
@@ -286,10 +287,7 @@ class AnomalyLikelihood:
             raise ValueError("anomaly likelihood checkpoint: inconsistent mean/std/n")
         self._reset()
         self.n_seen_, self.mean_, self.std_ = n, mean, std
-        # the next re-estimate waits for a full period of new scores (the history restarts empty);
-        # ``since`` is kept in the checkpoint for inspection only
-        del since
-        self._since_estimate = 0
+        self._since_estimate = 0  # the history restarts empty: the next re-estimate waits a full period
         self._recent.extend(recent[-self.averaging_window:])
         return self
 

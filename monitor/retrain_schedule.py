@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from monitor.config import RetrainSection
-from monitor.durations import parse_duration as duration_s
+from monitor.durations import parse_duration
 from monitor.errors import ConfigError, UserError
 
 log = logging.getLogger("anomon.retrain")
@@ -128,12 +128,12 @@ class RetrainScheduler:
         self.metrics = metrics
         self.on_promoted = on_promoted
         self.clock = clock
-        self.every_s = duration_s(rt.every) if rt.every.strip() else None
-        self.since_s = duration_s(rt.since) if rt.since.strip() else None
+        self.every_s = parse_duration(rt.every) if rt.every.strip() else None
+        self.since_s = parse_duration(rt.since) if rt.since.strip() else None
         self.state_path = self.root / self.name / STATE_FILE
         self.lock_path = self.root / self.name / LOCK_FILE
         self.drift_events = 0  # since the last retrain this process started or saw finish
-        self._file_cache: dict[str, tuple[Any, Any]] = {}  # slot -> ((inode, mtime_ns, size), value read)
+        self._file_cache: dict[Path, tuple[Any, Any]] = {}  # file -> ((inode, mtime_ns, size), value read)
         self.created = clock()
         self.last: dict[str, Any] | None = None  # the last result this process collected
         self._proc: Any = None
@@ -152,32 +152,24 @@ class RetrainScheduler:
         """Count drift events towards ``after_drift_events``."""
         self.drift_events += n
 
-    def _unchanged(self, path: Path, slot: str) -> tuple[bool, Any]:
-        """Whether ``path`` is as it was when ``slot`` was last read (same inode, mtime and size), and that value:
-        housekeeping asks every second, the files change once a retrain."""
+    def _cached(self, path: Path, read: Callable[[], Any]) -> Any:
+        """``read()``, or its value from the last call while ``path`` is unchanged (same inode, mtime and
+        size; both files are written by rename): housekeeping asks every second, they change once a retrain."""
         try:
             st = path.stat()
-            sig = (st.st_ino, st.st_mtime_ns, st.st_size)  # written by rename: a new inode each time
+            sig = (st.st_ino, st.st_mtime_ns, st.st_size)
         except OSError:
             sig = None
-        old = self._file_cache.get(slot)
+        old = self._file_cache.get(path)
         if old is not None and old[0] == sig:
-            return True, old[1]
-        self._file_cache.pop(slot, None)
-        return False, sig
-
-    def _remember(self, slot: str, sig: Any, value: Any) -> Any:
-        self._file_cache[slot] = (sig, value)
+            return old[1]
+        value = read()
+        self._file_cache[path] = (sig, value)
         return value
-
-    def _state(self) -> dict[str, Any]:
-        same, v = self._unchanged(self.state_path, "state")
-        return v if same else self._remember("state", v, read_state(self.state_path))
 
     def _promoted_at(self) -> float | None:
         """When ``current`` last moved (the newest promote or rollback in the registry's history)."""
-        same, v = self._unchanged(self.root / self.name / "history.json", "history")
-        return v if same else self._remember("history", v, self._read_promoted_at())
+        return self._cached(self.root / self.name / "history.json", self._read_promoted_at)
 
     def _read_promoted_at(self) -> float | None:
         from monitor.registry import Registry
@@ -193,7 +185,7 @@ class RetrainScheduler:
     def due(self, now: float | None = None) -> str | None:
         """``"schedule"`` or ``"drift"`` when a retrain should start now, else None."""
         now = self.clock() if now is None else now
-        st = self._state()
+        st = self._cached(self.state_path, lambda: read_state(self.state_path))
         started = st.get("last_started")
         if started is not None and now - float(started) < self.rt.min_interval_s:
             return None

@@ -30,6 +30,7 @@ import inspect
 import time
 from typing import Any, Callable
 
+from monitor import durations
 from monitor.errors import ConfigError
 
 #: Largest ``max_train`` of a pilot.
@@ -43,10 +44,8 @@ EPOCH_KEYS = ("epochs", "pretrain_epochs")
 
 def parse_duration(value: Any) -> float:
     """Seconds of ``"10m"``, ``"1h30m"``, ``"90s"``, ``"2.5m"`` or a plain number of seconds."""
-    from monitor.durations import parse_duration as seconds
-
     try:
-        secs = seconds(value, bare_seconds=True)
+        secs = durations.parse_duration(value, bare_seconds=True)
     except ValueError:
         raise ConfigError(f"time_budget: {value!r} is not a duration; give e.g. 10m, 1h30m, 90s or seconds") from None
     if not secs > 0:

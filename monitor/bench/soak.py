@@ -199,7 +199,8 @@ linger_ms = {args.daemon_linger_ms}\n[http]\nport = {port}\n""")
                           max_poll_records=1_000_000)
         c.assign(tps)
         c.seek_to_end(*tps)  # only the live phase (Tansu's end is the last batch start: a few old ones pass)
-        c.position(tps[0])  # (the seek takes effect here, not at the first poll)
+        for tp in tps:  # (the seek takes effect here, not at the first poll)
+            c.position(tp)
         t_live = time.time() * 1000
         reading.set()
         try:

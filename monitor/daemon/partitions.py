@@ -222,8 +222,8 @@ class PartitionsMixin:
             resumed = self.thresholds.restore(tp, thr)
             self._last_thr[tp] = thr if resumed else None
             self._restore_adwin(tp, meta.get(tp, {}).get("adwin"))
-            self._restore_likelihood(tp, snap, meta.get(tp, {}).get("likelihood"))
             self._last_lik[tp] = meta.get(tp, {}).get("likelihood")
+            self._restore_likelihood(tp, snap, self._last_lik[tp])
             self.windower.assign(tp, snap)
             self._restore_alerts(tp, snap)
             c = committed[tp]
